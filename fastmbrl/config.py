@@ -1,0 +1,303 @@
+"""Run configuration: frozen dataclasses split into model, planner and algorithm settings.
+
+A run is described by one :class:`RunConfig`. It resolves in layers, each overriding the last:
+the dataclass defaults, the environment's defaults (``fastmbrl.envs`` specs), a JSON file
+(``--config``), then ``key=value`` overrides (``--set planner.horizon=20``). ``to_dict`` and
+``from_dict`` round-trip through plain JSON types; unknown keys and ill-typed values are refused
+with a message naming the key.
+"""
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+__all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
+           "apply_overrides", "parse_override", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of the probabilistic ensemble dynamics model and of its refits."""
+
+    hidden: tuple = (200, 200, 200)
+    """Widths of the hidden layers."""
+    ensemble_size: int = 5
+    """Number of bootstrapped members E."""
+    num_elites: int = 5
+    """Members with the best holdout loss used for planning (<= ensemble_size)."""
+    activation: str = "silu"
+    """Hidden activation: 'silu', 'relu' or 'tanh'."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 5e-5
+    """L2 weight decay (Adam's decoupled decay is not used; this is added to the gradient)."""
+    max_epochs: int = 50
+    """Upper bound on epochs per refit (early stopping usually ends sooner)."""
+    batch_size: int = 256
+    """Minibatch rows per member."""
+    holdout_frac: float = 0.1
+    """Fraction of the buffer held out for early stopping and elite selection."""
+    patience: int = 5
+    """Epochs without holdout improvement before a refit stops."""
+    learn_reward: bool = False
+    """Also learn the reward (needed only when no reward function is known)."""
+    dtype: str = "float32"
+    """'float32' or 'float64'."""
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Settings of the MPC agent: the trajectory optimizer and the particle propagation."""
+
+    name: str = "cem"
+    """Optimizer: 'cem', 'icem', 'mppi' or 'rs' (random shooting)."""
+    horizon: int = 15
+    """Planning horizon H in steps."""
+    population: int = 350
+    """Action sequences P scored per optimizer iteration."""
+    elite_frac: float = 0.1
+    """Fraction of the population refitted to (CEM/iCEM)."""
+    iterations: int = 5
+    """Optimizer iterations per action."""
+    alpha: float = 0.1
+    """Momentum of the sampling distribution's update (CEM/iCEM)."""
+    particles: int = 20
+    """Particles per action sequence (PETS trajectory sampling)."""
+    propagation: str = "ts1"
+    """Particle propagation: 'ts1', 'tsinf' or 'expectation'."""
+    options: dict = field(default_factory=dict)
+    """Extra keyword arguments passed to the optimizer's constructor (e.g. MPPI's temperature)."""
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Settings of the outer loop (Algorithm 1 of the course notes)."""
+
+    episodes: int = 10
+    """Episodes of model-based control after the random data."""
+    initial_steps: int = 200
+    """Transitions collected with uniformly random actions before the first fit."""
+    max_episode_steps: typing.Optional[int] = None
+    """Cap on an episode's length; None keeps the environment's own time limit."""
+    buffer_capacity: int = 200_000
+    """Replay buffer capacity (transitions); the oldest are overwritten beyond it."""
+    warm_start: bool = True
+    """Refit the model from its current weights (True) or from a fresh initialisation (False)."""
+    progress: bool = True
+    """Show a progress bar while acting (command line only)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run (together with the environment's code)."""
+
+    env: str = "Pendulum-v1"
+    """Environment id (a fastmbrl spec or a gymnasium id)."""
+    seed: int = 0
+    """Seed of every random stream (environment, model, planner, random actions)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Dynamics model settings."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """MPC agent settings."""
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    """Outer-loop settings."""
+
+
+_SECTIONS = {"model": ModelConfig, "planner": PlannerConfig, "algorithm": AlgorithmConfig}
+
+
+def to_dict(config):
+    """Return ``config`` (a RunConfig) as nested plain dicts of JSON types (tuples become lists)."""
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = {g.name: plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
+        else:
+            out[f.name] = plain(value)
+    return out
+
+
+def _coerce(key, value, annotation, default):
+    """Convert a JSON value to the type of the field ``key``; raise ConfigError naming it."""
+    kind = type(default) if default is not None else None
+    origin = typing.get_origin(annotation) if not isinstance(annotation, str) else None
+    if default is None or origin is typing.Union or annotation in ("typing.Optional[int]",):
+        if value is None:
+            return None
+        kind = int
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not (isinstance(value, int)
+                                           or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if kind is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ConfigError(f"{key}: expected a list of positive integers, got {value!r}")
+        return tuple(int(v) for v in value)
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a JSON object, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build_section(cls, name, values, base):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name}: expected a JSON object of settings, got {values!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown setting; known: {', '.join(sorted(known))}")
+        f = known[key]
+        changes[key] = _coerce(f"{name}.{key}", value, f.type, getattr(base, key))
+    return dataclasses.replace(base, **changes)
+
+
+def from_dict(values, base=None):
+    """Build a RunConfig from nested dicts, on top of ``base`` (default: RunConfig()).
+
+    Parameters
+    ----------
+    values : dict
+        Any subset of ``to_dict``'s keys, e.g. ``{"planner": {"horizon": 20}, "seed": 3}``.
+    base : RunConfig, optional
+        Settings not named in ``values`` are taken from here.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key or a value of the wrong type, naming the key.
+    """
+    config = RunConfig() if base is None else base
+    if not isinstance(values, dict):
+        raise ConfigError(f"config: expected a JSON object, got {type(values).__name__}")
+    changes = {}
+    for key, value in values.items():
+        if key in _SECTIONS:
+            changes[key] = _build_section(_SECTIONS[key], key, value, getattr(config, key))
+        elif key == "env":
+            changes[key] = _coerce("env", value, str, "")
+        elif key == "seed":
+            changes[key] = _coerce("seed", value, int, 0)
+        else:
+            raise ConfigError(f"{key}: unknown setting; known: env, seed, model, planner, algorithm")
+    config = dataclasses.replace(config, **changes)
+    validate(config)
+    return config
+
+
+def validate(config):
+    """Check value ranges that types alone do not catch; raise ConfigError naming the key."""
+    m, p, a = config.model, config.planner, config.algorithm
+    checks = [
+        ("model.ensemble_size", m.ensemble_size >= 1, "at least 1"),
+        ("model.num_elites", 1 <= m.num_elites <= m.ensemble_size, "between 1 and ensemble_size"),
+        ("model.activation", m.activation in ("silu", "relu", "tanh"), "silu, relu or tanh"),
+        ("model.lr", m.lr > 0, "positive"),
+        ("model.weight_decay", m.weight_decay >= 0, "non-negative"),
+        ("model.max_epochs", m.max_epochs >= 1, "at least 1"),
+        ("model.batch_size", m.batch_size >= 1, "at least 1"),
+        ("model.holdout_frac", 0 <= m.holdout_frac < 1, "in [0, 1)"),
+        ("model.patience", m.patience >= 1, "at least 1"),
+        ("model.dtype", m.dtype in ("float32", "float64"), "float32 or float64"),
+        ("planner.name", p.name in ("cem", "icem", "mppi", "rs"), "cem, icem, mppi or rs"),
+        ("planner.horizon", p.horizon >= 1, "at least 1"),
+        ("planner.population", p.population >= 2, "at least 2"),
+        ("planner.elite_frac", 0 < p.elite_frac <= 1, "in (0, 1]"),
+        ("planner.iterations", p.iterations >= 1, "at least 1"),
+        ("planner.alpha", 0 <= p.alpha < 1, "in [0, 1)"),
+        ("planner.particles", p.particles >= 1, "at least 1"),
+        ("planner.propagation", p.propagation in ("ts1", "tsinf", "expectation"),
+         "ts1, tsinf or expectation"),
+        ("algorithm.episodes", a.episodes >= 0, "non-negative"),
+        ("algorithm.initial_steps", a.initial_steps >= 1, "at least 1"),
+        ("algorithm.max_episode_steps", a.max_episode_steps is None or a.max_episode_steps >= 1,
+         "at least 1 or null"),
+        ("algorithm.buffer_capacity", a.buffer_capacity >= 1, "at least 1"),
+        ("seed", config.seed >= 0, "non-negative"),
+    ]
+    for key, ok, want in checks:
+        if not ok:
+            section, _, name = key.partition(".")
+            got = getattr(getattr(config, section), name) if name else getattr(config, key)
+            raise ConfigError(f"{key}: expected {want}, got {got!r}")
+
+
+def parse_override(text):
+    """Split ``"section.key=value"`` into a nested dict; the value is read as JSON if it parses.
+
+    ``"planner.horizon=20"`` -> ``{"planner": {"horizon": 20}}``; ``"model.hidden=[64,64]"`` and
+    ``"model.hidden=64,64"`` both give a list; bare words stay strings (``planner.name=icem``).
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"--set: expected key=value (e.g. planner.horizon=20), got {text!r}")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    raw = raw.strip()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        if "," in raw:
+            try:
+                value = [json.loads(v) for v in raw.split(",")]
+            except json.JSONDecodeError:
+                value = raw
+        else:
+            value = raw
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in ("env", "seed"):
+        return {parts[0]: value}
+    if len(parts) != 2 or parts[0] not in _SECTIONS or not parts[1]:
+        raise ConfigError(f"--set {key}: expected section.key with section one of "
+                          f"{', '.join(_SECTIONS)} (or env, seed)")
+    return {parts[0]: {parts[1]: value}}
+
+
+def merge(*dicts):
+    """Merge nested override dicts, later ones winning."""
+    out = {}
+    for d in dicts:
+        for k, v in (d or {}).items():
+            if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
+                out[k] = merge(out[k], v)
+            else:
+                out[k] = v
+    return out
+
+
+def apply_overrides(config, overrides):
+    """Return ``config`` with ``key=value`` strings (``--set``) applied, checked like from_dict."""
+    return from_dict(merge(*[parse_override(o) for o in overrides]), base=config)

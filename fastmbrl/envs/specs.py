@@ -1,0 +1,139 @@
+"""Environment specs: how to build each known environment, its exact reward and termination
+functions, the model's view of its observation (angle dims) and default run settings."""
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import gymnasium as gym
+
+from fastmbrl.envs import reward_fns, termination_fns
+from fastmbrl.envs.wrappers import XDisplacementObservation
+
+CARTPOLE_ID = "fastmbrl/CartPoleContinuous-v0"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A known environment: what ``fastmbrl.envs.make`` builds and what the loop needs to plan in it.
+
+    Attributes
+    ----------
+    id : str
+        Name used with ``make`` and the command line.
+    factory : callable
+        ``factory(**kwargs) -> gymnasium.Env``, with the time limit applied.
+    reward_fn : callable
+        ``reward_fn(obs (N, D_obs), act (N, D_act), next_obs (N, D_obs)) -> (N,)``, exact.
+    termination_fn : callable
+        Same signature, returns a bool array (N,), exact.
+    angle_dims : tuple of int
+        Observation dims that are angles (fed to the network as sin and cos).
+    max_episode_steps : int
+        The time limit the factory applies.
+    defaults : dict
+        Nested config overrides (``{"model": {...}, "planner": {...}, "algorithm": {...}}``) that
+        solve this environment quickly; see fastmbrl.config.
+    requires : str or None
+        Name of the optional extra needed ('mujoco'), or None.
+    description : str
+        One line for ``fastmbrl envs``.
+    """
+
+    id: str
+    factory: Callable
+    reward_fn: Callable
+    termination_fn: Callable
+    angle_dims: tuple = ()
+    max_episode_steps: int = 1000
+    defaults: dict = field(default_factory=dict)
+    requires: Optional[str] = None
+    description: str = ""
+
+    @property
+    def available(self):
+        """True when the optional dependency this environment needs is installed."""
+        if self.requires == "mujoco":
+            return importlib.util.find_spec("mujoco") is not None
+        return True
+
+
+def _gym_factory(env_id, **fixed):
+    def factory(**kwargs):
+        return gym.make(env_id, **{**fixed, **kwargs})
+    return factory
+
+
+def _half_cheetah(**kwargs):
+    kwargs.setdefault("exclude_current_positions_from_observation", False)
+    return XDisplacementObservation(gym.make("HalfCheetah-v5", **kwargs))
+
+
+# Defaults below were tuned on the project's 2-core machine; see benchmarks/run_loop_table.py.
+_SPECS = [
+    EnvSpec(
+        id="Pendulum-v1", factory=_gym_factory("Pendulum-v1"),
+        reward_fn=reward_fns.pendulum, termination_fn=termination_fns.no_termination,
+        angle_dims=(), max_episode_steps=200,
+        defaults={"model": {"hidden": [64, 64, 64], "ensemble_size": 5, "num_elites": 5,
+                            "max_epochs": 25, "patience": 5},
+                  "planner": {"name": "cem", "horizon": 15, "population": 200, "iterations": 5,
+                              "particles": 10, "elite_frac": 0.1, "alpha": 0.1},
+                  "algorithm": {"episodes": 10, "initial_steps": 200}},
+        description="swing up and balance a pendulum; 200 steps, solved near -150"),
+    EnvSpec(
+        id="MountainCarContinuous-v0", factory=_gym_factory("MountainCarContinuous-v0"),
+        reward_fn=reward_fns.mountain_car_continuous,
+        termination_fn=termination_fns.mountain_car_continuous,
+        max_episode_steps=999,
+        defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 25},
+                  "planner": {"name": "cem", "horizon": 30, "population": 200, "iterations": 5,
+                              "particles": 5},
+                  "algorithm": {"episodes": 10, "initial_steps": 999}},
+        description="drive an underpowered car up a hill; 999 steps, reward 100 at the flag"),
+    EnvSpec(
+        id="CartPoleContinuous-v0", factory=_gym_factory(CARTPOLE_ID),
+        reward_fn=reward_fns.constant_one, termination_fn=termination_fns.cartpole,
+        max_episode_steps=200,
+        defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 25},
+                  "planner": {"name": "cem", "horizon": 15, "population": 200, "iterations": 5,
+                              "particles": 10},
+                  "algorithm": {"episodes": 15, "initial_steps": 200}},
+        description="classic cart-pole with force = action x 10 N; 200 steps, reward 1 per step"),
+    EnvSpec(
+        id="InvertedPendulum-v5", factory=_gym_factory("InvertedPendulum-v5"),
+        reward_fn=reward_fns.inverted_pendulum, termination_fn=termination_fns.inverted_pendulum,
+        max_episode_steps=1000, requires="mujoco",
+        defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 25},
+                  "planner": {"name": "cem", "horizon": 15, "population": 200, "iterations": 5,
+                              "particles": 10},
+                  "algorithm": {"episodes": 10, "initial_steps": 200}},
+        description="MuJoCo cart-pole balance; 1000 steps, reward 1 per step alive"),
+    EnvSpec(
+        id="Reacher-v5", factory=_gym_factory("Reacher-v5"),
+        reward_fn=reward_fns.reacher, termination_fn=termination_fns.no_termination,
+        max_episode_steps=50, requires="mujoco",
+        defaults={"model": {"hidden": [200, 200, 200], "max_epochs": 25},
+                  "planner": {"name": "cem", "horizon": 15, "population": 300, "iterations": 5,
+                              "particles": 10},
+                  "algorithm": {"episodes": 30, "initial_steps": 250}},
+        description="MuJoCo two-link arm reaching a target; 50 steps"),
+    EnvSpec(
+        id="HalfCheetah-v5", factory=_half_cheetah,
+        reward_fn=reward_fns.half_cheetah, termination_fn=termination_fns.no_termination,
+        max_episode_steps=1000, requires="mujoco",
+        defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
+                            "max_epochs": 25},
+                  "planner": {"name": "cem", "horizon": 30, "population": 350, "iterations": 5,
+                              "particles": 20},
+                  "algorithm": {"episodes": 100, "initial_steps": 5000}},
+        description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
+]
+
+SPECS = {spec.id: spec for spec in _SPECS}
+ALIASES = {CARTPOLE_ID: "CartPoleContinuous-v0"}
+
+
+def replace(spec, **changes):
+    """Return a copy of ``spec`` with fields changed (a convenience over dataclasses.replace)."""
+    return dataclasses.replace(spec, **changes)

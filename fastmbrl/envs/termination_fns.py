@@ -1,0 +1,85 @@
+"""Exact termination functions of the environments fastmbrl knows, as Numba kernels.
+
+Design: ``termination_fn(obs, act, next_obs) -> done``, float arrays (N, D_obs), (N, D_act),
+(N, D_obs) in, a bool array (N,) out, one row per transition; module-level ``@njit(cache=True)`` so
+the compiled rollout calls them directly. Each reproduces the environment's ``terminated`` flag
+(not truncation, which the time limit decides).
+"""
+import numpy as np
+from numba import njit
+
+@njit(cache=True)
+def no_termination(obs, act, next_obs):
+    """Never terminates (Pendulum-v1, Reacher-v5, HalfCheetah-v5).
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, D_obs), (N, D_act), (N, D_obs)
+
+    Returns
+    -------
+    done : bool array (N,), all False
+    """
+    return np.zeros(obs.shape[0], dtype=np.bool_)
+
+
+@njit(cache=True)
+def mountain_car_continuous(obs, act, next_obs):
+    """MountainCarContinuous-v0: the car reached the flag (position' >= 0.45, velocity' >= 0).
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, 2), (N, 1), (N, 2)
+
+    Returns
+    -------
+    done : bool array (N,)
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = next_obs[i, 0] >= 0.45 and next_obs[i, 1] >= 0.0
+    return out
+
+
+@njit(cache=True)
+def cartpole(obs, act, next_obs):
+    """Classic cart-pole: |x'| > 2.4 or |theta'| > 12 degrees.
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, 4), (N, 1), (N, 4); columns (x, x_dot, theta,
+        theta_dot)
+
+    Returns
+    -------
+    done : bool array (N,)
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = abs(next_obs[i, 0]) > 2.4 or abs(next_obs[i, 2]) > 0.20943951023931953  # 12 degrees
+    return out
+
+
+@njit(cache=True)
+def inverted_pendulum(obs, act, next_obs):
+    """InvertedPendulum-v5: the pole angle left [-0.2, 0.2] rad or the state is not finite.
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, 4), (N, 1), (N, 4)
+
+    Returns
+    -------
+    done : bool array (N,)
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        bad = abs(next_obs[i, 1]) > 0.2
+        for j in range(next_obs.shape[1]):
+            if not np.isfinite(next_obs[i, j]):
+                bad = True
+        out[i] = bad
+    return out
