@@ -1,0 +1,324 @@
+"""Preallocated NumPy replay buffer: the data set that the dynamics model is fitted on.
+
+Rows are transitions ``(obs, act, reward, next_obs, terminated, truncated)`` stored in arrays that are
+allocated once (``overflow="wrap"``: a ring that overwrites the oldest rows when full) or doubled
+when full (``overflow="grow"``). The public attributes (``buf.obs`` ...) give the stored rows in
+insertion order: a read-only view while the ring has not wrapped, a copy after.
+"""
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from fastmbrl._validate import as_float_array, check_dtype
+
+BUFFER_FORMAT_VERSION = 1
+_FIELDS = ("obs", "act", "reward", "next_obs", "terminated", "truncated")
+
+
+class Transition(NamedTuple):
+    """A batch of transitions, each field with leading axis B.
+
+    Attributes
+    ----------
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    reward : float array (B,)
+    next_obs : float array (B, D_obs)
+    terminated : bool array (B,)
+    truncated : bool array (B,)
+    """
+
+    obs: np.ndarray
+    act: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _as_bool_array(name, x, n):
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected booleans, got dtype {arr.dtype}")
+    arr = arr.reshape(-1) if arr.ndim == 0 else arr
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},), got {np.shape(x)}")
+    return arr.astype(bool)
+
+
+class ReplayBuffer:
+    """Fixed-capacity (ring) or growing store of transitions.
+
+    Parameters
+    ----------
+    capacity : int
+        Rows allocated up front. With ``overflow="wrap"`` it is the maximum number of rows kept;
+        with ``"grow"`` the arrays double when full.
+    obs_dim, act_dim : int
+        Widths D_obs and D_act.
+    dtype : {np.float32, np.float64}
+        Storage dtype of obs, act, reward and next_obs.
+    overflow : {"wrap", "grow"}
+        What happens when the buffer is full.
+
+    Examples
+    --------
+    >>> buf = ReplayBuffer(1000, obs_dim=3, act_dim=1)
+    >>> buf.add(np.zeros(3), np.zeros(1), 0.0, np.ones(3), False, False)
+    >>> len(buf)
+    1
+    """
+
+    def __init__(self, capacity, obs_dim, act_dim, dtype=np.float32, overflow="wrap"):
+        self.capacity = _check_positive_int("capacity", capacity)
+        self.obs_dim = _check_positive_int("obs_dim", obs_dim)
+        self.act_dim = _check_positive_int("act_dim", act_dim)
+        self.dtype = check_dtype("dtype", dtype)
+        if overflow not in ("wrap", "grow"):
+            raise ValueError(f"overflow: expected 'wrap' or 'grow', got {overflow!r}")
+        self.overflow = overflow
+        self._allocate(self.capacity)
+        self._size = 0
+        self._ptr = 0          # next row to write
+        self.n_added = 0       # total rows ever added (counts overwritten ones)
+
+    def _allocate(self, capacity):
+        self._obs = np.zeros((capacity, self.obs_dim), self.dtype)
+        self._act = np.zeros((capacity, self.act_dim), self.dtype)
+        self._reward = np.zeros(capacity, self.dtype)
+        self._next_obs = np.zeros((capacity, self.obs_dim), self.dtype)
+        self._terminated = np.zeros(capacity, bool)
+        self._truncated = np.zeros(capacity, bool)
+
+    def _grow(self, needed):
+        new_cap = self.capacity
+        while new_cap < needed:
+            new_cap *= 2
+        old = [getattr(self, "_" + f)[: self._size] for f in _FIELDS]
+        self._allocate(new_cap)
+        for f, rows in zip(_FIELDS, old):
+            getattr(self, "_" + f)[: self._size] = rows
+        self.capacity = new_cap
+
+    def __len__(self):
+        return self._size
+
+    def __repr__(self):
+        return (f"ReplayBuffer(len={self._size}, capacity={self.capacity}, obs_dim={self.obs_dim}, "
+                f"act_dim={self.act_dim}, dtype={np.dtype(self.dtype).name}, "
+                f"overflow={self.overflow!r})")
+
+    # ------------------------------------------------------------------ adding
+    def add(self, obs, act, reward, next_obs, terminated, truncated):
+        """Store one transition.
+
+        Parameters
+        ----------
+        obs, next_obs : float array (D_obs,)
+        act : float array (D_act,)
+        reward : float
+        terminated, truncated : bool
+        """
+        self.add_batch(np.reshape(obs, (1, -1)), np.reshape(act, (1, -1)), np.reshape(reward, (1,)),
+                       np.reshape(next_obs, (1, -1)), np.reshape(terminated, (1,)),
+                       np.reshape(truncated, (1,)))
+
+    def add_batch(self, obs, act, reward, next_obs, terminated, truncated):
+        """Store B transitions (leading axis B on every argument).
+
+        Parameters
+        ----------
+        obs, next_obs : float array (B, D_obs)
+        act : float array (B, D_act)
+        reward : float array (B,)
+        terminated, truncated : bool array (B,)
+
+        Raises
+        ------
+        ValueError
+            On a shape mismatch or a non-finite value; nothing is stored then.
+        """
+        obs = as_float_array("obs", obs, self.dtype, ndim=2, shape=(None, self.obs_dim))
+        n = obs.shape[0]
+        act = as_float_array("act", act, self.dtype, shape=(n, self.act_dim))
+        reward = as_float_array("reward", reward, self.dtype, shape=(n,))
+        next_obs = as_float_array("next_obs", next_obs, self.dtype, shape=(n, self.obs_dim))
+        terminated = _as_bool_array("terminated", terminated, n)
+        truncated = _as_bool_array("truncated", truncated, n)
+        if n == 0:
+            return
+        if self.overflow == "grow" and self._size + n > self.capacity:
+            self._grow(self._size + n)
+        if n >= self.capacity:
+            # Only the newest `capacity` rows survive; write them in order from row 0.
+            sl = slice(n - self.capacity, n)
+            for f, v in zip(_FIELDS, (obs, act, reward, next_obs, terminated, truncated)):
+                getattr(self, "_" + f)[:] = v[sl]
+            self._ptr = 0
+            self._size = self.capacity
+            self.n_added += n
+            return
+        first = min(n, self.capacity - self._ptr)
+        for f, v in zip(_FIELDS, (obs, act, reward, next_obs, terminated, truncated)):
+            store = getattr(self, "_" + f)
+            store[self._ptr:self._ptr + first] = v[:first]
+            if first < n:
+                store[: n - first] = v[first:]
+        self._ptr = (self._ptr + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+        self.n_added += n
+
+    # ------------------------------------------------------------------ reading
+    def _ordered(self, store):
+        if self._size < self.capacity or self._ptr == 0:
+            view = store[: self._size]
+            view.flags.writeable = False
+            return view
+        return np.concatenate([store[self._ptr:], store[: self._ptr]])
+
+    @property
+    def obs(self):
+        """float array (N, D_obs): stored observations, oldest first."""
+        return self._ordered(self._obs)
+
+    @property
+    def act(self):
+        """float array (N, D_act): stored actions, oldest first."""
+        return self._ordered(self._act)
+
+    @property
+    def reward(self):
+        """float array (N,): stored rewards, oldest first."""
+        return self._ordered(self._reward)
+
+    @property
+    def next_obs(self):
+        """float array (N, D_obs): stored next observations, oldest first."""
+        return self._ordered(self._next_obs)
+
+    @property
+    def terminated(self):
+        """bool array (N,): stored termination flags, oldest first."""
+        return self._ordered(self._terminated)
+
+    @property
+    def truncated(self):
+        """bool array (N,): stored truncation flags, oldest first."""
+        return self._ordered(self._truncated)
+
+    def all(self):
+        """Every stored row as one :class:`Transition`, oldest first."""
+        return Transition(self.obs, self.act, self.reward, self.next_obs, self.terminated,
+                          self.truncated)
+
+    def _storage_rows(self, idx):
+        """Map insertion-order indices to storage rows."""
+        if self._size < self.capacity:
+            return idx
+        return (idx + self._ptr) % self.capacity
+
+    def sample(self, batch_size, rng):
+        """Draw ``batch_size`` transitions uniformly with replacement.
+
+        Parameters
+        ----------
+        batch_size : int
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        Transition
+            Fresh arrays with leading axis ``batch_size``.
+        """
+        batch_size = _check_positive_int("batch_size", batch_size)
+        if self._size == 0:
+            raise ValueError("sample: the buffer is empty")
+        rows = rng.integers(0, self._size, size=batch_size)
+        return Transition(*(np.take(getattr(self, "_" + f), rows, axis=0) for f in _FIELDS))
+
+    def bootstrap_indices(self, n_members, rng, size=None):
+        """Bootstrap resamples of the stored rows, one per ensemble member.
+
+        Parameters
+        ----------
+        n_members : int
+            E, the number of resamples.
+        rng : numpy.random.Generator
+        size : int, optional
+            Rows per resample; default ``len(self)``.
+
+        Returns
+        -------
+        int64 array (E, size)
+            Indices into the insertion-ordered rows (``buf.obs[idx]``), drawn with replacement.
+        """
+        n_members = _check_positive_int("n_members", n_members)
+        if self._size == 0:
+            raise ValueError("bootstrap_indices: the buffer is empty")
+        size = self._size if size is None else _check_positive_int("size", size)
+        return rng.integers(0, self._size, size=(n_members, size), dtype=np.int64)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Write the buffer to one ``.npz`` file, atomically (a temporary file, then ``os.replace``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination; written exactly there (no suffix is added).
+        """
+        path = os.fspath(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        arrays = {f: np.ascontiguousarray(getattr(self, f)) for f in _FIELDS}
+        meta = np.array([BUFFER_FORMAT_VERSION, self.capacity, self.obs_dim, self.act_dim,
+                         self.n_added], dtype=np.int64)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=meta, overflow=np.array(self.overflow),
+                         dtype=np.array(np.dtype(self.dtype).name), **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path):
+        """Read a buffer written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a fastmbrl buffer, has another format version, or is inconsistent.
+        """
+        path = os.fspath(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"path: {path!r} is not a readable ReplayBuffer file ({exc})") from exc
+        with data:
+            missing = [k for k in ("meta", "overflow", "dtype") + _FIELDS if k not in data.files]
+            if missing:
+                raise ValueError(f"path: {path!r} is not a ReplayBuffer file (missing {missing})")
+            meta = data["meta"]
+            if meta.shape != (5,) or int(meta[0]) != BUFFER_FORMAT_VERSION:
+                raise ValueError(f"path: {path!r} has buffer format version {meta[:1]}, expected "
+                                 f"{BUFFER_FORMAT_VERSION}")
+            _, capacity, obs_dim, act_dim, n_added = (int(v) for v in meta)
+            buf = cls(capacity, obs_dim, act_dim, dtype=np.dtype(str(data["dtype"])),
+                      overflow=str(data["overflow"]))
+            fields = [data[f] for f in _FIELDS]
+            n = fields[0].shape[0]
+            if n > capacity or any(v.shape[:1] != (n,) for v in fields):
+                raise ValueError(f"path: {path!r} holds inconsistent buffer arrays")
+            buf.add_batch(*fields)
+            buf.n_added = n_added
+        return buf

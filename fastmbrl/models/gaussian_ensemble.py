@@ -1,0 +1,592 @@
+"""GaussianEnsemble: the heteroskedastic Gaussian dynamics model of the course notes, section 4.
+
+Each of E members maps (s, a) to a diagonal Gaussian over the next state, trained by maximum
+likelihood on its own bootstrap resample. The notes' tricks (section 4.2) are built in: the network
+outputs a log-variance (softly bounded between learnable limits, PETS), predicts state changes,
+feeds angles as (sin, cos), and standardizes inputs and targets with statistics from the data.
+The maths of one prediction is written out in ``fastmbrl.models.arrays``; :meth:`GaussianEnsemble.arrays`
+hands the same numbers to compiled code.
+"""
+import io
+import json
+import os
+
+import numpy as np
+
+from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
+from fastmbrl._validate import as_float_array, check_dtype
+from fastmbrl.models.arrays import ModelArrays
+from fastmbrl.models.normalizer import Normalizer
+from fastmbrl.models.trainer import EnsembleTrainer
+from fastmbrl.nn import Adam, EnsembleMLP, soft_bound_logvar
+
+MODEL_FORMAT_VERSION = 1
+
+# PETS (Chua et al. 2018) initial soft bounds, in normalized target units.
+_INIT_MAX_LOGVAR = 0.5
+_INIT_MIN_LOGVAR = -10.0
+
+
+def _positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def pets_weight_decay(n_layers):
+    """PETS-like L2 decay per weight matrix, growing with depth.
+
+    Parameters
+    ----------
+    n_layers : int
+        Number of weight matrices (hidden layers + 1).
+
+    Returns
+    -------
+    list of float
+        ``n_layers`` values spaced evenly from 2.5e-5 (first layer) to 1e-4 (output layer).
+
+    Notes
+    -----
+    PETS' half-cheetah model (4 x 200 hidden) uses 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4; an even
+    ramp between the same end points generalizes it to any depth.
+    """
+    if n_layers == 1:
+        return [1e-4]
+    return [float(v) for v in np.linspace(2.5e-5, 1e-4, n_layers)]
+
+
+class GaussianEnsemble:
+    """Ensemble of heteroskedastic Gaussian dynamics models, s' ~ N(mu(s, a), diag sigma^2(s, a)).
+
+    Parameters
+    ----------
+    obs_dim, act_dim : int
+        D_obs and D_act.
+    hidden : sequence of int
+        Hidden layer widths.
+    ensemble_size : int
+        E, the number of members.
+    num_elites : int
+        Members kept for planning and sampling after each fit (lowest holdout loss); <= E.
+    activation : {"silu", "relu", "tanh", "identity"}
+    predict_delta : bool or sequence of D_obs bools
+        True: predict ``s' - s`` (notes, 4.2 trick 2); False dims are predicted directly.
+    angle_dims : sequence of int
+        Observation dims that are angles: fed to the network as (sin, cos) (trick 3); their
+        change targets are wrapped into [-pi, pi).
+    learn_reward : bool
+        Add a reward target column (the learned reward head).
+    dtype : {np.float32, np.float64}
+    seed : int
+        Seeds the weights and the model's own generator (splits, bootstrap, shuffles, sampling).
+    lr : float
+        Adam learning rate.
+    weight_decay : "pets", float or sequence of float
+        L2 decay of the weight matrices (one value, or one per layer); biases and the log-variance
+        bounds are not decayed. "pets" uses :func:`pets_weight_decay`.
+    logvar_penalty : float
+        Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS: 0.01).
+
+    Attributes
+    ----------
+    elites : int64 array (num_elites,)
+        Members used by :meth:`sample`, :meth:`uncertainty` and :meth:`arrays` (all members, or
+        the first ``num_elites``, before the first fit).
+    input_normalizer, output_normalizer : Normalizer
+    max_logvar, min_logvar : float arrays (D_out,)
+        The learnable soft bounds, in normalized target units.
+    history : FitHistory or None
+        The last fit's history.
+
+    Examples
+    --------
+    >>> model = GaussianEnsemble(3, 1, hidden=(32, 32), ensemble_size=3, num_elites=2)
+    >>> hist = model.fit(obs, act, next_obs, progress=False)          # doctest: +SKIP
+    >>> mean, var = model.predict(obs[:10], act[:10])                  # (3, 10, 3) each
+    """
+
+    def __init__(self, obs_dim, act_dim, hidden=(200, 200, 200, 200), ensemble_size=7,
+                 num_elites=5, activation="silu", predict_delta=True, angle_dims=(),
+                 learn_reward=False, dtype=DEFAULT_DTYPE, seed=0, lr=1e-3, weight_decay="pets",
+                 logvar_penalty=0.01):
+        self.obs_dim = _positive_int("obs_dim", obs_dim)
+        self.act_dim = _positive_int("act_dim", act_dim)
+        self.hidden = tuple(_positive_int("hidden", h) for h in hidden)
+        self.ensemble_size = _positive_int("ensemble_size", ensemble_size)
+        self.num_elites = _positive_int("num_elites", num_elites)
+        if self.num_elites > self.ensemble_size:
+            raise ValueError(f"num_elites: expected at most ensemble_size={self.ensemble_size}, "
+                             f"got {num_elites}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self.dtype = check_dtype("dtype", dtype)
+        self.seed = int(seed)
+        self.learn_reward = bool(learn_reward)
+        if not lr > 0:
+            raise ValueError(f"lr: expected a positive float, got {lr!r}")
+        self.lr = float(lr)
+        self.logvar_penalty = float(logvar_penalty)
+
+        # ---- which dims are changes, which are angles
+        if isinstance(predict_delta, (bool, np.bool_)):
+            delta = np.full(self.obs_dim, bool(predict_delta))
+        else:
+            delta = np.asarray(predict_delta)
+            if delta.dtype != bool or delta.shape != (self.obs_dim,):
+                raise ValueError(f"predict_delta: expected a bool or {self.obs_dim} bools, "
+                                 f"got {predict_delta!r}")
+        self.delta_mask = delta.copy()
+        angles = np.asarray(angle_dims, dtype=np.int64).reshape(-1)
+        if np.any(angles < 0) or np.any(angles >= self.obs_dim) or len(set(angles)) != angles.size:
+            raise ValueError(f"angle_dims: expected distinct indices in [0, {self.obs_dim}), "
+                             f"got {tuple(angle_dims)}")
+        self.angle_mask = np.zeros(self.obs_dim, bool)
+        self.angle_mask[angles] = True
+        self.angle_dims = tuple(int(a) for a in np.flatnonzero(self.angle_mask))
+        self._wrap_mask = self.angle_mask & self.delta_mask
+        self.delta_mask.flags.writeable = False
+        self.angle_mask.flags.writeable = False
+
+        self.in_dim = self.obs_dim + len(self.angle_dims) + self.act_dim
+        self.out_dim = self.obs_dim + int(self.learn_reward)
+        n_layers = len(self.hidden) + 1
+        if isinstance(weight_decay, str):
+            if weight_decay != "pets":
+                raise ValueError(f"weight_decay: expected 'pets', a float or {n_layers} floats, "
+                                 f"got {weight_decay!r}")
+            decays = pets_weight_decay(n_layers)
+        elif np.ndim(weight_decay) == 0:
+            decays = [float(weight_decay)] * n_layers
+        else:
+            decays = [float(w) for w in weight_decay]
+            if len(decays) != n_layers:
+                raise ValueError(f"weight_decay: expected {n_layers} values (one per layer), "
+                                 f"got {len(decays)}")
+        if any(not (w >= 0) for w in decays):
+            raise ValueError(f"weight_decay: expected non-negative values, got {decays}")
+        self.weight_decay = decays
+
+        # ---- parameters, normalizers, optimizers
+        self.net = EnsembleMLP(self.in_dim, 2 * self.out_dim, self.hidden, self.ensemble_size,
+                               activation, self.dtype, self.seed)
+        # One contiguous (2, D_out) array so that Adam updates both bounds in one call.
+        self._bounds = np.empty((2, self.out_dim), self.dtype)
+        self._bounds[0] = _INIT_MAX_LOGVAR
+        self._bounds[1] = _INIT_MIN_LOGVAR
+        self.max_logvar = self._bounds[0]
+        self.min_logvar = self._bounds[1]
+        self.input_normalizer = Normalizer(self.in_dim, self.dtype)
+        self.output_normalizer = Normalizer(self.out_dim, self.dtype)
+        param_decay = []
+        for w in decays:
+            param_decay += [w, 0.0]
+        self._adam_net = Adam(self.net.params, lr=self.lr, weight_decay=param_decay)
+        self._adam_bounds = Adam([self.max_logvar, self.min_logvar], lr=self.lr, weight_decay=0.0)
+        self._trainer = EnsembleTrainer(self.net, self._bounds, self._adam_net, self._adam_bounds,
+                                        self.logvar_penalty)
+        self._rng = np.random.default_rng(self.seed)
+        self.elites = np.arange(self.num_elites, dtype=np.int64)
+        self.n_fits = 0
+        self.history = None
+        self._arrays = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_members(self):
+        """E, the number of members."""
+        return self.ensemble_size
+
+    def __repr__(self):
+        dims = "x".join(str(int(d)) for d in self.net.layer_dims)
+        return (f"GaussianEnsemble(obs_dim={self.obs_dim}, act_dim={self.act_dim}, net={dims}, "
+                f"ensemble_size={self.ensemble_size}, num_elites={self.num_elites}, "
+                f"angle_dims={self.angle_dims}, learn_reward={self.learn_reward}, "
+                f"dtype={np.dtype(self.dtype).name}, fitted={self.n_fits > 0})")
+
+    # ------------------------------------------------------------------ transforms
+    def _check_obs_act(self, obs, act, name_obs="obs", name_act="act"):
+        obs = as_float_array(name_obs, obs, ndim=2, shape=(None, self.obs_dim))
+        act = as_float_array(name_act, act, ndim=2, shape=(obs.shape[0], self.act_dim))
+        return obs, act
+
+    def model_inputs(self, obs, act):
+        """The network input before normalization: ``[obs[~angle], sin(obs[angle]), cos(obs[angle]), act]``.
+
+        Parameters
+        ----------
+        obs : float array (B, D_obs)
+        act : float array (B, D_act)
+
+        Returns
+        -------
+        float array (B, D_in), the dtype of ``obs``
+        """
+        m = self.angle_mask
+        if not m.any():
+            return np.concatenate([obs, act], axis=1)
+        a = obs[:, m]
+        return np.concatenate([obs[:, ~m], np.sin(a), np.cos(a), act], axis=1)
+
+    def model_targets(self, obs, next_obs, reward=None):
+        """The regression targets before normalization.
+
+        Parameters
+        ----------
+        obs, next_obs : float arrays (B, D_obs)
+        reward : float array (B,), required when ``learn_reward``
+
+        Returns
+        -------
+        float array (B, D_out)
+            ``next_obs - obs`` on delta dims (wrapped into [-pi, pi) on angle dims), ``next_obs``
+            elsewhere, then the reward column when the model learns rewards.
+        """
+        tgt = np.where(self.delta_mask, next_obs - obs, next_obs)
+        if self._wrap_mask.any():
+            w = self._wrap_mask
+            tgt[:, w] = np.mod(tgt[:, w] + np.pi, 2 * np.pi) - np.pi
+        if self.learn_reward:
+            tgt = np.concatenate([tgt, np.reshape(reward, (-1, 1))], axis=1)
+        return tgt
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200, batch_size=256,
+            holdout_frac=0.1, patience=5, min_rel_improvement=0.01, bootstrap=True,
+            holdout_metric="mse", progress=True, callback=None):
+        """Fit every member by maximum likelihood on (a bootstrap resample of) the given data.
+
+        Call it with the whole replay buffer each time: the normalization statistics are
+        recomputed from these rows, and the weights and optimizer state continue from the
+        previous fit (warm start).
+
+        Parameters
+        ----------
+        obs, next_obs : float arrays (N, D_obs)
+        act : float array (N, D_act)
+        reward : float array (N,), required when ``learn_reward`` (ignored otherwise)
+        max_epochs : int
+            Upper bound on passes over the training split.
+        batch_size : int
+            Rows per member per step.
+        holdout_frac : float in [0, 1)
+            Fraction of rows held out for early stopping and elite selection; 0 disables both
+            (``max_epochs`` epochs are run and the first ``num_elites`` members are the elites).
+        patience : int
+            Epochs a member may go without a relative holdout improvement above
+            ``min_rel_improvement`` before it is done; training stops when all members are done.
+        min_rel_improvement : float
+        bootstrap : bool
+            Train each member on its own resample (with replacement) of the training split.
+        holdout_metric : {"mse", "nll"}
+            Holdout score for early stopping and elites (normalized units); "mse" as in PETS and
+            mbrl-lib.
+        progress : bool
+            Show a one-line progress display on stderr.
+        callback : callable, optional
+            ``callback(epoch, train_loss, holdout_loss)`` after each epoch (``holdout_loss`` is a
+            float64 array (E,), or None without holdout); returning True stops training.
+
+        Returns
+        -------
+        FitHistory
+
+        Raises
+        ------
+        ValueError
+            On bad shapes or non-finite data (the model is left untouched).
+        FloatingPointError
+            When training produces a non-finite loss; the last good weights are kept.
+        """
+        # ---- validate everything before touching the model
+        obs = as_float_array("obs", obs, np.float64, ndim=2, shape=(None, self.obs_dim))
+        n = obs.shape[0]
+        act = as_float_array("act", act, np.float64, shape=(n, self.act_dim))
+        next_obs = as_float_array("next_obs", next_obs, np.float64, shape=(n, self.obs_dim))
+        if self.learn_reward:
+            if reward is None:
+                raise ValueError("reward: required when learn_reward=True, got None")
+            reward = as_float_array("reward", reward, np.float64, shape=(n,))
+        if n < 2:
+            raise ValueError(f"obs: expected at least 2 transitions to fit, got {n}")
+        max_epochs = _positive_int("max_epochs", max_epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        patience = _positive_int("patience", patience)
+        if not 0.0 <= holdout_frac < 1.0:
+            raise ValueError(f"holdout_frac: expected a float in [0, 1), got {holdout_frac!r}")
+        if not min_rel_improvement >= 0.0:
+            raise ValueError(f"min_rel_improvement: expected >= 0, got {min_rel_improvement!r}")
+        if holdout_metric not in ("mse", "nll"):
+            raise ValueError(f"holdout_metric: expected 'mse' or 'nll', got {holdout_metric!r}")
+        inputs = self.model_inputs(obs, act)
+        targets = self.model_targets(obs, next_obs, reward)
+        for name, arr in (("obs/act (as network inputs)", inputs), ("targets", targets)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}: the transformed data overflowed to non-finite values")
+
+        # ---- normalization from these rows (notes, 4.2 trick 4), then train
+        self.input_normalizer.fit(inputs)
+        self.output_normalizer.fit(targets)
+        X = self.input_normalizer.normalize(inputs)
+        Y = self.output_normalizer.normalize(targets)
+        self._arrays = None
+        history = self._trainer.fit(
+            X, Y, self._rng, max_epochs=max_epochs, batch_size=batch_size,
+            holdout_frac=holdout_frac, patience=patience, min_rel_improvement=min_rel_improvement,
+            bootstrap=bootstrap, num_elites=self.num_elites, holdout_metric=holdout_metric,
+            progress=progress, callback=callback)
+        self.elites = history.elites
+        self.n_fits += 1
+        self.history = history
+        return history
+
+    # ------------------------------------------------------------------ querying
+    def _forward(self, obs, act):
+        """Normalized-space outputs for all members: mean_n (E, B, D_out), logvar (E, B, D_out)."""
+        x = self.input_normalizer.normalize(self.model_inputs(obs, act))
+        xe = np.ascontiguousarray(np.broadcast_to(x, (self.ensemble_size,) + x.shape))
+        out = self.net.forward(xe)
+        d = self.out_dim
+        lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
+        return out[..., :d].copy(), lv
+
+    def _predict_all(self, obs, act):
+        mean_n, lv = self._forward(obs, act)
+        on = self.output_normalizer
+        mean = self.output_normalizer.denormalize(mean_n, out=mean_n)
+        var = np.exp(lv, out=lv)
+        var *= np.square(on.std)
+        d = self.obs_dim
+        next_mean = mean[..., :d]
+        next_mean += np.where(self.delta_mask, obs, 0).astype(self.dtype)
+        if self.learn_reward:
+            return next_mean, var[..., :d], mean[..., d], var[..., d]
+        return next_mean, var[..., :d], None, None
+
+    def predict(self, obs, act, return_reward=False):
+        """Per-member Gaussian over the next observation, in raw units.
+
+        Parameters
+        ----------
+        obs : float array (B, D_obs)
+        act : float array (B, D_act)
+        return_reward : bool
+            Also return the learned reward's mean and variance (needs ``learn_reward``).
+
+        Returns
+        -------
+        mean, var : arrays (E, B, D_obs) in the model dtype
+            Mean and variance of s' for every member (all E, not only the elites).
+        reward_mean, reward_var : arrays (E, B), only with ``return_reward``
+
+        Notes
+        -----
+        The same computation as ``fastmbrl.models.arrays.predict_from_arrays(model.arrays(), ...)``
+        with all members.
+        """
+        if return_reward and not self.learn_reward:
+            raise ValueError("return_reward: the model has no reward head (learn_reward=False)")
+        obs, act = self._check_obs_act(obs, act)
+        obs, act = obs.astype(self.dtype, copy=False), act.astype(self.dtype, copy=False)
+        mean, var, r_mean, r_var = self._predict_all(obs, act)
+        if return_reward:
+            return mean, var, r_mean, r_var
+        return mean, var
+
+    def sample(self, obs, act, rng, members=None, return_reward=False):
+        """Draw one next observation per row from one member's Gaussian (PETS' TS-1 step).
+
+        Parameters
+        ----------
+        obs : float array (B, D_obs)
+        act : float array (B, D_act)
+        rng : numpy.random.Generator
+        members : int or int array (B,), optional
+            The member to use for each row; default a uniformly random elite per row.
+        return_reward : bool
+            Also return a sampled reward (B,) (needs ``learn_reward``).
+
+        Returns
+        -------
+        next_obs : array (B, D_obs)
+        reward : array (B,), only with ``return_reward``
+        """
+        if return_reward and not self.learn_reward:
+            raise ValueError("return_reward: the model has no reward head (learn_reward=False)")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+        obs, act = self._check_obs_act(obs, act)
+        obs, act = obs.astype(self.dtype, copy=False), act.astype(self.dtype, copy=False)
+        B = obs.shape[0]
+        if members is None:
+            members = self.elites[rng.integers(0, self.elites.size, size=B)]
+        else:
+            members = np.broadcast_to(np.asarray(members), (B,))
+            if members.dtype.kind not in "iu" or np.any(members < 0) or np.any(
+                    members >= self.ensemble_size):
+                raise ValueError(f"members: expected integers in [0, {self.ensemble_size}) for "
+                                 f"each of {B} rows, got {members!r}")
+        mean, var, r_mean, r_var = self._predict_all(obs, act)
+        rows = np.arange(B)
+        m, v = mean[members, rows], var[members, rows]
+        noise = rng.standard_normal(m.shape).astype(self.dtype)
+        next_obs = m + np.sqrt(v) * noise
+        if return_reward:
+            r = r_mean[members, rows] + np.sqrt(r_var[members, rows]) * rng.standard_normal(
+                B).astype(self.dtype)
+            return next_obs, r
+        return next_obs
+
+    def uncertainty(self, obs, act, members=None):
+        """Aleatoric and epistemic variance of the next observation.
+
+        Parameters
+        ----------
+        obs : float array (B, D_obs)
+        act : float array (B, D_act)
+        members : int array, optional
+            Members to pool; default the elites.
+
+        Returns
+        -------
+        aleatoric : array (B, D_obs)
+            Mean over members of each member's predicted variance (the noise model).
+        epistemic : array (B, D_obs)
+            Variance over members of the members' means (ensemble disagreement).
+        """
+        mean, var = self.predict(obs, act)
+        members = self.elites if members is None else np.asarray(members, np.int64).reshape(-1)
+        if members.size == 0 or np.any(members < 0) or np.any(members >= self.ensemble_size):
+            raise ValueError(f"members: expected indices in [0, {self.ensemble_size}), got {members}")
+        return var[members].mean(axis=0), mean[members].var(axis=0)
+
+    def arrays(self):
+        """The model as plain arrays for compiled code (see ``fastmbrl.models.arrays``).
+
+        Returns
+        -------
+        ModelArrays
+            Live views of the weights and statistics (no copy); call again after ``fit`` or
+            ``load`` (the elites may change).
+        """
+        if self._arrays is None or self._arrays.members is not self.elites:
+            self._arrays = ModelArrays(
+                flat=self.net.flat, layer_dims=self.net.layer_dims, n_members=self.ensemble_size,
+                activation=ACTIVATIONS[self.activation], members=self.elites,
+                angle_mask=self.angle_mask, delta_mask=self.delta_mask,
+                in_mean=self.input_normalizer.mean, in_std=self.input_normalizer.std,
+                out_mean=self.output_normalizer.mean, out_std=self.output_normalizer.std,
+                max_logvar=self.max_logvar, min_logvar=self.min_logvar,
+                has_reward=self.learn_reward)
+        return self._arrays
+
+    # ------------------------------------------------------------------ persistence
+    def _config(self):
+        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden),
+                "ensemble_size": self.ensemble_size, "num_elites": self.num_elites,
+                "activation": self.activation, "predict_delta": [bool(v) for v in self.delta_mask],
+                "angle_dims": list(self.angle_dims), "learn_reward": self.learn_reward,
+                "dtype": np.dtype(self.dtype).name, "seed": self.seed, "lr": self.lr,
+                "weight_decay": list(self.weight_decay), "logvar_penalty": self.logvar_penalty}
+
+    def save(self, path):
+        """Write the whole model to one ``.npz`` file (atomically: a temporary file, then rename).
+
+        The file holds the configuration, the weights, the log-variance bounds, both normalizers,
+        the elites, both optimizers' state and the generator state, so a loaded model predicts
+        bit-identically and a refit continues exactly where this one would.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Written exactly there (no suffix added).
+        """
+        path = os.fspath(path)
+        data = {"format_version": np.array(MODEL_FORMAT_VERSION, np.int64),
+                "kind": np.array("fastmbrl.GaussianEnsemble"),
+                "config": np.array(json.dumps(self._config())),
+                "rng_state": np.array(json.dumps(self._rng.bit_generator.state)),
+                "n_fits": np.array(self.n_fits, np.int64),
+                "flat": self.net.flat, "bounds": self._bounds, "elites": self.elites}
+        for prefix, norm in (("in_", self.input_normalizer), ("out_", self.output_normalizer)):
+            for k, v in norm.state_dict().items():
+                data[prefix + k] = v
+        for prefix, adam in (("adam_net_", self._adam_net), ("adam_bounds_", self._adam_bounds)):
+            st = adam.state_dict()
+            data[prefix + "t"] = np.array(st["t"], np.int64)
+            data[prefix + "n"] = np.array(len(st["m"]), np.int64)
+            for i, (m, v) in enumerate(zip(st["m"], st["v"])):
+                data[f"{prefix}m{i}"] = m
+                data[f"{prefix}v{i}"] = v
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is unreadable, not a GaussianEnsemble file, of another format version, or
+            its arrays do not match its configuration.
+        """
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            npz = np.load(io.BytesIO(raw), allow_pickle=False)
+            data = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"path: {path!r} is not a readable GaussianEnsemble file ({exc})") from exc
+        except Exception as exc:  # zipfile.BadZipFile and friends from a corrupt archive
+            raise ValueError(f"path: {path!r} is corrupt ({type(exc).__name__}: {exc})") from exc
+        if str(data.get("kind", "")) != "fastmbrl.GaussianEnsemble":
+            raise ValueError(f"path: {path!r} is not a GaussianEnsemble file")
+        version = int(data.get("format_version", -1))
+        if version != MODEL_FORMAT_VERSION:
+            raise ValueError(f"path: {path!r} has model format version {version}, expected "
+                             f"{MODEL_FORMAT_VERSION}")
+        try:
+            cfg = json.loads(str(data["config"]))
+            cfg["dtype"] = np.dtype(cfg["dtype"]).type
+            model = cls(**cfg)
+
+            def take(key, like):
+                arr = data[key]
+                if arr.shape != like.shape or arr.dtype != like.dtype:
+                    raise ValueError(f"array {key!r}: expected {like.dtype} {like.shape}, got "
+                                     f"{arr.dtype} {arr.shape}")
+                return arr
+
+            model.net.flat[...] = take("flat", model.net.flat)
+            model._bounds[...] = take("bounds", model._bounds)
+            elites = data["elites"].astype(np.int64)
+            if elites.shape != (model.num_elites,) or np.any(elites < 0) or np.any(
+                    elites >= model.ensemble_size):
+                raise ValueError(f"array 'elites': invalid {elites}")
+            model.elites = elites
+            for prefix, norm in (("in_", model.input_normalizer), ("out_", model.output_normalizer)):
+                norm.load_state_dict({k: data[prefix + k] for k in norm.state_dict()})
+            for prefix, adam in (("adam_net_", model._adam_net),
+                                 ("adam_bounds_", model._adam_bounds)):
+                n = int(data[prefix + "n"])
+                adam.load_state_dict({"t": int(data[prefix + "t"]),
+                                      "m": [data[f"{prefix}m{i}"] for i in range(n)],
+                                      "v": [data[f"{prefix}v{i}"] for i in range(n)]})
+            model._rng.bit_generator.state = json.loads(str(data["rng_state"]))
+            model.n_fits = int(data["n_fits"])
+        except KeyError as exc:
+            raise ValueError(f"path: {path!r} is missing the array {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path: {path!r} does not match its configuration ({exc})") from exc
+        return model

@@ -1,0 +1,372 @@
+"""Maximum-likelihood training of a Gaussian ensemble: bootstrap, holdout, early stopping, elites.
+
+Design
+------
+* The data arrive already transformed and normalized (``X (N, D_in)``, ``Y (N, D_out)``, model
+  dtype); :class:`EnsembleTrainer` only splits, resamples, batches and steps.
+* Every buffer a step touches (the minibatch inputs and targets of all members, the output gradient,
+  the bound gradients) is allocated once per ``fit`` call; a step gathers its rows with ``np.take``
+  into them and calls :meth:`EnsembleTrainer._train_step` once, the single place to swap in a fused
+  compiled step.
+* Each epoch has ``ceil(N_train / batch_size)`` steps of exactly ``batch_size`` rows per member: the
+  last one is topped up from the start of the member's permutation, so shapes never change and the
+  network's per-layer buffers are never reallocated. The holdout set is evaluated in chunks of the
+  same size for the same reason.
+* Early stopping is per member (PETS, Chua et al. 2018; mbrl-lib): each member keeps a copy of its
+  best weights (lowest holdout loss seen), and its patience counter is reset only by an improvement
+  larger than ``min_rel_improvement`` relative to its last reference loss. Training stops when every
+  member has run out of patience (or after ``max_epochs``); each member then gets its best weights
+  back. The log-variance bounds are shared by all members, so they keep their final values.
+"""
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastmbrl.nn import gaussian_nll, soft_bound_logvar, soft_bound_logvar_backward
+
+
+class _NonFinite(Exception):
+    """Raised inside a step when the network output or the loss stops being finite."""
+
+
+@dataclass
+class FitHistory:
+    """What one ``GaussianEnsemble.fit`` call did.
+
+    Attributes
+    ----------
+    train_loss : float64 array (epochs_run,)
+        Mean training NLL per epoch (minibatch average over all members; normalized units,
+        the notes' loss without the bound penalty and weight decay).
+    holdout_loss : float64 array (epochs_run, E)
+        Per-member holdout score used for early stopping and elites (``holdout_metric``).
+    holdout_mse, holdout_nll : float64 arrays (epochs_run, E)
+        Both holdout scores per member (normalized target units; NLL summed over target dims and
+        averaged over rows, the scale of the training loss).
+    initial_holdout : float64 array (E,)
+        The holdout score of the weights the fit started from (warm start baseline).
+    best_holdout : float64 array (E,)
+        Each member's score at the weights it ends with.
+    best_epoch : int64 array (E,)
+        The epoch (1-based) whose weights each member keeps; 0 = the starting weights.
+    epochs_run : int
+    elites : int64 array (num_elites,)
+        Members ordered by ``best_holdout``, best first.
+    stopped_early : bool
+        True when every member ran out of patience before ``max_epochs``.
+    holdout_metric : str
+    n_train, n_holdout : int
+    seconds : float
+        Wall-clock time of the fit.
+    """
+
+    train_loss: np.ndarray
+    holdout_loss: np.ndarray
+    holdout_mse: np.ndarray
+    holdout_nll: np.ndarray
+    initial_holdout: np.ndarray
+    best_holdout: np.ndarray
+    best_epoch: np.ndarray
+    epochs_run: int
+    elites: np.ndarray
+    stopped_early: bool
+    holdout_metric: str
+    n_train: int
+    n_holdout: int
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class _ProgressBar:
+    """One self-overwriting line on stderr; a no-op when disabled."""
+
+    def __init__(self, enabled, max_epochs, stream=None):
+        self.enabled = bool(enabled)
+        self.max_epochs = max_epochs
+        self.stream = sys.stderr if stream is None else stream
+        self._width = 0
+
+    def update(self, epoch, train_loss, holdout, waiting):
+        if not self.enabled:
+            return
+        msg = f"fit: epoch {epoch}/{self.max_epochs}  train NLL {train_loss:.4f}"
+        if holdout is not None:
+            msg += f"  holdout best member {np.min(holdout):.4g}  members still improving {waiting}"
+        pad = max(self._width - len(msg), 0)
+        self._width = len(msg)
+        self.stream.write("\r" + msg + " " * pad)
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class EnsembleTrainer:
+    """Runs the MLE fit of one ensemble network plus its shared soft log-variance bounds.
+
+    Parameters
+    ----------
+    net : fastmbrl.nn.EnsembleMLP
+        Output width 2 D_out: the normalized mean then the raw log-variance.
+    bounds : float array (2, D_out)
+        Row 0 is ``max_logvar``, row 1 ``min_logvar``; trained in place.
+    adam_net, adam_bounds : fastmbrl.nn.Adam
+        Optimizers over ``net.params`` and over ``[bounds[0], bounds[1]]``.
+    logvar_penalty : float
+        Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS uses 0.01).
+    """
+
+    def __init__(self, net, bounds, adam_net, adam_bounds, logvar_penalty=0.01):
+        self.net = net
+        self.bounds = bounds
+        self.max_logvar = bounds[0]
+        self.min_logvar = bounds[1]
+        self.adam_net = adam_net
+        self.adam_bounds = adam_bounds
+        self.logvar_penalty = float(logvar_penalty)
+        self.d_out = int(net.layer_dims[-1]) // 2
+        self._rows = -1
+
+    # ------------------------------------------------------------------ buffers
+    def _buffers(self, rows):
+        if rows == self._rows:
+            return
+        E, dt = self.net.n_members, self.net.dtype
+        d_in, d_out = int(self.net.layer_dims[0]), self.d_out
+        self._xb = np.empty((E, rows, d_in), dt)
+        self._yb = np.empty((E, rows, d_out), dt)
+        self._dy = np.empty((E, rows, 2 * d_out), dt)
+        self._dbounds = np.empty((2, d_out), dt)
+        self._dbound_rows = [self._dbounds[0], self._dbounds[1]]
+        self._rows = rows
+
+    # ------------------------------------------------------------------ one step
+    def _train_step(self, xb, yb):
+        """One Adam step on a minibatch of every member; returns the mean NLL before the step.
+
+        Parameters
+        ----------
+        xb : float array (E, B, D_in), normalized inputs
+        yb : float array (E, B, D_out), normalized targets
+
+        Returns
+        -------
+        float
+            The NLL of ``fastmbrl.nn.gaussian_nll`` (mean over rows and members).
+
+        Raises
+        ------
+        _NonFinite
+            Before any parameter changes, if the network output or the loss is not finite.
+        """
+        d = self.d_out
+        out = self.net.forward(xb)
+        if not np.isfinite(out).all():
+            raise _NonFinite("the network output")
+        lv, cache = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
+        loss, dmean, dlv = gaussian_nll(out[..., :d], lv, yb)
+        if not math.isfinite(loss):
+            raise _NonFinite("the loss")
+        d_raw, d_max, d_min = soft_bound_logvar_backward(dlv, cache)
+        dy = self._dy
+        dy[..., :d] = dmean
+        dy[..., d:] = d_raw
+        grads, _ = self.net.backward(dy)
+        np.add(d_max, self.logvar_penalty, out=self._dbounds[0])
+        np.subtract(d_min, self.logvar_penalty, out=self._dbounds[1])
+        self.adam_net.step(grads)
+        self.adam_bounds.step(self._dbound_rows)
+        return loss
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, X, Y, batch_size=256):
+        """Per-member MSE and NLL on a data set shared by all members.
+
+        Parameters
+        ----------
+        X : float array (N, D_in), normalized inputs, N >= 1
+        Y : float array (N, D_out), normalized targets
+        batch_size : int
+            Rows per forward call.
+
+        Returns
+        -------
+        mse : float64 array (E,)
+            Mean over rows and target dims of the squared error of the mean.
+        nll : float64 array (E,)
+            Mean over rows of ``sum_d (y - mean)^2 exp(-lv) + lv`` (the training loss per member).
+        """
+        self._buffers(batch_size)
+        E, d = self.net.n_members, self.d_out
+        n = X.shape[0]
+        sse = np.zeros(E)
+        nll = np.zeros(E)
+        xb, yb = self._xb, self._yb
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            k = stop - start
+            xb[:, :k] = X[start:stop]
+            yb[:, :k] = Y[start:stop]
+            if k < batch_size:      # pad with a valid row; padded rows are not counted below
+                xb[:, k:] = X[start]
+                yb[:, k:] = Y[start]
+            out = self.net.forward(xb)
+            lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
+            err2 = np.square(out[:, :k, :d] - yb[:, :k])
+            sse += err2.sum(axis=(1, 2), dtype=np.float64)
+            lvk = lv[:, :k]
+            nll += (err2 * np.exp(-lvk) + lvk).sum(axis=(1, 2), dtype=np.float64)
+        return sse / (n * d), nll / n
+
+    # ------------------------------------------------------------------ the fit
+    def fit(self, X, Y, rng, *, max_epochs=200, batch_size=256, holdout_frac=0.1, patience=5,
+            min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="mse",
+            progress=True, callback=None):
+        """Train on normalized data; see ``GaussianEnsemble.fit`` for the parameters.
+
+        Returns
+        -------
+        FitHistory
+
+        Raises
+        ------
+        FloatingPointError
+            When a step produces a non-finite output or loss: each member gets back its best
+            weights so far, the bounds and the optimizer their state at the end of the last good
+            epoch, and nothing non-finite is left in the model.
+        """
+        t0 = time.perf_counter()
+        net = self.net
+        E = net.n_members
+        num_elites = E if num_elites is None else int(num_elites)
+        n = X.shape[0]
+
+        # ---- holdout split (a random subset shared by all members)
+        n_hold = int(round(holdout_frac * n)) if holdout_frac > 0 else 0
+        n_hold = min(max(n_hold, 1 if holdout_frac > 0 else 0), n - 1)
+        perm = rng.permutation(n)
+        hold_idx, train_idx = np.sort(perm[:n_hold]), perm[n_hold:]
+        X_train, Y_train = np.take(X, train_idx, axis=0), np.take(Y, train_idx, axis=0)
+        X_hold, Y_hold = np.take(X, hold_idx, axis=0), np.take(Y, hold_idx, axis=0)
+        n_train = X_train.shape[0]
+
+        # ---- per-member data sets: bootstrap resamples (notes, section 4) or the full training set
+        if bootstrap:
+            member_rows = rng.integers(0, n_train, size=(E, n_train), dtype=np.int64)
+        else:
+            member_rows = np.broadcast_to(np.arange(n_train, dtype=np.int64), (E, n_train)).copy()
+        batch_size = int(min(batch_size, n_train))
+        n_batches = -(-n_train // batch_size)
+        epoch_rows = np.empty((E, n_batches * batch_size), np.int64)
+        self._buffers(batch_size)
+        xb, yb = self._xb, self._yb
+
+        # ---- early-stopping state
+        def score():
+            mse, nll = self.evaluate(X_hold, Y_hold, batch_size)
+            return mse, nll, (mse if holdout_metric == "mse" else nll)
+
+        best_params = [p.copy() for p in net.params]
+        good_bounds = self.bounds.copy()
+        good_adam = (self.adam_net.state_dict(), self.adam_bounds.state_dict())
+        if n_hold:
+            _, _, initial = score()
+        else:
+            initial = np.full(E, np.inf)
+        best = initial.copy()
+        ref = initial.copy()
+        best_epoch = np.zeros(E, np.int64)
+        since = np.zeros(E, np.int64)
+
+        train_hist, mse_hist, nll_hist, hold_hist = [], [], [], []
+        bar = _ProgressBar(progress, max_epochs)
+        stopped_early = False
+        epoch = 0
+        try:
+            for epoch in range(1, max_epochs + 1):
+                # ======== one pass over every member's resample
+                permuted = rng.permuted(member_rows, axis=1)
+                epoch_rows[:, :n_train] = permuted
+                epoch_rows[:, n_train:] = permuted[:, : epoch_rows.shape[1] - n_train]
+                total = 0.0
+                for b in range(n_batches):
+                    rows = epoch_rows[:, b * batch_size:(b + 1) * batch_size]
+                    np.take(X_train, rows, axis=0, out=xb)
+                    np.take(Y_train, rows, axis=0, out=yb)
+                    total += self._train_step(xb, yb)
+                train_hist.append(total / n_batches)
+
+                # ======== holdout, per-member best weights, patience
+                if n_hold:
+                    mse, nll, cur = score()
+                    if not np.all(np.isfinite(cur)):
+                        raise _NonFinite("the holdout loss")
+                    mse_hist.append(mse)
+                    nll_hist.append(nll)
+                    hold_hist.append(cur)
+                    better = cur < best
+                    if better.any():
+                        for p, keep in zip(net.params, best_params):
+                            keep[better] = p[better]
+                        best[better] = cur[better]
+                        best_epoch[better] = epoch
+                    rel = (ref - cur) / np.maximum(np.abs(ref), 1e-12)
+                    rel[~np.isfinite(ref)] = np.inf
+                    significant = rel > min_rel_improvement
+                    ref[significant] = cur[significant]
+                    since[significant] = 0
+                    since[~significant] += 1
+                good_bounds[...] = self.bounds
+                good_adam = (self.adam_net.state_dict(), self.adam_bounds.state_dict())
+                waiting = int(np.sum(since < patience))
+                bar.update(epoch, train_hist[-1], hold_hist[-1] if n_hold else None, waiting)
+                if callback is not None and callback(epoch, train_hist[-1],
+                                                     hold_hist[-1] if n_hold else None):
+                    break
+                if n_hold and waiting == 0:
+                    stopped_early = epoch < max_epochs
+                    break
+        except _NonFinite as exc:
+            self._restore(best_params, good_bounds, good_adam)
+            raise FloatingPointError(
+                f"fit: {exc} became non-finite at epoch {epoch}; training stopped and the last "
+                f"good weights were kept (try a lower lr or check the data scale)") from None
+        finally:
+            bar.close()
+
+        if n_hold:
+            for p, keep in zip(net.params, best_params):
+                p[...] = keep
+            order = np.argsort(best, kind="stable")
+        else:
+            best_epoch[:] = epoch
+            order = np.arange(E)
+        empty = np.zeros((0, E))
+        return FitHistory(
+            train_loss=np.asarray(train_hist, np.float64),
+            holdout_loss=np.asarray(hold_hist, np.float64).reshape(-1, E) if n_hold else empty,
+            holdout_mse=np.asarray(mse_hist, np.float64).reshape(-1, E) if n_hold else empty,
+            holdout_nll=np.asarray(nll_hist, np.float64).reshape(-1, E) if n_hold else empty,
+            initial_holdout=np.asarray(initial, np.float64),
+            best_holdout=np.asarray(best, np.float64),
+            best_epoch=best_epoch,
+            epochs_run=len(train_hist),
+            elites=np.sort(order[:num_elites]).astype(np.int64),
+            stopped_early=stopped_early,
+            holdout_metric=holdout_metric,
+            n_train=n_train,
+            n_holdout=n_hold,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _restore(self, best_params, bounds, adam_states):
+        for p, keep in zip(self.net.params, best_params):
+            p[...] = keep
+        self.bounds[...] = bounds
+        self.adam_net.load_state_dict(adam_states[0])
+        self.adam_bounds.load_state_dict(adam_states[1])
