@@ -1,0 +1,264 @@
+"""Numba kernels of the model rollout that turns action sequences into returns.
+
+Design
+------
+* ``_rollout_values`` runs the whole horizon for a block of candidates in one call: for each step it
+  gathers the network input in member-block order, runs each member's forward pass on its contiguous
+  block (``fastmbrl.nn._numba._mlp_forward_flat``), samples the next state with noise the caller drew,
+  and calls the (Numba) reward and termination functions on the whole step at once.
+* Rows are particles: row ``i`` belongs to candidate ``i // N``. ``perms[t, j]`` is the particle placed
+  at position ``j`` of step ``t``'s network input; member ``m`` owns positions ``[m R // M, (m+1) R // M)``
+  (so a permutation per step is "ts1", one fixed permutation is "tsinf").
+* The caller (``fastmbrl.planning.rollout``) owns the RNG, allocates every buffer once per shape and
+  may run two calls at once on disjoint candidates (``nogil=True``); nothing here allocates except
+  what the user's reward and termination functions return.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from fastmbrl.nn._numba import _mlp_forward_flat
+
+_JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+PROP_TS1 = 0
+PROP_TSINF = 1
+PROP_EXPECTATION = 2
+
+REWARD_FN = 0        # call the compiled reward function inside the rollout
+REWARD_LEARNED = 1   # the model's reward head
+REWARD_LATER = 2     # Python calls the reward function afterwards on the stored states
+
+TERM_NONE = 0
+TERM_FN = 1
+TERM_LATER = 2
+
+
+@njit(cache=True, nogil=True)
+def _zero_reward(obs, act, next_obs):
+    """Placeholder reward function passed when the kernel does not call one; returns zeros (N,)."""
+    return np.zeros(obs.shape[0], dtype=obs.dtype)
+
+
+@njit(cache=True, nogil=True)
+def _never_done(obs, act, next_obs):
+    """Placeholder termination function: never done; returns a bool array (N,) of False."""
+    return np.zeros(obs.shape[0], dtype=np.bool_)
+
+
+@njit(**_JIT)
+def _masked_returns(rewards, dones, n_particles, values_out):
+    """Per-candidate value: mean over its particles of the rewards summed until termination.
+
+    Parameters
+    ----------
+    rewards : float array (H, R)
+        Reward of each step for each particle row.
+    dones : bool array (H, R)
+        Termination flag of each step; the reward of the terminating step counts, later ones do not.
+    n_particles : int
+        N; row ``i`` belongs to candidate ``i // N`` and ``R = P * N``.
+    values_out : float array (P,), written
+
+    Notes
+    -----
+    ``value_p = (1/N) sum_{i in p} sum_t r[t, i] prod_{s < t} (1 - done[s, i])``.
+    """
+    horizon, n_rows = rewards.shape
+    n_cand = values_out.shape[0]
+    for p in range(n_cand):
+        total = 0.0
+        for i in range(p * n_particles, (p + 1) * n_particles):
+            ret = 0.0
+            for t in range(horizon):
+                ret += rewards[t, i]
+                if dones[t, i]:
+                    break
+            total += ret
+        values_out[p] = total / n_particles
+
+
+@njit(**_JIT)
+def _shuffle_rows(uniforms, perm_out):
+    """A uniformly random permutation of ``0..R-1`` (Fisher-Yates) driven by the caller's uniforms.
+
+    Parameters
+    ----------
+    uniforms : float64 array (R,), values in [0, 1)
+    perm_out : int64 array (R,), written
+    """
+    n = perm_out.shape[0]
+    for i in range(n):
+        perm_out[i] = i
+    for i in range(n - 1, 0, -1):
+        j = min(int(uniforms[i] * (i + 1)), i)
+        tmp = perm_out[i]
+        perm_out[i] = perm_out[j]
+        perm_out[j] = tmp
+
+
+@njit(**_JIT)
+def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims, n_members, activation,
+                    members, plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
+                    max_logvar, min_logvar, propagation, reward_mode, term_mode, reward_fn,
+                    termination_fn, states, act_rows, rewards, dones, x_buf, y_buf, acc_buf, h0, h1,
+                    ebuf, values_out):
+    """Roll ``P`` action sequences through the ensemble from ``obs0`` and score them.
+
+    Parameters
+    ----------
+    actions : float array (P, H, D_act), C-contiguous
+        Candidate action sequences.
+    obs0 : float array (D_obs,)
+        Current observation; every particle starts there.
+    n_particles : int
+        N, particles per candidate; ``R = P * N`` rows (Python passes N = 1 for "expectation").
+    perm_uniforms : float64 array (T, R)
+        Uniform [0, 1) numbers that drive the Fisher-Yates shuffles of the rows: ``T = H`` ("ts1": a
+        new member assignment each step) or ``T = 1`` ("tsinf": one for the whole horizon);
+        ignored for "expectation".
+    perms : int64 array (T, R), written
+        Position-to-particle map of the network input built from ``perm_uniforms``.
+    noise : float array (H, R, D_out)
+        Standard normal noise for sampling each target column of each particle ("expectation":
+        ignored, may be (1, 1, D_out)).
+    flat, layer_dims, n_members, activation :
+        The ensemble network (see ``fastmbrl.models.arrays.ModelArrays``).
+    members : int64 array (M,)
+        Members used (the elites).
+    plain_idx, angle_idx : int64 arrays
+        Observation columns fed directly and as (sin, cos).
+    delta_mask : bool array (D_obs,)
+        Columns predicted as a change.
+    in_mean, in_std : float arrays (D_in,)
+    out_mean, out_std, max_logvar, min_logvar : float arrays (D_out,)
+    propagation : int
+        0 ts1, 1 tsinf, 2 expectation (deterministic mean of the members' means).
+    reward_mode : int
+        0 call ``reward_fn``, 1 learned reward (target column D_obs), 2 leave for the caller.
+    term_mode : int
+        0 never terminate, 1 call ``termination_fn``, 2 leave for the caller.
+    reward_fn, termination_fn : Numba functions ``(obs (R, D_obs), act (R, D_act), next_obs)``
+        returning float (R,) and bool (R,); placeholders when unused.
+    states : float array (H+1, R, D_obs), written
+        ``states[t]`` is the particles' state before step ``t``.
+    act_rows : float array (H, R, D_act), written
+        Action of each particle row at each step.
+    rewards : float array (H, R), written in reward modes 0 and 1.
+    dones : bool array (H, R), written (False unless term_mode is 1).
+    x_buf : float array (R, D_in); y_buf : float array (R, 2 D_out); acc_buf : float array (R, D_out)
+    h0, h1, ebuf : float arrays, scratch of ``_mlp_forward_flat`` for R rows
+    values_out : float array (P,)
+        Written with the candidates' values when neither mode is 2.
+
+    Notes
+    -----
+    One step for particle ``i`` run by member ``e``: network output ``(mu, raw)``,
+    ``lv = min_lv + softplus(max_lv - softplus(max_lv - raw) - min_lv)``,
+    ``y = out_mean + out_std * (mu + exp(lv / 2) * eps)``, next = obs + y on delta columns.
+    Chua et al. (2018), "Deep reinforcement learning in a handful of trials", Sec. 4-5 (PETS).
+    """
+    n_cand, horizon, d_act = actions.shape
+    n_rows = n_cand * n_particles
+    d_obs = obs0.shape[0]
+    d_out = out_mean.shape[0]
+    n_plain = plain_idx.shape[0]
+    n_angle = angle_idx.shape[0]
+    n_used = members.shape[0]
+    n_perm_steps = perms.shape[0]
+    exp_min = np.exp(min_logvar)
+    exp_max = np.exp(max_logvar)
+
+    for s in range(n_perm_steps):
+        _shuffle_rows(perm_uniforms[s], perms[s])
+    for i in range(n_rows):
+        for d in range(d_obs):
+            states[0, i, d] = obs0[d]
+    for t in range(horizon):
+        for i in range(n_rows):
+            p = i // n_particles
+            for a in range(d_act):
+                act_rows[t, i, a] = actions[p, t, a]
+        for i in range(n_rows):
+            dones[t, i] = False
+
+    for t in range(horizon):
+        obs = states[t]
+        nxt = states[t + 1]
+        acts = act_rows[t]
+        perm = perms[t if n_perm_steps > 1 else 0]
+        expectation = propagation == 2
+
+        # ---- network input, in member-block order (identity order for "expectation")
+        for j in range(n_rows):
+            i = j if expectation else perm[j]
+            c = 0
+            for k in range(n_plain):
+                x_buf[j, c] = (obs[i, plain_idx[k]] - in_mean[c]) / in_std[c]
+                c += 1
+            for k in range(n_angle):
+                x_buf[j, c] = (math.sin(obs[i, angle_idx[k]]) - in_mean[c]) / in_std[c]
+                c += 1
+            for k in range(n_angle):
+                x_buf[j, c] = (math.cos(obs[i, angle_idx[k]]) - in_mean[c]) / in_std[c]
+                c += 1
+            for a in range(d_act):
+                x_buf[j, c] = (acts[i, a] - in_mean[c]) / in_std[c]
+                c += 1
+
+        if expectation:
+            # ---- every member on every row; the next state is the mean of the members' means
+            for j in range(n_rows):
+                for d in range(d_out):
+                    acc_buf[j, d] = 0.0
+            for m in range(n_used):
+                _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation, x_buf, y_buf,
+                                  h0, h1, ebuf)
+                for j in range(n_rows):
+                    for d in range(d_out):
+                        acc_buf[j, d] += out_mean[d] + out_std[d] * y_buf[j, d]
+            inv = 1.0 / n_used
+            for i in range(n_rows):
+                for d in range(d_obs):
+                    v = acc_buf[i, d] * inv
+                    if delta_mask[d]:
+                        v += obs[i, d]
+                    nxt[i, d] = v
+                if reward_mode == 1:
+                    rewards[t, i] = acc_buf[i, d_obs] * inv
+        else:
+            # ---- one member per contiguous block, then sample each particle's next state
+            for m in range(n_used):
+                lo = (m * n_rows) // n_used
+                hi = ((m + 1) * n_rows) // n_used
+                if hi > lo:
+                    _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation,
+                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
+            for j in range(n_rows):
+                i = perm[j]
+                for d in range(d_out):
+                    # exp of the doubly soft-bounded log-variance in closed form (one exp, no log):
+                    # exp(min + softplus(max - softplus(max - raw) - min))
+                    #   = exp(min) + exp(max) / (1 + exp(max - raw))
+                    var = exp_min[d] + exp_max[d] / (1.0 + math.exp(max_logvar[d] - y_buf[j, d_out + d]))
+                    v = out_mean[d] + out_std[d] * (y_buf[j, d] + math.sqrt(var) * noise[t, i, d])
+                    if d < d_obs:
+                        if delta_mask[d]:
+                            v += obs[i, d]
+                        nxt[i, d] = v
+                    elif reward_mode == 1:
+                        rewards[t, i] = v
+
+        # ---- reward and termination of the whole step, compiled user code
+        if reward_mode == 0:
+            r = reward_fn(obs, acts, nxt)
+            for i in range(n_rows):
+                rewards[t, i] = r[i]
+        if term_mode == 1:
+            done = termination_fn(obs, acts, nxt)
+            for i in range(n_rows):
+                dones[t, i] = done[i]
+
+    if reward_mode != 2 and term_mode != 2:
+        _masked_returns(rewards, dones, n_particles, values_out)

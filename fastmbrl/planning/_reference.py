@@ -1,0 +1,118 @@
+"""NumPy twins of ``fastmbrl.planning._kernels`` (same names and signatures).
+
+The ground truth for the compiled rollout, and what runs when ``FASTMBRL_PUREPYTHON=1``. Written
+step by step with whole-array NumPy operations; the member forward pass is the NumPy twin in
+``fastmbrl.nn._numba_reference``.
+"""
+import numpy as np
+
+from fastmbrl.nn._numba_reference import _mlp_forward_flat
+
+PROP_TS1 = 0
+PROP_TSINF = 1
+PROP_EXPECTATION = 2
+
+REWARD_FN = 0
+REWARD_LEARNED = 1
+REWARD_LATER = 2
+
+TERM_NONE = 0
+TERM_FN = 1
+TERM_LATER = 2
+
+
+def _zero_reward(obs, act, next_obs):
+    """Placeholder reward function: zeros (N,)."""
+    return np.zeros(obs.shape[0], dtype=obs.dtype)
+
+
+def _never_done(obs, act, next_obs):
+    """Placeholder termination function: a bool array (N,) of False."""
+    return np.zeros(obs.shape[0], dtype=bool)
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _masked_returns(rewards, dones, n_particles, values_out):
+    """Reference of the per-candidate value: mean over particles of rewards summed until termination.
+
+    Parameters
+    ----------
+    rewards : float array (H, R)
+    dones : bool array (H, R)
+    n_particles : int
+    values_out : float array (P,), written
+    """
+    done_before = np.zeros_like(dones)
+    done_before[1:] = np.logical_or.accumulate(dones, axis=0)[:-1]
+    per_row = np.where(done_before, 0.0, rewards).sum(axis=0)
+    values_out[...] = per_row.reshape(-1, n_particles).mean(axis=1)
+
+
+def _shuffle_rows(uniforms, perm_out):
+    """Reference Fisher-Yates shuffle of ``0..R-1`` driven by ``uniforms`` (R,); writes ``perm_out``."""
+    n = perm_out.shape[0]
+    perm_out[:] = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = min(int(uniforms[i] * (i + 1)), i)
+        perm_out[i], perm_out[j] = perm_out[j], perm_out[i]
+
+
+def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims, n_members, activation,
+                    members, plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
+                    max_logvar, min_logvar, propagation, reward_mode, term_mode, reward_fn,
+                    termination_fn, states, act_rows, rewards, dones, x_buf, y_buf, acc_buf, h0, h1,
+                    ebuf, values_out):
+    """Reference of the compiled rollout; see ``fastmbrl.planning._kernels._rollout_values``."""
+    n_cand, horizon, d_act = actions.shape
+    n_rows = n_cand * n_particles
+    d_obs = obs0.shape[0]
+    d_out = out_mean.shape[0]
+    n_used = len(members)
+    for s in range(perms.shape[0]):
+        _shuffle_rows(perm_uniforms[s], perms[s])
+    states[0] = obs0
+    act_rows[...] = np.repeat(actions.transpose(1, 0, 2), n_particles, axis=1)
+    dones[...] = False
+    for t in range(horizon):
+        obs, nxt, acts = states[t], states[t + 1], act_rows[t]
+        if propagation == 2:
+            order = np.arange(n_rows)
+        else:
+            order = perms[t if perms.shape[0] > 1 else 0]
+        o = obs[order]
+        inputs = np.concatenate([o[:, plain_idx], np.sin(o[:, angle_idx]), np.cos(o[:, angle_idx]),
+                                 acts[order]], axis=1)
+        x_buf[...] = (inputs - in_mean) / in_std
+        if propagation == 2:
+            acc = np.zeros((n_rows, d_out))
+            for m in range(n_used):
+                _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation, x_buf, y_buf,
+                                  h0, h1, ebuf)
+                acc += out_mean + out_std * y_buf[:, :d_out]
+            acc /= n_used
+            acc_buf[...] = acc
+            nxt[...] = acc[:, :d_obs] + np.where(delta_mask, obs, 0.0)
+            if reward_mode == 1:
+                rewards[t] = acc[:, d_obs]
+        else:
+            for m in range(n_used):
+                lo, hi = (m * n_rows) // n_used, ((m + 1) * n_rows) // n_used
+                if hi > lo:
+                    _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation,
+                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
+            raw = y_buf[:, d_out:]
+            lv = max_logvar - _softplus(max_logvar - raw)
+            lv = min_logvar + _softplus(lv - min_logvar)
+            sample = out_mean + out_std * (y_buf[:, :d_out] + np.exp(0.5 * lv) * noise[t, order])
+            nxt[order] = sample[:, :d_obs] + np.where(delta_mask, obs[order], 0.0)
+            if reward_mode == 1:
+                rewards[t, order] = sample[:, d_obs]
+        if reward_mode == 0:
+            rewards[t] = reward_fn(obs, acts, nxt)
+        if term_mode == 1:
+            dones[t] = termination_fn(obs, acts, nxt)
+    if reward_mode != 2 and term_mode != 2:
+        _masked_returns(rewards, dones, n_particles, values_out)

@@ -1,0 +1,364 @@
+"""The model objective: action sequences -> expected returns under a Gaussian ensemble.
+
+``ModelRollout`` holds what persists across control steps (the RNG streams, buffers, the worker
+thread); ``ModelRollout.objective(arrays, obs)`` binds a model snapshot and the current observation and
+returns the callable the planners maximize. Each call of that callable crosses into compiled code
+once per worker (``fastmbrl.planning._kernels._rollout_values``): the whole horizon, the ensemble, the
+sampling and a Numba reward/termination function all run there.
+
+Notes
+-----
+Threads: with ``n_threads=2`` the candidates are split into two contiguous halves and each half is
+rolled out by its own GIL-free kernel call (one on the calling thread, one on a worker), each with its
+own RNG stream, so results are deterministic for a given seed and ``n_threads`` (but differ between
+``n_threads`` 1 and 2: the particles' member blocks and noise streams are per half). BLAS is limited to
+one thread inside (``threadpoolctl``) by the agent: two spinning OpenBLAS teams on 2 cores collapse
+(PERF.md).
+
+Numba reward functions: a ``numba.njit`` function is passed into the kernel as a first-class argument;
+the kernel is specialised (compiled) once per distinct function, and ``cache=True`` still caches that
+specialisation on disk (measured: see ``benchmarks/bench_planning.py`` and the package report).
+A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
+function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastmbrl import backend
+from fastmbrl._validate import as_float_array
+from fastmbrl.models.arrays import ModelArrays
+
+PROPAGATIONS = {"ts1": 0, "tsinf": 1, "expectation": 2}
+
+
+def _kernels():
+    if backend.use_compiled():
+        from fastmbrl.planning import _kernels as k
+    else:
+        from fastmbrl.planning import _reference as k
+    return k
+
+
+def is_numba_function(fn):
+    """True if ``fn`` is a Numba-compiled dispatcher (``numba.njit``) usable inside compiled code."""
+    if fn is None:
+        return False
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    return isinstance(fn, Dispatcher)
+
+
+def check_model_arrays(arrays, obs_dim=None, act_dim=None):
+    """Validate a ModelArrays snapshot; return ``(arrays cast to one dtype, dtype, D_obs, D_act)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the offending field, what was expected and what came.
+    """
+    if not isinstance(arrays, ModelArrays):
+        raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a ModelArrays, "
+                        f"got {type(arrays).__name__}")
+    flat = np.ascontiguousarray(arrays.flat)
+    if flat.dtype not in (np.float32, np.float64) or flat.ndim != 1:
+        raise TypeError(f"model.flat: expected a 1-D float32/float64 array, got {flat.dtype} "
+                        f"{flat.shape}")
+    dtype = flat.dtype
+    dims = np.ascontiguousarray(arrays.layer_dims, dtype=np.int64)
+    n_members = int(arrays.n_members)
+    n_params = 0
+    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        n_params += n_members * (fan_in * fan_out + fan_out)
+    if flat.size != n_params:
+        raise ValueError(f"model.flat: expected {n_params} parameters for layer_dims {tuple(dims)} "
+                         f"and {n_members} members, got {flat.size}")
+    angle_mask = np.asarray(arrays.angle_mask, dtype=bool)
+    delta_mask = np.ascontiguousarray(arrays.delta_mask, dtype=bool)
+    d_obs = angle_mask.shape[0]
+    if obs_dim is not None and d_obs != obs_dim:
+        raise ValueError(f"model: predicts {d_obs} observation dims, the agent expects {obs_dim}")
+    d_out = d_obs + int(bool(arrays.has_reward))
+    if dims[-1] != 2 * d_out:
+        raise ValueError(f"model.layer_dims: expected last width 2 * {d_out} = {2 * d_out}, got "
+                         f"{dims[-1]}")
+    d_act = int(dims[0]) - d_obs - int(angle_mask.sum())
+    if act_dim is not None and d_act != act_dim:
+        raise ValueError(f"model: network input width {dims[0]} implies {d_act} action dims, the "
+                         f"action space has {act_dim}")
+    members = np.ascontiguousarray(arrays.members, dtype=np.int64)
+    if members.ndim != 1 or members.size == 0 or members.min() < 0 or members.max() >= n_members:
+        raise ValueError(f"model.members: expected a non-empty 1-D array of indices in "
+                         f"[0, {n_members}), got {np.asarray(arrays.members)!r}")
+    if int(arrays.activation) not in (0, 1, 2, 3):
+        raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
+
+    def vec(name, x, n):
+        return as_float_array(f"model.{name}", x, dtype=dtype, shape=(n,))
+
+    d_in = int(dims[0])
+    cast = ModelArrays(
+        flat=flat, layer_dims=dims, n_members=n_members, activation=int(arrays.activation),
+        members=members, angle_mask=angle_mask, delta_mask=delta_mask,
+        in_mean=vec("in_mean", arrays.in_mean, d_in), in_std=vec("in_std", arrays.in_std, d_in),
+        out_mean=vec("out_mean", arrays.out_mean, d_out),
+        out_std=vec("out_std", arrays.out_std, d_out),
+        max_logvar=vec("max_logvar", arrays.max_logvar, d_out),
+        min_logvar=vec("min_logvar", arrays.min_logvar, d_out),
+        has_reward=bool(arrays.has_reward))
+    return cast, dtype, d_obs, d_act
+
+
+class _Buffers:
+    """Every array one worker's kernel call needs for ``R`` rows, allocated once and reused."""
+
+    def __init__(self, n_rows, horizon, dims, d_obs, d_act, d_out, dtype, n_perm_steps, noisy):
+        max_hidden = int(max(dims[1:-1])) if len(dims) > 2 else 1
+        self.perm_uniforms = np.zeros((n_perm_steps, n_rows))
+        self.perms = np.zeros((n_perm_steps, n_rows), dtype=np.int64)
+        self.noise = np.zeros((horizon, n_rows, d_out) if noisy else (1, 1, d_out), dtype=dtype)
+        self.states = np.zeros((horizon + 1, n_rows, d_obs), dtype=dtype)
+        self.act_rows = np.zeros((horizon, n_rows, d_act), dtype=dtype)
+        self.rewards = np.zeros((horizon, n_rows), dtype=dtype)
+        self.dones = np.zeros((horizon, n_rows), dtype=np.bool_)
+        self.x = np.zeros((n_rows, int(dims[0])), dtype=dtype)
+        self.y = np.zeros((n_rows, int(dims[-1])), dtype=dtype)
+        self.acc = np.zeros((n_rows, d_out), dtype=dtype)
+        self.h0 = np.zeros(n_rows * max_hidden, dtype=dtype)
+        self.h1 = np.zeros(n_rows * max_hidden, dtype=dtype)
+        self.ebuf = np.zeros(2 * n_rows * max_hidden, dtype=dtype)
+
+
+class ModelRollout:
+    """Scores action sequences by rolling particles through a Gaussian ensemble (PETS).
+
+    Parameters
+    ----------
+    reward_fn : callable or None
+        ``reward_fn(obs (N, D_obs), act (N, D_act), next_obs (N, D_obs)) -> (N,)``; a ``numba.njit``
+        function runs inside the compiled rollout. None uses the model's learned reward head.
+    termination_fn : callable or None
+        Same signature, returning bool (N,); rewards after a particle's termination are not counted.
+    particles : int
+        N, trajectories per candidate.
+    propagation : {"ts1", "tsinf", "expectation"}
+        "ts1": each particle draws a random member at every step (rows are permuted among the members
+        so each member gets an equal block, as in mbrl-lib); "tsinf": a member fixed per particle for
+        the whole horizon; "expectation": the deterministic mean of the members' means (one particle
+        suffices, so only one is computed).
+    n_threads : {1, 2}
+        Kernel calls run concurrently on this many halves of the candidates.
+    seed : int or None
+        Seeds the noise and member assignment streams.
+    """
+
+    def __init__(self, reward_fn=None, termination_fn=None, particles=20, propagation="ts1",
+                 n_threads=1, seed=None):
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
+                             f"{propagation!r}")
+        if int(particles) != particles or particles < 1:
+            raise ValueError(f"particles: expected a positive integer, got {particles!r}")
+        if int(n_threads) != n_threads or n_threads not in (1, 2):
+            raise ValueError(f"n_threads: expected 1 or 2, got {n_threads!r}")
+        for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name}: expected a callable or None, got {type(fn).__name__}")
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
+        self.particles = int(particles)
+        self.propagation = propagation
+        self.n_threads = int(n_threads)
+        seeds = np.random.SeedSequence(seed).spawn(self.n_threads)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+        self._buffers = [{} for _ in range(self.n_threads)]
+        self._buffer_key = None
+        self._executor = None
+        self._checked_fns = set()
+        self.n_calls = 0
+
+    def reseed(self, seed):
+        """Restart the random streams from ``seed``."""
+        seeds = np.random.SeedSequence(seed).spawn(self.n_threads)
+        self._rngs = [np.random.default_rng(s) for s in seeds]
+
+    def close(self):
+        """Stop the worker thread (also done at garbage collection)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # ------------------------------------------------------------------ binding
+    def objective(self, arrays, obs):
+        """Bind a model snapshot and the current observation; return ``f(actions (P, H, D_act)) -> (P,)``.
+
+        Parameters
+        ----------
+        arrays : ModelArrays
+        obs : float array (D_obs,)
+
+        Returns
+        -------
+        callable
+            Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the model's
+            dtype (mean over particles of the summed rewards).
+        """
+        arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
+        obs = as_float_array("obs", obs, dtype=dtype, shape=(d_obs,))
+        reward_mode, term_mode = self._modes(arrays)
+        key = (tuple(arrays.layer_dims), dtype, d_obs, d_act)
+        if key != self._buffer_key:
+            self._buffers = [{} for _ in range(self.n_threads)]
+            self._buffer_key = key
+        self._check_compiled_fns(arrays, dtype, d_obs, d_act, reward_mode, term_mode)
+        return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode)
+
+    def _modes(self, arrays):
+        k = _kernels()
+        if self.reward_fn is None:
+            if not arrays.has_reward:
+                raise ValueError("reward_fn: None needs a model with a learned reward head "
+                                 "(arrays.has_reward), this model has none")
+            reward_mode = k.REWARD_LEARNED
+        elif is_numba_function(self.reward_fn):
+            reward_mode = k.REWARD_FN
+        else:
+            reward_mode = k.REWARD_LATER
+        if self.termination_fn is None:
+            term_mode = k.TERM_NONE
+        elif is_numba_function(self.termination_fn):
+            term_mode = k.TERM_FN
+        else:
+            term_mode = k.TERM_LATER
+        return reward_mode, term_mode
+
+    def _check_compiled_fns(self, arrays, dtype, d_obs, d_act, reward_mode, term_mode):
+        # Compiled code cannot check what a user function returns; call it once from Python on
+        # two rows of the kernel's exact argument types (this also compiles it for those types).
+        k = _kernels()
+        for fn, mode, on, what in ((self.reward_fn, reward_mode, k.REWARD_FN, "reward_fn"),
+                                   (self.termination_fn, term_mode, k.TERM_FN, "termination_fn")):
+            if mode != on or (id(fn), dtype) in self._checked_fns:
+                continue
+            o = np.zeros((2, d_obs), dtype=dtype)
+            a = np.zeros((2, d_act), dtype=dtype)
+            out = np.asarray(fn(o, a, o.copy()))
+            if out.shape != (2,):
+                raise ValueError(f"{what}: expected an array of shape (N,) for N rows, got shape "
+                                 f"{out.shape} for N=2")
+            self._checked_fns.add((id(fn), dtype))
+
+    # ------------------------------------------------------------------ evaluation
+    def _get_buffers(self, worker, n_rows, horizon, arrays, d_obs, d_act, dtype):
+        key = (n_rows, horizon)
+        store = self._buffers[worker]
+        buf = store.get(key)
+        if buf is None:
+            if len(store) > 8:  # a planner with a decaying population uses a few sizes; bound it
+                store.clear()
+            noisy = self.propagation != "expectation"
+            n_perm = horizon if self.propagation == "ts1" else 1
+            buf = _Buffers(n_rows, horizon, arrays.layer_dims, d_obs, d_act, d_obs + int(
+                arrays.has_reward), dtype, n_perm, noisy)
+            store[key] = buf
+        return buf
+
+    def _run_worker(self, worker, bound, actions, values_out):
+        """Draw this worker's random numbers and run its kernel call on its block of candidates."""
+        k = _kernels()
+        arrays = bound.arrays
+        n_cand, horizon, _ = actions.shape
+        n_part = 1 if self.propagation == "expectation" else self.particles
+        buf = self._get_buffers(worker, n_cand * n_part, horizon, arrays, bound.d_obs, bound.d_act,
+                                bound.dtype)
+        rng = self._rngs[worker]
+        if self.propagation != "expectation":
+            rng.random(out=buf.perm_uniforms)
+            rng.standard_normal(out=buf.noise, dtype=bound.dtype)
+        k._rollout_values(
+            actions, bound.obs, n_part, buf.perm_uniforms, buf.perms, buf.noise, arrays.flat,
+            arrays.layer_dims, arrays.n_members, arrays.activation, arrays.members, bound.plain_idx,
+            bound.angle_idx, arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean,
+            arrays.out_std, arrays.max_logvar, arrays.min_logvar, PROPAGATIONS[self.propagation],
+            bound.reward_mode, bound.term_mode, bound.kernel_reward_fn, bound.kernel_term_fn,
+            buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.acc, buf.h0, buf.h1,
+            buf.ebuf, values_out)
+        return buf, n_part
+
+    def _finish_in_python(self, bound, buf, n_part, values_out):
+        """Reward/termination functions that are not compiled: one call on all H * R transitions."""
+        k = _kernels()
+        horizon, n_rows, d_obs = buf.states.shape[0] - 1, buf.states.shape[1], buf.states.shape[2]
+        obs = buf.states[:-1].reshape(horizon * n_rows, d_obs)
+        nxt = buf.states[1:].reshape(horizon * n_rows, d_obs)
+        act = buf.act_rows.reshape(horizon * n_rows, -1)
+        if bound.reward_mode == k.REWARD_LATER:
+            r = np.asarray(self.reward_fn(obs, act, nxt))
+            if r.shape != (horizon * n_rows,):
+                raise ValueError(f"reward_fn: expected an array of shape (N,) for N={horizon * n_rows} "
+                                 f"rows, got shape {r.shape}")
+            buf.rewards[...] = r.reshape(horizon, n_rows)
+        if bound.term_mode == k.TERM_LATER:
+            d = np.asarray(self.termination_fn(obs, act, nxt))
+            if d.shape != (horizon * n_rows,):
+                raise ValueError(f"termination_fn: expected an array of shape (N,) for "
+                                 f"N={horizon * n_rows} rows, got shape {d.shape}")
+            buf.dones[...] = d.reshape(horizon, n_rows).astype(bool)
+        k._masked_returns(buf.rewards, buf.dones, n_part, values_out)
+
+    def evaluate(self, bound, actions):
+        """Values (P,) of candidate sequences ``actions`` (P, H, D_act) for a bound objective."""
+        self.n_calls += 1
+        n_cand = actions.shape[0]
+        values = np.empty(n_cand, dtype=bound.dtype)
+        n_workers = min(self.n_threads, n_cand)
+        later = bound.reward_mode == 2 or bound.term_mode == 2
+        if n_workers == 1:
+            buf, n_part = self._run_worker(0, bound, actions, values)
+            if later:
+                self._finish_in_python(bound, buf, n_part, values)
+            return values
+        half = (n_cand + 1) // 2
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastmbrl-rollout")
+        future = self._executor.submit(self._run_worker, 1, bound, actions[half:], values[half:])
+        first = self._run_worker(0, bound, actions[:half], values[:half])
+        second = future.result()
+        if later:
+            self._finish_in_python(bound, first[0], first[1], values[:half])
+            self._finish_in_python(bound, second[0], second[1], values[half:])
+        return values
+
+
+class _Objective:
+    """A ModelRollout bound to one model snapshot and observation; call it on (P, H, D_act)."""
+
+    def __init__(self, rollout, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode):
+        k = _kernels()
+        self.rollout = rollout
+        self.arrays = arrays
+        self.obs = obs
+        self.dtype = dtype
+        self.d_obs = d_obs
+        self.d_act = d_act
+        self.reward_mode = reward_mode
+        self.term_mode = term_mode
+        self.plain_idx = np.flatnonzero(~arrays.angle_mask).astype(np.int64)
+        self.angle_idx = np.flatnonzero(arrays.angle_mask).astype(np.int64)
+        self.kernel_reward_fn = rollout.reward_fn if reward_mode == k.REWARD_FN else k._zero_reward
+        self.kernel_term_fn = rollout.termination_fn if term_mode == k.TERM_FN else k._never_done
+
+    def __call__(self, actions):
+        actions = np.asarray(actions)
+        if actions.ndim != 3 or actions.shape[2] != self.d_act:
+            raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
+        actions = np.ascontiguousarray(actions, dtype=self.dtype)
+        return self.rollout.evaluate(self, actions)
