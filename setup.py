@@ -6,7 +6,11 @@ run time by CPU features, so the default flags stay portable (no -march=native i
 Set FASTMBRL_DEBUG_CYTHON=1 to re-enable bounds checking and wraparound while debugging.
 """
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import warnings
 from glob import glob
 
 import numpy as np
@@ -19,16 +23,53 @@ MOD_NAMES = ["fastmbrl._ext._nn"]
 DEBUG_DIRECTIVES = os.environ.get("FASTMBRL_DEBUG_CYTHON", "0") == "1"
 
 
+OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def _openmp_flags(compiler):
+    """(compile, link) flags that enable OpenMP with this compiler, or None when it has none."""
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    if os.environ.get("FASTMBRL_NO_OPENMP", "0") == "1":
+        return None
+    flags = ["-fopenmp"]
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "omp_test.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+        compiler.link_executable(objs, "omp_test", output_dir=tmp, extra_postargs=flags)
+        subprocess.run([os.path.join(tmp, "omp_test")], check=True, capture_output=True)
+        return flags, flags
+    except Exception:  # noqa: BLE001 - any failure means "no usable OpenMP"
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class BuildExt(build_ext):
-    """Per-compiler flags: optimise, keep IEEE semantics (no -ffast-math: it sets flush-to-zero process-wide)."""
+    """Per-compiler flags: optimise, keep IEEE semantics (no -ffast-math: it sets flush-to-zero process-wide).
+
+    OpenMP (used only when a caller asks for ``n_threads > 1``) is optional: without it the
+    extension still builds and runs single-threaded, with a warning here.
+    """
 
     def build_extensions(self):
         ctype = self.compiler.compiler_type
+        omp = _openmp_flags(self.compiler)
+        if omp is None:
+            warnings.warn("fastmbrl: the C compiler has no usable OpenMP; the training kernels will "
+                          "run on one thread (n_threads > 1 is ignored)", stacklevel=1)
         for ext in self.extensions:
             if ctype == "msvc":
                 ext.extra_compile_args += ["/O2"]
             else:
-                ext.extra_compile_args += ["-O3", "-std=c99", "-fno-math-errno", "-Wno-unused-function"]
+                # gnu99 rather than c99: the AVX2 variants use __builtin_fma and GCC target pragmas
+                ext.extra_compile_args += ["-O3", "-std=gnu99", "-fno-math-errno", "-Wno-unused-function"]
+            if omp is not None:
+                ext.extra_compile_args += omp[0]
+                ext.extra_link_args += omp[1]
         super().build_extensions()
 
 
@@ -43,6 +84,7 @@ def make_extensions():
                 name,
                 sources=[pyx] + sorted(glob("csrc/fm_*.c")),
                 include_dirs=[np.get_include(), "csrc"],
+                depends=sorted(glob("csrc/fm_*.h")),
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             )
         )

@@ -6,7 +6,7 @@ from fastmbrl.backend import use_compiled
 from fastmbrl.nn import _reference
 
 _NAMES = ("_dense_forward", "_dense_backward", "_gaussian_nll_grad", "_soft_bound_forward",
-          "_soft_bound_backward", "_adam_update")
+          "_soft_bound_backward", "_adam_update", "_gaussian_train_step", "_train_workspace_size")
 
 COMPILED = False
 _impl = _reference
@@ -23,3 +23,10 @@ _gaussian_nll_grad = getattr(_impl, "_gaussian_nll_grad", _reference._gaussian_n
 _soft_bound_forward = getattr(_impl, "_soft_bound_forward", _reference._soft_bound_forward)
 _soft_bound_backward = getattr(_impl, "_soft_bound_backward", _reference._soft_bound_backward)
 _adam_update = getattr(_impl, "_adam_update", _reference._adam_update)
+_gaussian_train_step = getattr(_impl, "_gaussian_train_step", _reference._gaussian_train_step)
+_train_workspace_size = getattr(_impl, "_train_workspace_size", _reference._train_workspace_size)
+
+
+def have_openmp():
+    """True when the compiled kernels can use more than one thread."""
+    return COMPILED and bool(_impl._have_openmp())

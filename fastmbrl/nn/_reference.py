@@ -172,3 +172,93 @@ def _adam_update(param, grad, m, v, seg_end, seg_decay, lr, beta1, beta2, eps, s
         vv += (1 - beta2) * g * g
         p -= (lr * (mm / bc1) / (np.sqrt(vv / bc2) + eps)).astype(p.dtype, copy=False)
         start = end
+
+
+def _train_workspace_size(layer_dims, n_members, chunk_rows, n_threads):
+    """Scratch elements ``_gaussian_train_step`` needs; the twin allocates its own, so 0."""
+    return 0
+
+
+def _gaussian_train_step(x, target, flat, grad_flat, layer_dims, activation, bounds, bounds_grad,
+                         m, v, bm, bv, seg_end, seg_decay, lr, beta1, beta2, eps, step,
+                         bound_penalty, update, member_loss, work, chunk_rows, n_threads):
+    """One minibatch step of a Gaussian ensemble MLP, composed from the twins above.
+
+    Forward through every layer (``_dense_forward``), mean = out[..., :D], logvar soft-bounded from
+    out[..., D:] (``_soft_bound_forward``), the NLL (``_gaussian_nll_grad``) plus
+    ``bound_penalty * (sum(max_logvar) - sum(min_logvar))``, backward (``_soft_bound_backward``,
+    ``_dense_backward``) and Adam (``_adam_update``) on the network and on the bounds.
+
+    Parameters
+    ----------
+    x : float array (E, B, D_in);  target : float array (E, B, D), ``layer_dims[-1] == 2 D``
+    flat, grad_flat : float arrays (n_params,), the network (``fastmbrl.nn._flat``) and its gradient
+    layer_dims : int64 array (L+1,);  activation : int, hidden activation code
+    bounds : float array (2 D,) = [max_logvar, min_logvar], updated;  bounds_grad : (2 D,), written
+    m, v : float arrays (n_params,);  bm, bv : (2 D,): Adam moments, updated
+    seg_end : int64 (S,);  seg_decay : float64 (S,): weight decay per segment of ``flat``
+    lr, beta1, beta2, eps : float;  step : int, 1-based Adam count after this update
+    bound_penalty : float;  update : bool, False only evaluates
+    member_loss : float64 array (E,), receives each member's NLL (mean over its rows)
+    work, chunk_rows, n_threads : used by the compiled kernel only
+
+    Returns
+    -------
+    loss : float, mean of ``member_loss`` before the update; if not finite nothing is updated
+    """
+    E, B = x.shape[0], x.shape[1]
+    D = target.shape[2]
+    n_layers = len(layer_dims) - 1
+    dtype = flat.dtype
+    params = _unflatten(flat, layer_dims, E)
+    grads = _unflatten(grad_flat, layer_dims, E)
+    inputs, zs = [x], []
+    for layer in range(n_layers):
+        O = int(layer_dims[layer + 1])
+        z = np.empty((E, B, O), dtype)
+        y = np.empty((E, B, O), dtype)
+        act = activation if layer < n_layers - 1 else 0
+        _dense_forward(inputs[-1], params[2 * layer], params[2 * layer + 1], act, z, y)
+        zs.append(z)
+        inputs.append(y)
+    out = inputs[-1]
+    mean = np.ascontiguousarray(out[..., :D])
+    raw = np.ascontiguousarray(out[..., D:])
+    max_lv, min_lv = bounds[:D], bounds[D:]
+    lv = np.empty_like(raw)
+    _soft_bound_forward(raw, max_lv, min_lv, lv)
+    dmean = np.empty_like(mean)
+    dlv = np.empty_like(mean)
+    for e in range(E):
+        # per member, so that each member's loss is known; the gradient scale 1/B becomes 1/(E B)
+        member_loss[e] = _gaussian_nll_grad(mean[e:e + 1], lv[e:e + 1], target[e:e + 1],
+                                            dmean[e:e + 1], dlv[e:e + 1])
+    loss = float(np.mean(member_loss))
+    if not update or not np.isfinite(loss):
+        return loss
+    dmean /= E
+    dlv /= E
+    d_raw = np.empty_like(raw)
+    d_max = np.empty_like(max_lv)
+    d_min = np.empty_like(min_lv)
+    _soft_bound_backward(raw, max_lv, min_lv, dlv, d_raw, d_max, d_min)
+    bounds_grad[:D] = d_max + bound_penalty
+    bounds_grad[D:] = d_min - bound_penalty
+    grad_out = np.concatenate([dmean, d_raw], axis=2)
+    for layer in range(n_layers - 1, -1, -1):
+        act = activation if layer < n_layers - 1 else 0
+        dz = np.empty_like(zs[layer])
+        dx = np.empty_like(inputs[layer])
+        _dense_backward(inputs[layer], params[2 * layer], zs[layer], grad_out, act, dz,
+                        grads[2 * layer], grads[2 * layer + 1], dx)
+        grad_out = dx
+    _adam_update(flat, grad_flat, m, v, seg_end, seg_decay, lr, beta1, beta2, eps, step)
+    _adam_update(bounds, bounds_grad, bm, bv, np.array([2 * D], np.int64), np.zeros(1), lr, beta1,
+                 beta2, eps, step)
+    return loss
+
+
+def _unflatten(flat, layer_dims, n_members):
+    # local import keeps this module importable on its own
+    from fastmbrl.nn._flat import unflatten
+    return unflatten(flat, layer_dims, n_members)

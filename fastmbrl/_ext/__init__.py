@@ -1,0 +1,1 @@
+"""Compiled extension modules (Cython wrappers of the C kernels in ``csrc/``), built by setup.py."""
