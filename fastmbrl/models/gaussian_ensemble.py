@@ -7,11 +7,13 @@ feeds angles as (sin, cos), and standardizes inputs and targets with statistics 
 The maths of one prediction is written out in ``fastmbrl.models.arrays``; :meth:`GaussianEnsemble.arrays`
 hands the same numbers to compiled code.
 """
+import contextlib
 import io
 import json
 import os
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
 from fastmbrl._validate import as_float_array, check_dtype
@@ -254,7 +256,7 @@ class GaussianEnsemble:
     # ------------------------------------------------------------------ fitting
     def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200, batch_size=256,
             holdout_frac=0.1, patience=5, min_rel_improvement=0.01, bootstrap=True,
-            holdout_metric="mse", progress=True, callback=None):
+            holdout_metric="mse", n_threads=1, progress=True, callback=None):
         """Fit every member by maximum likelihood on (a bootstrap resample of) the given data.
 
         Call it with the whole replay buffer each time: the normalization statistics are
@@ -282,6 +284,11 @@ class GaussianEnsemble:
         holdout_metric : {"mse", "nll"}
             Holdout score for early stopping and elites (normalized units); "mse" as in PETS and
             mbrl-lib.
+        n_threads : int or None
+            Threads the BLAS and OpenMP pools may use during the fit (threadpoolctl); None leaves
+            them alone. One is the default because spin-waiting thread teams collapse to a
+            fraction of their speed when the other core is busy (PERF.md: 20x slower epochs
+            were measured on a loaded 2-core machine).
         progress : bool
             Show a one-line progress display on stderr.
         callback : callable, optional
@@ -313,6 +320,8 @@ class GaussianEnsemble:
         max_epochs = _positive_int("max_epochs", max_epochs)
         batch_size = _positive_int("batch_size", batch_size)
         patience = _positive_int("patience", patience)
+        if n_threads is not None:
+            n_threads = _positive_int("n_threads", n_threads)
         if not 0.0 <= holdout_frac < 1.0:
             raise ValueError(f"holdout_frac: expected a float in [0, 1), got {holdout_frac!r}")
         if not min_rel_improvement >= 0.0:
@@ -331,11 +340,15 @@ class GaussianEnsemble:
         X = self.input_normalizer.normalize(inputs)
         Y = self.output_normalizer.normalize(targets)
         self._arrays = None
-        history = self._trainer.fit(
-            X, Y, self._rng, max_epochs=max_epochs, batch_size=batch_size,
-            holdout_frac=holdout_frac, patience=patience, min_rel_improvement=min_rel_improvement,
-            bootstrap=bootstrap, num_elites=self.num_elites, holdout_metric=holdout_metric,
-            progress=progress, callback=callback)
+        limits = contextlib.nullcontext() if n_threads is None else threadpool_limits(
+            limits=n_threads)
+        with limits:
+            history = self._trainer.fit(
+                X, Y, self._rng, max_epochs=max_epochs, batch_size=batch_size,
+                holdout_frac=holdout_frac, patience=patience,
+                min_rel_improvement=min_rel_improvement, bootstrap=bootstrap,
+                num_elites=self.num_elites, holdout_metric=holdout_metric, progress=progress,
+                callback=callback)
         self.elites = history.elites
         self.n_fits += 1
         self.history = history
