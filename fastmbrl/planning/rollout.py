@@ -21,9 +21,11 @@ specialisation on disk (measured: see ``benchmarks/bench_planning.py`` and the p
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba.core.types import WrapperAddressProtocol
 
 from fastmbrl import backend
 from fastmbrl._validate import as_float_array
@@ -38,6 +40,65 @@ def _kernels():
     else:
         from fastmbrl.planning import _reference as k
     return k
+
+
+_ENTRY_LOCK = threading.Lock()
+_ENTRY_POINTS = {}
+
+
+def _compiled_function_handle(fn, dtype, d_obs, d_act, what):
+    """Wrap a Numba function as a first-class function value for the kernel (``FunctionType``).
+
+    Passing the dispatcher itself would type the kernel argument as that particular dispatcher,
+    whose type key holds the object's address: the kernel would be recompiled in every process and
+    its on-disk cache would only grow. As a ``FunctionType`` (a signature plus a C address) the
+    kernel's cache key is just the signature, so one cached kernel serves every reward function.
+    """
+    from numba import typeof, types
+    from numba.experimental.function_type import _get_wrapper_address
+
+    o = np.zeros((2, d_obs), dtype=dtype)
+    a = np.zeros((2, d_act), dtype=dtype)
+    fn(o, a, o.copy())                       # compiles (or loads) this specialisation
+    argtypes = (typeof(o), typeof(a), typeof(o))
+    cres = fn.overloads.get(argtypes)
+    if cres is None:
+        raise TypeError(f"{what}: could not find its compiled version for {argtypes}")
+    ret = cres.signature.return_type
+    if not (isinstance(ret, types.Array) and ret.ndim == 1):
+        raise TypeError(f"{what}: expected it to return a 1-D array (N,), it returns {ret}")
+    sig = ret(*argtypes)
+    return _FunctionHandle(fn, sig, _get_wrapper_address(fn, sig))
+
+
+class _FunctionHandle(WrapperAddressProtocol):
+    """A compiled function's C address and signature (Numba's wrapper-address protocol)."""
+
+    def __init__(self, fn, sig, address):
+        self.fn = fn          # keeps the compiled code alive
+        self.sig = sig
+        self.address = address
+
+    def __wrapper_address__(self):
+        return self.address
+
+    def signature(self):
+        return self.sig
+
+
+def _entry_point(args, key):
+    """The kernel's compiled entry point for these argument types (compiled or loaded once)."""
+    ep = _ENTRY_POINTS.get(key)
+    if ep is None:
+        from numba import typeof
+
+        from fastmbrl.planning._kernels import _rollout_values
+        with _ENTRY_LOCK:
+            ep = _ENTRY_POINTS.get(key)
+            if ep is None:
+                ep = _rollout_values.compile(tuple(typeof(a) for a in args))
+                _ENTRY_POINTS[key] = ep
+    return ep
 
 
 def is_numba_function(fn):
@@ -176,7 +237,7 @@ class ModelRollout:
         self._buffers = [{} for _ in range(self.n_threads)]
         self._buffer_key = None
         self._executor = None
-        self._checked_fns = set()
+        self._handles = {}
         self.n_calls = 0
 
     def reseed(self, seed):
@@ -218,8 +279,8 @@ class ModelRollout:
         if key != self._buffer_key:
             self._buffers = [{} for _ in range(self.n_threads)]
             self._buffer_key = key
-        self._check_compiled_fns(arrays, dtype, d_obs, d_act, reward_mode, term_mode)
-        return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode)
+        handles = self._function_handles(dtype, d_obs, d_act, reward_mode, term_mode)
+        return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode, handles)
 
     def _modes(self, arrays):
         k = _kernels()
@@ -240,21 +301,35 @@ class ModelRollout:
             term_mode = k.TERM_LATER
         return reward_mode, term_mode
 
-    def _check_compiled_fns(self, arrays, dtype, d_obs, d_act, reward_mode, term_mode):
-        # Compiled code cannot check what a user function returns; call it once from Python on
-        # two rows of the kernel's exact argument types (this also compiles it for those types).
+    def _function_handles(self, dtype, d_obs, d_act, reward_mode, term_mode):
+        """The reward and termination functions as the kernel receives them (checked once).
+
+        Compiled code cannot check what a user function returns, so each is first called from
+        Python on two rows of the kernel's exact argument types.
+        """
         k = _kernels()
-        for fn, mode, on, what in ((self.reward_fn, reward_mode, k.REWARD_FN, "reward_fn"),
-                                   (self.termination_fn, term_mode, k.TERM_FN, "termination_fn")):
-            if mode != on or (id(fn), dtype) in self._checked_fns:
-                continue
-            o = np.zeros((2, d_obs), dtype=dtype)
-            a = np.zeros((2, d_act), dtype=dtype)
-            out = np.asarray(fn(o, a, o.copy()))
-            if out.shape != (2,):
-                raise ValueError(f"{what}: expected an array of shape (N,) for N rows, got shape "
-                                 f"{out.shape} for N=2")
-            self._checked_fns.add((id(fn), dtype))
+        out = []
+        for fn, mode, on, placeholder, what in (
+                (self.reward_fn, reward_mode, k.REWARD_FN, k._zero_reward, "reward_fn"),
+                (self.termination_fn, term_mode, k.TERM_FN, k._never_done, "termination_fn")):
+            fn = fn if mode == on else placeholder
+            key = (id(fn), np.dtype(dtype).name)
+            handle = self._handles.get(key)
+            if handle is None:
+                o = np.zeros((2, d_obs), dtype=dtype)
+                res = np.asarray(fn(o, np.zeros((2, d_act), dtype=dtype), o.copy()))
+                if res.shape != (2,):
+                    raise ValueError(f"{what}: expected an array of shape (N,) for N rows, got "
+                                     f"shape {res.shape} for N=2")
+                if backend.use_compiled():
+                    handle = _compiled_function_handle(fn, dtype, d_obs, d_act, what)
+                else:
+                    handle = fn
+                self._handles[key] = (fn, handle)   # fn kept so its id is not reused
+            else:
+                handle = handle[1]
+            out.append(handle)
+        return tuple(out)
 
     # ------------------------------------------------------------------ evaluation
     def _get_buffers(self, worker, n_rows, horizon, arrays, d_obs, d_act, dtype):
@@ -283,7 +358,7 @@ class ModelRollout:
         if self.propagation != "expectation":
             rng.random(out=buf.perm_uniforms)
             rng.standard_normal(out=buf.noise, dtype=bound.dtype)
-        k._rollout_values(
+        args = (
             actions, bound.obs, n_part, buf.perm_uniforms, buf.perms, buf.noise, arrays.flat,
             arrays.layer_dims, arrays.n_members, arrays.activation, arrays.members, bound.plain_idx,
             bound.angle_idx, arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean,
@@ -291,6 +366,12 @@ class ModelRollout:
             bound.reward_mode, bound.term_mode, bound.kernel_reward_fn, bound.kernel_term_fn,
             buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.acc, buf.h0, buf.h1,
             buf.ebuf, values_out)
+        if backend.use_compiled():
+            key = (np.dtype(bound.dtype).name, bound.kernel_reward_fn.sig,
+                   bound.kernel_term_fn.sig)
+            _entry_point(args, key)(*args)
+        else:
+            k._rollout_values(*args)
         return buf, n_part
 
     def _finish_in_python(self, bound, buf, n_part, values_out):
@@ -341,8 +422,8 @@ class ModelRollout:
 class _Objective:
     """A ModelRollout bound to one model snapshot and observation; call it on (P, H, D_act)."""
 
-    def __init__(self, rollout, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode):
-        k = _kernels()
+    def __init__(self, rollout, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode,
+                 handles):
         self.rollout = rollout
         self.arrays = arrays
         self.obs = obs
@@ -353,8 +434,7 @@ class _Objective:
         self.term_mode = term_mode
         self.plain_idx = np.flatnonzero(~arrays.angle_mask).astype(np.int64)
         self.angle_idx = np.flatnonzero(arrays.angle_mask).astype(np.int64)
-        self.kernel_reward_fn = rollout.reward_fn if reward_mode == k.REWARD_FN else k._zero_reward
-        self.kernel_term_fn = rollout.termination_fn if term_mode == k.TERM_FN else k._never_done
+        self.kernel_reward_fn, self.kernel_term_fn = handles
 
     def __call__(self, actions):
         actions = np.asarray(actions)
