@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fastmbrl import config as _cfg
 from fastmbrl._checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
@@ -257,10 +258,18 @@ def make_agent(kind, model, action_space, reward_fn, termination_fn, config, see
                     termination_fn=termination_fn, config=config, seed=seed)
     if kind == "random":
         return agents.RandomAgent(action_space, seed)
-    planner = make_planner(config, seed)
+    planner_seed, rollout_seed = np.random.SeedSequence(seed).generate_state(2)
+    planner = make_planner(config, int(planner_seed))
     return agents.PETS(model, reward_fn, action_space, planner=planner,
                        particles=config.planner.particles,
-                       propagation=config.planner.propagation, termination_fn=termination_fn)
+                       propagation=config.planner.propagation, termination_fn=termination_fn,
+                       seed=int(rollout_seed))
+
+
+def _close(agent):
+    close = getattr(agent, "close", None)
+    if callable(close):
+        close()
 
 
 def _rollout_episode(env, policy, buffer, env_seed, max_steps, on_step=None):
@@ -482,10 +491,14 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
                                    _derive_seed(cfg.seed, _STREAM_MODEL, episode))
             m = cfg.model
             t0 = time.perf_counter()
-            history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
-                                buffer.reward if m.learn_reward else None,
-                                max_epochs=m.max_epochs, batch_size=m.batch_size,
-                                holdout_frac=m.holdout_frac, patience=m.patience, progress=False)
+            # One BLAS thread: OpenBLAS's spinning thread team is several times slower than one
+            # thread on these small products when the other core is busy (PERF.md, Threads).
+            with threadpool_limits(limits=1, user_api="blas"):
+                history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
+                                    buffer.reward if m.learn_reward else None,
+                                    max_epochs=m.max_epochs, batch_size=m.batch_size,
+                                    holdout_frac=m.holdout_frac, patience=m.patience,
+                                    progress=False)
             fit_time = time.perf_counter() - t0
             fit_epochs = int(history.epochs_run)
             if history.holdout_mse.size:
@@ -494,6 +507,9 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
                 cb.on_fit_end(episode, history)
 
         # ---- Algorithm 1, line 4: the policy is MPC with the fitted model ----------------------
+        # A fresh agent per episode, seeded from (seed, episode), so a resumed run plans exactly
+        # as an uninterrupted one would.
+        _close(current_agent)
         current_agent = make_agent(agent, model, env_obj.action_space, reward_fn, termination_fn,
                                    cfg, _derive_seed(cfg.seed, _STREAM_PLANNER, episode))
         current_agent.reset()
