@@ -1,32 +1,54 @@
 """Kernel dispatch: the compiled Cython/C kernels when built, else the NumPy twins.
 
 ``FASTMBRL_PUREPYTHON=1`` forces the twins. ``COMPILED`` tells which set is active.
+
+The extension is imported on first use of a kernel, not when ``fastmbrl.nn`` is imported: it
+pulls in ``scipy.linalg`` (for ``cython_blas``), which costs a few tenths of a second.
 """
+import importlib.util
+
 from fastmbrl.backend import use_compiled
 from fastmbrl.nn import _reference
 
 _NAMES = ("_dense_forward", "_dense_backward", "_gaussian_nll_grad", "_soft_bound_forward",
           "_soft_bound_backward", "_adam_update", "_gaussian_train_step", "_train_workspace_size")
 
-COMPILED = False
-_impl = _reference
-if use_compiled():
-    try:
-        from fastmbrl._ext import _nn as _impl  # noqa: F811
-        COMPILED = True
-    except ImportError:  # not built (e.g. running from a source tree): fall back to the twins
-        _impl = _reference
 
-_dense_forward = getattr(_impl, "_dense_forward", _reference._dense_forward)
-_dense_backward = getattr(_impl, "_dense_backward", _reference._dense_backward)
-_gaussian_nll_grad = getattr(_impl, "_gaussian_nll_grad", _reference._gaussian_nll_grad)
-_soft_bound_forward = getattr(_impl, "_soft_bound_forward", _reference._soft_bound_forward)
-_soft_bound_backward = getattr(_impl, "_soft_bound_backward", _reference._soft_bound_backward)
-_adam_update = getattr(_impl, "_adam_update", _reference._adam_update)
-_gaussian_train_step = getattr(_impl, "_gaussian_train_step", _reference._gaussian_train_step)
-_train_workspace_size = getattr(_impl, "_train_workspace_size", _reference._train_workspace_size)
+def _extension_present():
+    try:
+        return importlib.util.find_spec("fastmbrl._ext._nn") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+COMPILED = use_compiled() and _extension_present()
+
+
+def _load():
+    """Bind the kernel names to the compiled module (or to the twins if it cannot be imported)."""
+    global COMPILED
+    impl = _reference
+    if COMPILED:
+        try:
+            from fastmbrl._ext import _nn as impl
+        except ImportError:  # a stale or broken build: run on the twins rather than fail
+            COMPILED = False
+            impl = _reference
+    g = globals()
+    g["_impl"] = impl
+    for name in _NAMES:
+        g[name] = getattr(impl, name, getattr(_reference, name))
+
+
+def __getattr__(name):
+    if name in _NAMES or name == "_impl":
+        _load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def have_openmp():
     """True when the compiled kernels can use more than one thread."""
-    return COMPILED and bool(_impl._have_openmp())
+    if "_impl" not in globals():
+        _load()
+    return COMPILED and bool(globals()["_impl"]._have_openmp())
