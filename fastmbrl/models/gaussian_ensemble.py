@@ -7,7 +7,6 @@ feeds angles as (sin, cos), and standardizes inputs and targets with statistics 
 The maths of one prediction is written out in ``fastmbrl.models.arrays``; :meth:`GaussianEnsemble.arrays`
 hands the same numbers to compiled code.
 """
-import contextlib
 import io
 import json
 import os
@@ -20,7 +19,7 @@ from fastmbrl._validate import as_float_array, check_dtype
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
-from fastmbrl.nn import Adam, EnsembleMLP, soft_bound_logvar
+from fastmbrl.nn import EnsembleMLP, GaussianTrainStep, soft_bound_logvar
 
 MODEL_FORMAT_VERSION = 1
 
@@ -89,6 +88,9 @@ class GaussianEnsemble:
         bounds are not decayed. "pets" uses :func:`pets_weight_decay`.
     logvar_penalty : float
         Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS: 0.01).
+    n_threads : int
+        Threads of the compiled training step (``fastmbrl.nn.GaussianTrainStep``): 2 splits each
+        minibatch's rows over both cores. 1 (default) is safest on a shared machine.
 
     Attributes
     ----------
@@ -111,7 +113,7 @@ class GaussianEnsemble:
     def __init__(self, obs_dim, act_dim, hidden=(200, 200, 200, 200), ensemble_size=7,
                  num_elites=5, activation="silu", predict_delta=True, angle_dims=(),
                  learn_reward=False, dtype=DEFAULT_DTYPE, seed=0, lr=1e-3, weight_decay="pets",
-                 logvar_penalty=0.01):
+                 logvar_penalty=0.01, n_threads=1):
         self.obs_dim = _positive_int("obs_dim", obs_dim)
         self.act_dim = _positive_int("act_dim", act_dim)
         self.hidden = tuple(_positive_int("hidden", h) for h in hidden)
@@ -130,6 +132,7 @@ class GaussianEnsemble:
             raise ValueError(f"lr: expected a positive float, got {lr!r}")
         self.lr = float(lr)
         self.logvar_penalty = float(logvar_penalty)
+        self.n_threads = _positive_int("n_threads", n_threads)
 
         # ---- which dims are changes, which are angles
         if isinstance(predict_delta, (bool, np.bool_)):
@@ -173,21 +176,20 @@ class GaussianEnsemble:
         # ---- parameters, normalizers, optimizers
         self.net = EnsembleMLP(self.in_dim, 2 * self.out_dim, self.hidden, self.ensemble_size,
                                activation, self.dtype, self.seed)
-        # One contiguous (2, D_out) array so that Adam updates both bounds in one call.
-        self._bounds = np.empty((2, self.out_dim), self.dtype)
-        self._bounds[0] = _INIT_MAX_LOGVAR
-        self._bounds[1] = _INIT_MIN_LOGVAR
-        self.max_logvar = self._bounds[0]
-        self.min_logvar = self._bounds[1]
         self.input_normalizer = Normalizer(self.in_dim, self.dtype)
         self.output_normalizer = Normalizer(self.out_dim, self.dtype)
         param_decay = []
         for w in decays:
             param_decay += [w, 0.0]
-        self._adam_net = Adam(self.net.params, lr=self.lr, weight_decay=param_decay)
-        self._adam_bounds = Adam([self.max_logvar, self.min_logvar], lr=self.lr, weight_decay=0.0)
-        self._trainer = EnsembleTrainer(self.net, self._bounds, self._adam_net, self._adam_bounds,
-                                        self.logvar_penalty)
+        # The fused compiled step owns Adam's state and the learnable bounds.
+        self._step = GaussianTrainStep(
+            self.net, lr=self.lr, weight_decay=param_decay,
+            max_logvar=np.full(self.out_dim, _INIT_MAX_LOGVAR),
+            min_logvar=np.full(self.out_dim, _INIT_MIN_LOGVAR),
+            bound_penalty=self.logvar_penalty, n_threads=self.n_threads)
+        self.max_logvar = self._step.max_logvar
+        self.min_logvar = self._step.min_logvar
+        self._trainer = EnsembleTrainer(self.net, self._step)
         self._rng = np.random.default_rng(self.seed)
         self.elites = np.arange(self.num_elites, dtype=np.int64)
         self.n_fits = 0
@@ -256,7 +258,7 @@ class GaussianEnsemble:
     # ------------------------------------------------------------------ fitting
     def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200, batch_size=256,
             holdout_frac=0.1, patience=5, min_rel_improvement=0.01, bootstrap=True,
-            holdout_metric="mse", n_threads=1, progress=True, callback=None):
+            holdout_metric="mse", progress=True, callback=None):
         """Fit every member by maximum likelihood on (a bootstrap resample of) the given data.
 
         Call it with the whole replay buffer each time: the normalization statistics are
@@ -284,11 +286,6 @@ class GaussianEnsemble:
         holdout_metric : {"mse", "nll"}
             Holdout score for early stopping and elites (normalized units); "mse" as in PETS and
             mbrl-lib.
-        n_threads : int or None
-            Threads the BLAS and OpenMP pools may use during the fit (threadpoolctl); None leaves
-            them alone. One is the default because spin-waiting thread teams collapse to a
-            fraction of their speed when the other core is busy (PERF.md: 20x slower epochs
-            were measured on a loaded 2-core machine).
         progress : bool
             Show a one-line progress display on stderr.
         callback : callable, optional
@@ -320,8 +317,6 @@ class GaussianEnsemble:
         max_epochs = _positive_int("max_epochs", max_epochs)
         batch_size = _positive_int("batch_size", batch_size)
         patience = _positive_int("patience", patience)
-        if n_threads is not None:
-            n_threads = _positive_int("n_threads", n_threads)
         if not 0.0 <= holdout_frac < 1.0:
             raise ValueError(f"holdout_frac: expected a float in [0, 1), got {holdout_frac!r}")
         if not min_rel_improvement >= 0.0:
@@ -340,9 +335,10 @@ class GaussianEnsemble:
         X = self.input_normalizer.normalize(inputs)
         Y = self.output_normalizer.normalize(targets)
         self._arrays = None
-        limits = contextlib.nullcontext() if n_threads is None else threadpool_limits(
-            limits=n_threads)
-        with limits:
+        # The BLAS pools stay at one thread during the fit: the step threads itself, and
+        # spin-waiting BLAS teams collapse when the other core is busy (PERF.md; a 20x slower
+        # holdout evaluation was measured on a loaded 2-core machine).
+        with threadpool_limits(limits=1, user_api="blas"):
             history = self._trainer.fit(
                 X, Y, self._rng, max_epochs=max_epochs, batch_size=batch_size,
                 holdout_frac=holdout_frac, patience=patience,
@@ -501,7 +497,8 @@ class GaussianEnsemble:
                 "activation": self.activation, "predict_delta": [bool(v) for v in self.delta_mask],
                 "angle_dims": list(self.angle_dims), "learn_reward": self.learn_reward,
                 "dtype": np.dtype(self.dtype).name, "seed": self.seed, "lr": self.lr,
-                "weight_decay": list(self.weight_decay), "logvar_penalty": self.logvar_penalty}
+                "weight_decay": list(self.weight_decay), "logvar_penalty": self.logvar_penalty,
+                "n_threads": self.n_threads}
 
     def save(self, path):
         """Write the whole model to one ``.npz`` file (atomically: a temporary file, then rename).
@@ -521,17 +518,12 @@ class GaussianEnsemble:
                 "config": np.array(json.dumps(self._config())),
                 "rng_state": np.array(json.dumps(self._rng.bit_generator.state)),
                 "n_fits": np.array(self.n_fits, np.int64),
-                "flat": self.net.flat, "bounds": self._bounds, "elites": self.elites}
+                "flat": self.net.flat, "elites": self.elites}
         for prefix, norm in (("in_", self.input_normalizer), ("out_", self.output_normalizer)):
             for k, v in norm.state_dict().items():
                 data[prefix + k] = v
-        for prefix, adam in (("adam_net_", self._adam_net), ("adam_bounds_", self._adam_bounds)):
-            st = adam.state_dict()
-            data[prefix + "t"] = np.array(st["t"], np.int64)
-            data[prefix + "n"] = np.array(len(st["m"]), np.int64)
-            for i, (m, v) in enumerate(zip(st["m"], st["v"])):
-                data[f"{prefix}m{i}"] = m
-                data[f"{prefix}v{i}"] = v
+        for k, v in self._step.state_dict().items():      # Adam moments, step count, bounds
+            data["opt_" + k] = np.asarray(v)
         tmp = f"{path}.tmp{os.getpid()}"
         try:
             with open(tmp, "wb") as fh:
@@ -582,7 +574,6 @@ class GaussianEnsemble:
                 return arr
 
             model.net.flat[...] = take("flat", model.net.flat)
-            model._bounds[...] = take("bounds", model._bounds)
             elites = data["elites"].astype(np.int64)
             if elites.shape != (model.num_elites,) or np.any(elites < 0) or np.any(
                     elites >= model.ensemble_size):
@@ -590,12 +581,10 @@ class GaussianEnsemble:
             model.elites = elites
             for prefix, norm in (("in_", model.input_normalizer), ("out_", model.output_normalizer)):
                 norm.load_state_dict({k: data[prefix + k] for k in norm.state_dict()})
-            for prefix, adam in (("adam_net_", model._adam_net),
-                                 ("adam_bounds_", model._adam_bounds)):
-                n = int(data[prefix + "n"])
-                adam.load_state_dict({"t": int(data[prefix + "t"]),
-                                      "m": [data[f"{prefix}m{i}"] for i in range(n)],
-                                      "v": [data[f"{prefix}v{i}"] for i in range(n)]})
+            opt = {k: take("opt_" + k, np.asarray(v))
+                   for k, v in model._step.state_dict().items() if k != "t"}
+            opt["t"] = int(data["opt_t"])
+            model._step.load_state_dict(opt)
             model._rng.bit_generator.state = json.loads(str(data["rng_state"]))
             model.n_fits = int(data["n_fits"])
         except KeyError as exc:

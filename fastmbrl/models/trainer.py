@@ -4,10 +4,9 @@ Design
 ------
 * The data arrive already transformed and normalized (``X (N, D_in)``, ``Y (N, D_out)``, model
   dtype); :class:`EnsembleTrainer` only splits, resamples, batches and steps.
-* Every buffer a step touches (the minibatch inputs and targets of all members, the output gradient,
-  the bound gradients) is allocated once per ``fit`` call; a step gathers its rows with ``np.take``
-  into them and calls :meth:`EnsembleTrainer._train_step` once, the single place to swap in a fused
-  compiled step.
+* The minibatch buffers of all members are allocated once per ``fit`` call; a step gathers its
+  rows with ``np.take`` into them and makes one call, :meth:`EnsembleTrainer._train_step`, to the
+  fused compiled step ``fastmbrl.nn.GaussianTrainStep`` (forward, NLL, bounds, backward, Adam).
 * Each epoch has ``ceil(N_train / batch_size)`` steps of exactly ``batch_size`` rows per member: the
   last one is topped up from the start of the member's permutation, so shapes never change and the
   network's per-layer buffers are never reallocated. The holdout set is evaluated in chunks of the
@@ -18,14 +17,13 @@ Design
   member has run out of patience (or after ``max_epochs``); each member then gets its best weights
   back. The log-variance bounds are shared by all members, so they keep their final values.
 """
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmbrl.nn import gaussian_nll, soft_bound_logvar, soft_bound_logvar_backward
+from fastmbrl.nn import soft_bound_logvar
 
 
 class _NonFinite(Exception):
@@ -43,6 +41,8 @@ class FitHistory:
         the notes' loss without the bound penalty and weight decay).
     holdout_loss : float64 array (epochs_run, E)
         Per-member holdout score used for early stopping and elites (``holdout_metric``).
+    train_member_loss : float64 array (epochs_run, E)
+        The same per member.
     holdout_mse, holdout_nll : float64 arrays (epochs_run, E)
         Both holdout scores per member (normalized target units; NLL summed over target dims and
         averaged over rows, the scale of the training loss).
@@ -64,6 +64,7 @@ class FitHistory:
     """
 
     train_loss: np.ndarray
+    train_member_loss: np.ndarray
     holdout_loss: np.ndarray
     holdout_mse: np.ndarray
     holdout_nll: np.ndarray
@@ -113,22 +114,16 @@ class EnsembleTrainer:
     ----------
     net : fastmbrl.nn.EnsembleMLP
         Output width 2 D_out: the normalized mean then the raw log-variance.
-    bounds : float array (2, D_out)
-        Row 0 is ``max_logvar``, row 1 ``min_logvar``; trained in place.
-    adam_net, adam_bounds : fastmbrl.nn.Adam
-        Optimizers over ``net.params`` and over ``[bounds[0], bounds[1]]``.
-    logvar_penalty : float
-        Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS uses 0.01).
+    step : fastmbrl.nn.GaussianTrainStep
+        The fused minibatch step over ``net``; owns Adam's state and the learnable bounds
+        ``max_logvar``/``min_logvar`` (trained with the penalty ``0.01 (sum max - sum min)``).
     """
 
-    def __init__(self, net, bounds, adam_net, adam_bounds, logvar_penalty=0.01):
+    def __init__(self, net, step):
         self.net = net
-        self.bounds = bounds
-        self.max_logvar = bounds[0]
-        self.min_logvar = bounds[1]
-        self.adam_net = adam_net
-        self.adam_bounds = adam_bounds
-        self.logvar_penalty = float(logvar_penalty)
+        self.step = step
+        self.max_logvar = step.max_logvar
+        self.min_logvar = step.min_logvar
         self.d_out = int(net.layer_dims[-1]) // 2
         self._rows = -1
 
@@ -137,12 +132,8 @@ class EnsembleTrainer:
         if rows == self._rows:
             return
         E, dt = self.net.n_members, self.net.dtype
-        d_in, d_out = int(self.net.layer_dims[0]), self.d_out
-        self._xb = np.empty((E, rows, d_in), dt)
-        self._yb = np.empty((E, rows, d_out), dt)
-        self._dy = np.empty((E, rows, 2 * d_out), dt)
-        self._dbounds = np.empty((2, d_out), dt)
-        self._dbound_rows = [self._dbounds[0], self._dbounds[1]]
+        self._xb = np.empty((E, rows, int(self.net.layer_dims[0])), dt)
+        self._yb = np.empty((E, rows, self.d_out), dt)
         self._rows = rows
 
     # ------------------------------------------------------------------ one step
@@ -157,31 +148,17 @@ class EnsembleTrainer:
         Returns
         -------
         float
-            The NLL of ``fastmbrl.nn.gaussian_nll`` (mean over rows and members).
+            The NLL of the course notes (mean over rows and members, summed over target dims).
 
         Raises
         ------
         _NonFinite
-            Before any parameter changes, if the network output or the loss is not finite.
+            If the loss is not finite; the step then leaves parameters and optimizer untouched.
         """
-        d = self.d_out
-        out = self.net.forward(xb)
-        if not np.isfinite(out).all():
-            raise _NonFinite("the network output")
-        lv, cache = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
-        loss, dmean, dlv = gaussian_nll(out[..., :d], lv, yb)
-        if not math.isfinite(loss):
-            raise _NonFinite("the loss")
-        d_raw, d_max, d_min = soft_bound_logvar_backward(dlv, cache)
-        dy = self._dy
-        dy[..., :d] = dmean
-        dy[..., d:] = d_raw
-        grads, _ = self.net.backward(dy)
-        np.add(d_max, self.logvar_penalty, out=self._dbounds[0])
-        np.subtract(d_min, self.logvar_penalty, out=self._dbounds[1])
-        self.adam_net.step(grads)
-        self.adam_bounds.step(self._dbound_rows)
-        return loss
+        try:
+            return self.step(xb, yb)
+        except FloatingPointError:
+            raise _NonFinite("the loss") from None
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, X, Y, batch_size=256):
@@ -272,8 +249,7 @@ class EnsembleTrainer:
             return mse, nll, (mse if holdout_metric == "mse" else nll)
 
         best_params = [p.copy() for p in net.params]
-        good_bounds = self.bounds.copy()
-        good_adam = (self.adam_net.state_dict(), self.adam_bounds.state_dict())
+        good_state = self.step.state_dict()
         if n_hold:
             _, _, initial = score()
         else:
@@ -283,7 +259,7 @@ class EnsembleTrainer:
         best_epoch = np.zeros(E, np.int64)
         since = np.zeros(E, np.int64)
 
-        train_hist, mse_hist, nll_hist, hold_hist = [], [], [], []
+        train_hist, member_hist, mse_hist, nll_hist, hold_hist = [], [], [], [], []
         bar = _ProgressBar(progress, max_epochs)
         stopped_early = False
         epoch = 0
@@ -294,12 +270,15 @@ class EnsembleTrainer:
                 epoch_rows[:, :n_train] = permuted
                 epoch_rows[:, n_train:] = permuted[:, : epoch_rows.shape[1] - n_train]
                 total = 0.0
+                member_total = np.zeros(E)
                 for b in range(n_batches):
                     rows = epoch_rows[:, b * batch_size:(b + 1) * batch_size]
                     np.take(X_train, rows, axis=0, out=xb)
                     np.take(Y_train, rows, axis=0, out=yb)
                     total += self._train_step(xb, yb)
+                    member_total += self.step.member_loss
                 train_hist.append(total / n_batches)
+                member_hist.append(member_total / n_batches)
 
                 # ======== holdout, per-member best weights, patience
                 if n_hold:
@@ -321,8 +300,7 @@ class EnsembleTrainer:
                     ref[significant] = cur[significant]
                     since[significant] = 0
                     since[~significant] += 1
-                good_bounds[...] = self.bounds
-                good_adam = (self.adam_net.state_dict(), self.adam_bounds.state_dict())
+                good_state = self.step.state_dict()
                 waiting = int(np.sum(since < patience))
                 bar.update(epoch, train_hist[-1], hold_hist[-1] if n_hold else None, waiting)
                 if callback is not None and callback(epoch, train_hist[-1],
@@ -332,7 +310,7 @@ class EnsembleTrainer:
                     stopped_early = epoch < max_epochs
                     break
         except _NonFinite as exc:
-            self._restore(best_params, good_bounds, good_adam)
+            self._restore(best_params, good_state)
             raise FloatingPointError(
                 f"fit: {exc} became non-finite at epoch {epoch}; training stopped and the last "
                 f"good weights were kept (try a lower lr or check the data scale)") from None
@@ -349,6 +327,7 @@ class EnsembleTrainer:
         empty = np.zeros((0, E))
         return FitHistory(
             train_loss=np.asarray(train_hist, np.float64),
+            train_member_loss=np.asarray(member_hist, np.float64).reshape(-1, E),
             holdout_loss=np.asarray(hold_hist, np.float64).reshape(-1, E) if n_hold else empty,
             holdout_mse=np.asarray(mse_hist, np.float64).reshape(-1, E) if n_hold else empty,
             holdout_nll=np.asarray(nll_hist, np.float64).reshape(-1, E) if n_hold else empty,
@@ -364,9 +343,7 @@ class EnsembleTrainer:
             seconds=time.perf_counter() - t0,
         )
 
-    def _restore(self, best_params, bounds, adam_states):
+    def _restore(self, best_params, step_state):
         for p, keep in zip(self.net.params, best_params):
             p[...] = keep
-        self.bounds[...] = bounds
-        self.adam_net.load_state_dict(adam_states[0])
-        self.adam_bounds.load_state_dict(adam_states[1])
+        self.step.load_state_dict(step_state)

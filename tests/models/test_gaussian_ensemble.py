@@ -185,9 +185,9 @@ def test_load_refuses_corrupt_or_mismatched_files(tmp_path):
     with pytest.raises(ValueError, match="flat"):
         GaussianEnsemble.load(tmp_path / "short.npz")
     data = dict(np.load(path))
-    del data["bounds"]
+    del data["opt_max_logvar"]
     np.savez(tmp_path / "nobounds.npz", **data)
-    with pytest.raises(ValueError, match="bounds"):
+    with pytest.raises(ValueError, match="opt_max_logvar"):
         GaussianEnsemble.load(tmp_path / "nobounds.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="not a GaussianEnsemble"):
@@ -216,6 +216,6 @@ def test_constructor_and_query_validation():
 def test_pets_weight_decay_default():
     model = GaussianEnsemble(3, 1)          # 4 x 200 hidden: 5 weight matrices
     np.testing.assert_allclose(model.weight_decay, [2.5e-5, 4.375e-5, 6.25e-5, 8.125e-5, 1e-4])
-    # biases and the log-variance bounds are never decayed
-    assert model._adam_net.weight_decay[1::2] == [0.0] * 5
-    assert model._adam_bounds.weight_decay == [0.0, 0.0]
+    # the weight matrices are decayed, the biases are not (nor the bounds: GaussianTrainStep)
+    np.testing.assert_allclose(model._step.weight_decay[0::2], model.weight_decay)
+    assert model._step.weight_decay[1::2] == [0.0] * 5

@@ -160,11 +160,11 @@ def test_refit_warm_starts_from_current_weights():
     obs, act, nxt = toy_data(800)
     model = GaussianEnsemble(2, 1, hidden=(32, 32), ensemble_size=3, num_elites=2)
     first = model.fit(obs[:600], act[:600], nxt[:600], max_epochs=30, progress=False)
-    steps = model._adam_net.t
+    steps = model._step.t
     second = model.fit(obs, act, nxt, max_epochs=2, progress=False)
     # the second fit starts near where the first ended, far below a fresh network
     assert np.all(second.initial_holdout < 0.5 * first.initial_holdout)
-    assert model._adam_net.t > steps
+    assert model._step.t > steps
     assert model.n_fits == 2
 
 
