@@ -280,9 +280,14 @@ def colored_noise(beta, shape, rng):
     freqs = np.fft.rfftfreq(n_time)
     freqs[0] = 1.0 / n_time
     scale = freqs ** (-beta / 2.0)
-    w = scale[1:].copy()
-    w[-1] *= (1 + (n_time % 2)) / 2.0
-    sigma = 2 * np.sqrt(np.sum(w ** 2)) / n_time
+    # exact std of the output: DC and (even T) Nyquist terms are real with variance 2 s^2, the
+    # others contribute 4 s^2 (real and imaginary parts, counted twice by the real inverse FFT)
+    power = 2 * scale[0] ** 2
+    if n_time % 2 == 0:
+        power += 4 * np.sum(scale[1:-1] ** 2) + 2 * scale[-1] ** 2
+    else:
+        power += 4 * np.sum(scale[1:] ** 2)
+    sigma = np.sqrt(power) / n_time
     coef_shape = tuple(shape[:-1]) + (freqs.size,)
     real = rng.standard_normal(coef_shape) * scale
     imag = rng.standard_normal(coef_shape) * scale
