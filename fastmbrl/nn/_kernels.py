@@ -6,6 +6,7 @@ The extension is imported on first use of a kernel, not when ``fastmbrl.nn`` is 
 pulls in ``scipy.linalg`` (for ``cython_blas``), which costs a few tenths of a second.
 """
 import importlib.util
+import os
 
 from fastmbrl.backend import use_compiled
 from fastmbrl.nn import _reference
@@ -29,11 +30,22 @@ def _load():
     global COMPILED
     impl = _reference
     if COMPILED:
+        # The extension's OpenMP team (only used with n_threads > 1) should sleep rather than spin
+        # while it waits: on a shared 2-core machine a spinning team collapses (PERF.md). libgomp
+        # reads OMP_WAIT_POLICY once, when it is first loaded, so the default is set around this
+        # import only and the environment is restored for everything else (torch, numba, children).
+        # A user's own OMP_WAIT_POLICY wins.
+        previous = os.environ.get("OMP_WAIT_POLICY")
+        if previous is None:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         try:
             from fastmbrl._ext import _nn as impl
         except ImportError:  # a stale or broken build: run on the twins rather than fail
             COMPILED = False
             impl = _reference
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
     g = globals()
     g["_impl"] = impl
     for name in _NAMES:
