@@ -431,9 +431,11 @@ class GaussianEnsemble:
         if members is None:
             members = self.elites[rng.integers(0, self.elites.size, size=B)]
         else:
-            members = np.broadcast_to(np.asarray(members), (B,))
-            if members.dtype.kind not in "iu" or np.any(members < 0) or np.any(
-                    members >= self.ensemble_size):
+            members = np.asarray(members)
+            if members.ndim == 0:
+                members = np.full(B, members)
+            if members.shape != (B,) or members.dtype.kind not in "iu" or np.any(members < 0) \
+                    or np.any(members >= self.ensemble_size):
                 raise ValueError(f"members: expected integers in [0, {self.ensemble_size}) for "
                                  f"each of {B} rows, got {members!r}")
         mean, var, r_mean, r_var = self._predict_all(obs, act)

@@ -54,7 +54,7 @@ class FitHistory:
         The epoch (1-based) whose weights each member keeps; 0 = the starting weights.
     epochs_run : int
     elites : int64 array (num_elites,)
-        Members ordered by ``best_holdout``, best first.
+        The ``num_elites`` members with the lowest ``best_holdout``, in increasing index order.
     stopped_early : bool
         True when every member ran out of patience before ``max_epochs``.
     holdout_metric : str

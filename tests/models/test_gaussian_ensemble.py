@@ -118,6 +118,11 @@ def test_sample_follows_the_chosen_members_gaussian():
     assert draws.shape == (50, 3) and np.all(np.isfinite(draws))
     with pytest.raises(ValueError, match="members"):
         model.sample(q_obs[:5], q_act[:5], rng, members=np.array([0, 1, 2, 3, 0]))
+    with pytest.raises(ValueError, match="members"):
+        model.sample(q_obs[:5], q_act[:5], rng, members=np.array([0, 1]))
+    one = model.sample(q_obs[:5], q_act[:5], np.random.default_rng(0), members=1)
+    np.testing.assert_array_equal(
+        one, model.sample(q_obs[:5], q_act[:5], np.random.default_rng(0), members=np.ones(5, int)))
 
 
 def test_sample_with_reward_head():

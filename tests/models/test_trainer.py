@@ -220,3 +220,14 @@ def test_progress_goes_to_stderr_only_when_enabled(capsys):
     model.fit(obs, act, nxt, max_epochs=2, progress=True)
     out = capsys.readouterr()
     assert out.out == "" and "epoch 2/2" in out.err
+
+
+def test_two_thread_step_trains_like_one_thread():
+    obs, act, nxt = toy_data(600)
+    losses = []
+    for n_threads in (1, 2):
+        model = GaussianEnsemble(2, 1, hidden=(32, 32), ensemble_size=3, num_elites=2,
+                                 n_threads=n_threads)
+        losses.append(model.fit(obs, act, nxt, max_epochs=2, progress=False).train_loss)
+    # rows are split between threads, so sums are rounded differently, nothing else
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
