@@ -8,7 +8,7 @@ PyTorch runs *the same loop*: the model's own ``EnsembleTrainer`` (split, bootst
 early stopping and elites identical, same initial weights, same data), with only the minibatch step
 (baddbmm + SiLU, soft bounds, autograd, ``torch.optim.Adam(fused=True)`` with the same coupled
 per-layer weight decay) and the holdout forward pass done by PyTorch. Its parameters are the model's
-own arrays (``torch.from_numpy`` shares memory), so predictions and scoring go through the same code.
+own arrays (``torch.from_numpy`` shares memory), so predictions and scoring share the same code.
 
 Quality case: a full early-stopped fit on 5,000 random Pendulum-v1 transitions, scored on 2,000
 transitions from other episodes: one-step MSE of the elites' mean and the Gaussian NLL (raw units,

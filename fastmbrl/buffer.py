@@ -1,8 +1,8 @@
 """Preallocated NumPy replay buffer: the data set that the dynamics model is fitted on.
 
-Rows are transitions ``(obs, act, reward, next_obs, terminated, truncated)`` stored in arrays that are
-allocated once (``overflow="wrap"``: a ring that overwrites the oldest rows when full) or doubled
-when full (``overflow="grow"``). The public attributes (``buf.obs`` ...) give the stored rows in
+Rows are transitions ``(obs, act, reward, next_obs, terminated, truncated)`` stored in arrays
+that are allocated once (``overflow="wrap"``: a ring that overwrites the oldest rows when full) or
+doubled when full (``overflow="grow"``). The public attributes (``buf.obs`` ...) give the stored rows in
 insertion order: a read-only view while the ring has not wrapped, a copy after.
 """
 import os
@@ -267,7 +267,7 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
-        """Write the buffer to one ``.npz`` file, atomically (a temporary file, then ``os.replace``).
+        """Write the buffer to one ``.npz`` file atomically (a temporary file, then ``os.replace``).
 
         Parameters
         ----------

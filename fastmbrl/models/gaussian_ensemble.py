@@ -4,8 +4,8 @@ Each of E members maps (s, a) to a diagonal Gaussian over the next state, traine
 likelihood on its own bootstrap resample. The notes' tricks (section 4.2) are built in: the network
 outputs a log-variance (softly bounded between learnable limits, PETS), predicts state changes,
 feeds angles as (sin, cos), and standardizes inputs and targets with statistics from the data.
-The maths of one prediction is written out in ``fastmbrl.models.arrays``; :meth:`GaussianEnsemble.arrays`
-hands the same numbers to compiled code.
+The maths of one prediction is written out in ``fastmbrl.models.arrays``;
+:meth:`GaussianEnsemble.arrays` hands the same numbers to compiled code.
 """
 import io
 import json
@@ -123,7 +123,8 @@ class GaussianEnsemble:
             raise ValueError(f"num_elites: expected at most ensemble_size={self.ensemble_size}, "
                              f"got {num_elites}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, "
+                             f"got {activation!r}")
         self.activation = activation
         self.dtype = check_dtype("dtype", dtype)
         self.seed = int(seed)
@@ -216,7 +217,9 @@ class GaussianEnsemble:
         return obs, act
 
     def model_inputs(self, obs, act):
-        """The network input before normalization: ``[obs[~angle], sin(obs[angle]), cos(obs[angle]), act]``.
+        """The network input before normalization.
+
+        ``[obs[~angle], sin(obs[angle]), cos(obs[angle]), act]``
 
         Parameters
         ----------
@@ -469,7 +472,8 @@ class GaussianEnsemble:
         mean, var = self.predict(obs, act)
         members = self.elites if members is None else np.asarray(members, np.int64).reshape(-1)
         if members.size == 0 or np.any(members < 0) or np.any(members >= self.ensemble_size):
-            raise ValueError(f"members: expected indices in [0, {self.ensemble_size}), got {members}")
+            raise ValueError(f"members: expected indices in [0, {self.ensemble_size}), "
+                             f"got {members}")
         return var[members].mean(axis=0), mean[members].var(axis=0)
 
     def arrays(self):
@@ -554,7 +558,8 @@ class GaussianEnsemble:
             npz = np.load(io.BytesIO(raw), allow_pickle=False)
             data = {k: npz[k] for k in npz.files}
         except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"path: {path!r} is not a readable GaussianEnsemble file ({exc})") from exc
+            raise ValueError(f"path: {path!r} is not a readable GaussianEnsemble file "
+                             f"({exc})") from exc
         except Exception as exc:  # zipfile.BadZipFile and friends from a corrupt archive
             raise ValueError(f"path: {path!r} is corrupt ({type(exc).__name__}: {exc})") from exc
         if str(data.get("kind", "")) != "fastmbrl.GaussianEnsemble":
@@ -581,7 +586,8 @@ class GaussianEnsemble:
                     elites >= model.ensemble_size):
                 raise ValueError(f"array 'elites': invalid {elites}")
             model.elites = elites
-            for prefix, norm in (("in_", model.input_normalizer), ("out_", model.output_normalizer)):
+            for prefix, norm in (("in_", model.input_normalizer),
+                                 ("out_", model.output_normalizer)):
                 norm.load_state_dict({k: data[prefix + k] for k in norm.state_dict()})
             opt = {k: take("opt_" + k, np.asarray(v))
                    for k, v in model._step.state_dict().items() if k != "t"}

@@ -1,4 +1,4 @@
-"""Per-feature standardization whose statistics come from the replay buffer (notes, section 4.2, trick 4).
+"""Per-feature standardization with statistics from the replay buffer (notes, 4.2, trick 4).
 
 The statistics are accumulated in float64 (count, mean, sum of squared deviations) so that they can
 be either recomputed from the whole buffer (:meth:`Normalizer.fit`, what ``GaussianEnsemble.fit``

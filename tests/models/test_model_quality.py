@@ -1,4 +1,4 @@
-"""Does the fitted model learn the right thing? The notes' 1-D heteroskedastic example, and Pendulum-v1."""
+"""Does the fitted model learn the right thing? The notes' 1-D heteroskedastic example; Pendulum."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Trainer: holdout split, bootstrap resamples, batching, per-member early stopping, elites, failures."""
+"""Trainer: holdout split, bootstrap, batching, per-member early stopping, elites, failures."""
 import numpy as np
 import pytest
 
@@ -118,7 +118,8 @@ def test_per_member_patience_best_weights_and_elites():
     for p, s in zip(model.net.params, start):
         s = s.reshape(p.shape)
         for e, ep in enumerate(hist.best_epoch):
-            np.testing.assert_array_equal(p[e], s[e] + np.float32(ep))       # each member's best weights
+            # each member holds its best epoch's weights
+            np.testing.assert_array_equal(p[e], s[e] + np.float32(ep))
 
 
 def test_elites_are_the_members_with_lowest_holdout_loss():
