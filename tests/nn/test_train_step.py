@@ -1,0 +1,231 @@
+"""The fused GaussianTrainStep: compiled against the composition of the twins, state, failures."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmbrl as fm
+from fastmbrl._config import ATOL, RTOL
+from fastmbrl.nn import _kernels, _reference, train
+
+
+def _make(dtype, activation="silu", E=3, d_in=4, hidden=(7, 5), D=2, seed=0, **kw):
+    net = fm.nn.EnsembleMLP(d_in, 2 * D, hidden=hidden, ensemble_size=E, activation=activation,
+                            dtype=dtype, seed=seed)
+    kw.setdefault("weight_decay", [1e-3, 0.0, 2e-3, 0.0, 3e-3, 0.0])
+    return fm.nn.GaussianTrainStep(net, lr=1e-2, **kw)
+
+
+def _batch(rng, dtype, E=3, B=11, d_in=4, D=2):
+    x = rng.standard_normal((E, B, d_in)).astype(dtype)
+    target = (np.sin(x[..., :D]) + 0.1 * rng.standard_normal((E, B, D))).astype(dtype)
+    return x, target
+
+
+@pytest.fixture
+def twin_step(monkeypatch):
+    """Make GaussianTrainStep run on the NumPy twin composition."""
+    _ = _kernels._impl
+    monkeypatch.setattr(_kernels, "_gaussian_train_step", _reference._gaussian_train_step)
+    monkeypatch.setattr(_kernels, "_train_workspace_size", _reference._train_workspace_size)
+
+
+def _run_twin(step, x, target, update=True):
+    net = step.net
+    t = step.t + 1 if update else max(step.t, 1)
+    loss = _reference._gaussian_train_step(
+        x, target, net.flat, net.grad_flat, net.layer_dims, net.activation_code, step._bounds,
+        step.bounds_grad, step.m, step.v, step._bm, step._bv, step._seg_end, step._seg_decay,
+        step.lr, step.beta1, step.beta2, step.eps, t, step.bound_penalty, update, step.member_loss,
+        None, 0, 1)
+    if update:
+        step.t = t
+    return loss
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh", "identity"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_compiled_step_matches_twin(rng, monkeypatch, dtype, activation, n_threads, chunk):
+    if not _kernels.COMPILED:
+        pytest.skip("compiled extension not built or FASTMBRL_PUREPYTHON=1")
+    if chunk is not None:
+        monkeypatch.setattr(train, "MAX_CHUNK_ROWS", chunk)  # several row chunks per thread
+    fast = _make(dtype, activation, n_threads=n_threads)
+    slow = _make(dtype, activation)
+    x, target = _batch(rng, dtype)
+    for _ in range(4):
+        loss_fast = fast(x, target)
+        loss_slow = _run_twin(slow, x, target)
+        assert loss_fast == pytest.approx(loss_slow, rel=RTOL[dtype])
+        # gradients are compared at identical weights: copy the twin's weights over after checking
+        np.testing.assert_allclose(fast.net.grad_flat, slow.net.grad_flat, rtol=RTOL[dtype],
+                                   atol=ATOL[dtype])
+        np.testing.assert_allclose(fast.bounds_grad, slow.bounds_grad, rtol=RTOL[dtype],
+                                   atol=ATOL[dtype])
+        np.testing.assert_allclose(fast.net.flat, slow.net.flat, rtol=RTOL[dtype], atol=ATOL[dtype])
+        np.testing.assert_allclose(fast._bounds, slow._bounds, rtol=RTOL[dtype], atol=ATOL[dtype])
+        np.testing.assert_allclose(fast.m, slow.m, rtol=RTOL[dtype], atol=ATOL[dtype])
+        np.testing.assert_allclose(fast.v, slow.v, rtol=RTOL[dtype], atol=ATOL[dtype] ** 2)
+        fast.net.flat[...] = slow.net.flat
+        fast._bounds[...] = slow._bounds
+    assert fast.t == slow.t == 4
+    np.testing.assert_allclose(fast.evaluate(x, target), _eval_twin(slow, x, target),
+                               rtol=RTOL[dtype])
+
+
+def _eval_twin(step, x, target):
+    _run_twin(step, x, target, update=False)
+    return step.member_loss.copy()
+
+
+def test_step_reduces_loss_and_learns_bounds(rng):
+    step = _make(np.float32, E=2, hidden=(32, 32))
+    x, target = _batch(rng, np.float32, E=2, B=64)
+    max0 = step.max_logvar.copy()
+    losses = [step(x, target) for _ in range(200)]
+    assert losses[-1] < losses[0] - 1.0
+    assert not np.array_equal(step.max_logvar, max0)  # the bounds are live, trained arrays
+    assert step.max_logvar.base is step._bounds
+
+
+def test_two_threads_deterministic_and_close_to_one(rng, compiled):
+    x, target = _batch(rng, np.float32, B=64)
+    runs = []
+    for nt in (2, 2, 1):
+        step = _make(np.float32, n_threads=nt)
+        runs.append([step(x, target) for _ in range(3)] + [step.net.flat.copy()])
+    assert runs[0][:3] == runs[1][:3]
+    np.testing.assert_array_equal(runs[0][3], runs[1][3])
+    np.testing.assert_allclose(runs[0][3], runs[2][3], rtol=1e-4, atol=1e-5)
+
+
+def test_more_threads_than_rows(rng, compiled):
+    x, target = _batch(rng, np.float64, B=1)
+    a, b = _make(np.float64, n_threads=2), _make(np.float64)
+    for _ in range(2):
+        assert a(x, target) == pytest.approx(b(x, target), rel=1e-12)
+    np.testing.assert_allclose(a.net.flat, b.net.flat, rtol=1e-12, atol=1e-14)
+
+
+def test_evaluate_does_not_update(rng):
+    step = _make(np.float64)
+    x, target = _batch(rng, np.float64, B=700)  # more rows than one chunk
+    flat, bounds, m = step.net.flat.copy(), step._bounds.copy(), step.m.copy()
+    member = step.evaluate(x, target)
+    assert member.shape == (3,)
+    np.testing.assert_array_equal(step.net.flat, flat)
+    np.testing.assert_array_equal(step._bounds, bounds)
+    np.testing.assert_array_equal(step.m, m)
+    assert step.t == 0
+    # per-member NLL from the public pieces
+    out = step.net.forward(x)
+    lv, _ = fm.nn.soft_bound_logvar(np.ascontiguousarray(out[..., 2:]), step.max_logvar, step.min_logvar)
+    mean = out[..., :2]
+    expected = np.mean(np.sum((target - mean) ** 2 * np.exp(-lv) + lv, axis=2), axis=1)
+    np.testing.assert_allclose(member, expected, rtol=1e-10)
+
+
+def test_state_dict_round_trip(rng):
+    x, target = _batch(rng, np.float32)
+    a = _make(np.float32)
+    for _ in range(3):
+        a(x, target)
+    state = a.state_dict()
+    b = _make(np.float32)
+    b.net.flat[...] = a.net.flat
+    b.load_state_dict(state)
+    assert b.t == 3
+    assert a(x, target) == b(x, target)
+    np.testing.assert_array_equal(a.net.flat, b.net.flat)
+    np.testing.assert_array_equal(a.max_logvar, b.max_logvar)
+    with pytest.raises(ValueError, match="state\\['m'\\]"):
+        b.load_state_dict({**state, "m": np.zeros(3)})
+    with pytest.raises(KeyError, match="bounds_v"):
+        b.load_state_dict({k: v for k, v in state.items() if k != "bounds_v"})
+
+
+def test_non_finite_loss_leaves_weights(rng):
+    step = _make(np.float32)
+    x, target = _batch(rng, np.float32)
+    step(x, target)
+    flat, bounds, t = step.net.flat.copy(), step._bounds.copy(), step.t
+    huge = np.full_like(x, 3e38)  # finite input whose forward pass overflows
+    with pytest.raises(FloatingPointError, match="loss"):
+        step(huge, target)
+    np.testing.assert_array_equal(step.net.flat, flat)
+    np.testing.assert_array_equal(step._bounds, bounds)
+    assert step.t == t
+    step(x, target)  # and it keeps working
+
+
+@pytest.mark.parametrize("what, match, exc", [
+    ("x_dtype", "x: expected a float32 array", TypeError),
+    ("x_shape", r"x: expected shape \(3, B, 4\)", ValueError),
+    ("members", r"target: expected shape \(3, B, 2\)", ValueError),
+    ("rows", "target: expected 11 rows", ValueError),
+    ("nan", "target: contains non-finite", ValueError),
+    ("list", "x: expected a float32 array, got list", TypeError),
+])
+def test_bad_batch_is_refused(rng, what, match, exc):
+    step = _make(np.float32)
+    x, target = _batch(rng, np.float32)
+    if what == "x_dtype":
+        x = x.astype(np.float64)
+    elif what == "x_shape":
+        x = x[..., :3]
+    elif what == "members":
+        target = target[:2]
+    elif what == "rows":
+        target = target[:, :5]
+    elif what == "nan":
+        target[0, 0, 0] = np.nan
+    elif what == "list":
+        x = x.tolist()
+    with pytest.raises(exc, match=match):
+        step(x, target)
+    assert step.t == 0
+
+
+def test_bad_construction_is_refused():
+    net = fm.nn.EnsembleMLP(3, 5, hidden=(4,), ensemble_size=2)
+    with pytest.raises(ValueError, match="net: expected out_dim = 2 D"):
+        fm.nn.GaussianTrainStep(net)
+    with pytest.raises(TypeError, match="net"):
+        fm.nn.GaussianTrainStep("net")
+    net = fm.nn.EnsembleMLP(3, 4, hidden=(4,), ensemble_size=2)
+    with pytest.raises(ValueError, match=r"max_logvar: expected shape \(2,\)"):
+        fm.nn.GaussianTrainStep(net, max_logvar=np.zeros(3))
+    with pytest.raises(ValueError, match="min_logvar: expected values below"):
+        fm.nn.GaussianTrainStep(net, max_logvar=[0.0, 0.0], min_logvar=[-1.0, 1.0])
+    with pytest.raises(ValueError, match="weight_decay: expected a float or 4 values"):
+        fm.nn.GaussianTrainStep(net, weight_decay=[0.1, 0.2])
+    with pytest.raises(ValueError, match="n_threads"):
+        fm.nn.GaussianTrainStep(net, n_threads=0)
+    with pytest.raises(ValueError, match="lr"):
+        fm.nn.GaussianTrainStep(net, lr=-1.0)
+
+
+def test_twin_composition_runs_through_the_public_class(rng, twin_step):
+    step = _make(np.float64)
+    x, target = _batch(rng, np.float64)
+    loss = step(x, target)
+    assert np.isfinite(loss) and step.t == 1
+
+
+def test_pure_python_switch():
+    code = ("import numpy as np, fastmbrl as fm\n"
+            "from fastmbrl.nn import _kernels\n"
+            "net = fm.nn.EnsembleMLP(2, 2, hidden=(3,), ensemble_size=2)\n"
+            "step = fm.nn.GaussianTrainStep(net)\n"
+            "x = np.ones((2, 4, 2), np.float32); t = np.zeros((2, 4, 1), np.float32)\n"
+            "step(x, t)\n"
+            "import sys\n"
+            "print(_kernels.COMPILED, _kernels._impl.__name__, 'fastmbrl._ext._nn' in sys.modules)\n")
+    env = dict(os.environ, FASTMBRL_PUREPYTHON="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    assert out.stdout.split() == ["False", "fastmbrl.nn._reference", "False"]
