@@ -340,6 +340,50 @@ def _train_workspace_size(cnp.ndarray layer_dims, int64_t n_members, int64_t chu
                                        n_members, chunk_rows, n_threads))
 
 
+cdef inline bint _is(cnp.ndarray a, int typenum, int64_t size) noexcept:
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_IS_C_CONTIGUOUS(a)
+            and (size < 0 or cnp.PyArray_SIZE(a) == size))
+
+
+cdef int _check_step_args(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
+                          cnp.ndarray grad_flat, cnp.ndarray layer_dims, cnp.ndarray bounds,
+                          cnp.ndarray bounds_grad, cnp.ndarray m, cnp.ndarray v, cnp.ndarray bm,
+                          cnp.ndarray bv, cnp.ndarray seg_end, cnp.ndarray seg_decay,
+                          cnp.ndarray member_loss, cnp.ndarray work, int64_t chunk_rows,
+                          int64_t n_threads) except -1:
+    """Integer-only consistency checks (about a microsecond) so that no call can write out of bounds."""
+    cdef int64_t L = layer_dims.shape[0] - 1, n_params = 0, k
+    cdef int t = cnp.PyArray_TYPE(flat)
+    _check(_is(layer_dims, cnp.NPY_INT64, -1) and layer_dims.ndim == 1 and 1 <= L <= 64,
+           "layer_dims", "expected a contiguous int64 array of 2 to 65 widths")
+    cdef const int64_t *dims = <const int64_t *>cnp.PyArray_DATA(layer_dims)
+    for k in range(L + 1):
+        _check(dims[k] >= 1, "layer_dims", "expected positive widths")
+    for k in range(L):
+        n_params += x.shape[0] * (dims[k] * dims[k + 1] + dims[k + 1])
+    cdef int64_t D = dims[L] // 2, E = x.shape[0] if x.ndim == 3 else 0
+    _check(t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64, "flat", "expected float32 or float64")
+    _check(dims[L] % 2 == 0, "layer_dims", "expected an even output width 2 D")
+    _check(x.ndim == 3 and _is(x, t, -1) and x.shape[2] == dims[0] and x.shape[1] >= 1, "x",
+           "expected a C-contiguous (E, B, D_in) array of the parameters' dtype")
+    _check(target.ndim == 3 and _is(target, t, E * x.shape[1] * D) and target.shape[0] == E
+           and target.shape[2] == D, "target", "expected a C-contiguous (E, B, D) array like x")
+    for name, arr, size in (("flat", flat, n_params), ("grad_flat", grad_flat, n_params),
+                            ("m", m, n_params), ("v", v, n_params), ("bounds", bounds, 2 * D),
+                            ("bounds_grad", bounds_grad, 2 * D), ("bm", bm, 2 * D),
+                            ("bv", bv, 2 * D)):
+        _check(_is(arr, t, size), name, f"expected a C-contiguous array of {size} elements of the "
+               f"parameters' dtype")
+    _check(_is(seg_end, cnp.NPY_INT64, -1) and _is(seg_decay, cnp.NPY_FLOAT64, seg_end.shape[0])
+           and seg_end.shape[0] >= 1 and seg_end[seg_end.shape[0] - 1] == n_params, "seg_end",
+           f"expected int64 segment ends finishing at {n_params}, with float64 seg_decay alike")
+    _check(_is(member_loss, cnp.NPY_FLOAT64, E), "member_loss", f"expected float64 ({E},)")
+    _check(chunk_rows >= 1 and n_threads >= 1, "chunk_rows", "expected chunk_rows, n_threads >= 1")
+    _check(_is(work, t, -1) and cnp.PyArray_SIZE(work) >= fm_train_workspace_size(
+        L, dims, E, chunk_rows, n_threads), "work", "too small for chunk_rows and n_threads")
+    return 0
+
+
 def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
                          cnp.ndarray grad_flat, cnp.ndarray layer_dims, int activation,
                          cnp.ndarray bounds, cnp.ndarray bounds_grad, cnp.ndarray m,
@@ -380,6 +424,8 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
     cdef int64_t E = x.shape[0], B = x.shape[1]
     cdef int64_t n_layers = layer_dims.shape[0] - 1
     cdef int old_threads = 0
+    _check_step_args(x, target, flat, grad_flat, layer_dims, bounds, bounds_grad, m, v, bm, bv,
+                     seg_end, seg_decay, member_loss, work, chunk_rows, n_threads)
     cdef double loss = 0.0
     cdef const int64_t *dims = <const int64_t *>cnp.PyArray_DATA(layer_dims)
     cdef void *px = cnp.PyArray_DATA(x)

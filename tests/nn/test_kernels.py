@@ -171,3 +171,37 @@ def test_compiled_kernels_reject_non_contiguous_buffers(compiled):
 def test_build_reports_features(compiled):
     assert isinstance(compiled._have_openmp(), bool)
     assert isinstance(compiled._have_avx2(), bool)
+
+
+def test_compiled_train_step_rejects_inconsistent_buffers(compiled):
+    import fastmbrl as fm
+
+    net = fm.nn.EnsembleMLP(3, 4, hidden=(5,), ensemble_size=2, seed=0)
+    step = fm.nn.GaussianTrainStep(net)
+    x = np.zeros((2, 6, 3), np.float32)
+    t = np.zeros((2, 6, 2), np.float32)
+    work, chunk = step._workspace(6)
+
+    def call(**over):
+        args = dict(x=x, target=t, flat=net.flat, grad_flat=net.grad_flat, layer_dims=net.layer_dims,
+                    activation=3, bounds=step._bounds, bounds_grad=step.bounds_grad, m=step.m, v=step.v,
+                    bm=step._bm, bv=step._bv, seg_end=step._seg_end, seg_decay=step._seg_decay,
+                    lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1, bound_penalty=0.01,
+                    update=True, member_loss=step.member_loss, work=work, chunk_rows=chunk,
+                    n_threads=1)
+        args.update(over)
+        return compiled._gaussian_train_step(*args.values())
+
+    assert np.isfinite(call())
+    with pytest.raises(ValueError, match="work"):
+        call(work=work[:10])
+    with pytest.raises(ValueError, match="target"):
+        call(target=np.zeros((2, 5, 2), np.float32))
+    with pytest.raises(ValueError, match="x"):
+        call(x=x.astype(np.float64))
+    with pytest.raises(ValueError, match="m"):
+        call(m=step.m[:-1])
+    with pytest.raises(ValueError, match="layer_dims"):
+        call(layer_dims=np.array([3, 5, 5], np.int64))
+    with pytest.raises(ValueError, match="member_loss"):
+        call(member_loss=np.zeros(3))
