@@ -48,7 +48,8 @@ class PETS(Agent):
         Start each plan from the previous one shifted by one step (its last step filled with the
         middle of the bounds); False resets the distribution to its default at every action.
     n_threads : 1, 2 or "auto"
-        Kernel workers; "auto" uses 2 when ``population * particles >= AUTO_THREADS_MIN_ROWS`` and two
+        Kernel workers; "auto" uses 2 when ``population * particles >= AUTO_THREADS_MIN_ROWS`` and
+        two
         cores exist, since below that the hand-off costs about what the second core gains.
     blas_threads : int or None
         OpenBLAS threads while planning (threadpoolctl); 1 by default because spinning BLAS teams
@@ -68,8 +69,8 @@ class PETS(Agent):
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
         if not isinstance(model, ModelArrays) and not callable(getattr(model, "arrays", None)):
-            raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a ModelArrays, "
-                            f"got {type(model).__name__}")
+            raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a "
+                            f"ModelArrays, got {type(model).__name__}")
         self.model = model
         self.low, self.high, self.action_dtype = action_bounds(action_space)
         self.planner = planner if planner is not None else CEM(

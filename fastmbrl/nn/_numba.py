@@ -7,7 +7,8 @@ Design
   Python is crossed inside a rollout.
 * Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md).
 * Bias + activation is one fused loop over the matmul output. For float32 SiLU the exponential is a
-  polynomial in two vectorizable passes (libm ``expf`` does not vectorize; PERF.md measured SiLU costing
+  polynomial in two vectorizable passes (libm ``expf`` does not vectorize; PERF.md measured SiLU
+  costing
   as much as the matmuls at width 64). float64 uses ``math.exp`` (tests and gradient checks).
 * The caller allocates everything: two hidden buffers ``h0``/``h1`` and ``ebuf`` (the SiLU scratch),
   each a 1-D array of at least ``rows * max(hidden widths)`` elements; nothing is allocated here.
@@ -19,7 +20,8 @@ from numba import njit
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
-# exp(t) = 2**n * exp(r), n = round(t / ln 2), |r| <= ln2 / 2; Cody-Waite split of ln 2 keeps r exact
+# exp(t) = 2**n * exp(r), n = round(t / ln 2), |r| <= ln2 / 2; Cody-Waite split of ln 2 keeps r
+# exact
 # to float32 rounding, and a degree-6 Taylor polynomial gives ~2e-7 relative error on that interval.
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125
@@ -39,7 +41,8 @@ def _silu_bias_f32(h, b, ebuf):
 
     Notes
     -----
-    Pass 1 stores ``z = h + b``, the polynomial part of ``exp(-z)`` and the integer bits of ``2**n``;
+    Pass 1 stores ``z = h + b``, the polynomial part of ``exp(-z)`` and the integer bits of
+    ``2**n``;
     pass 2 multiplies by ``2**n`` read through an int32 view. Splitting lets both loops vectorize.
     """
     rows, d = h.shape
@@ -76,7 +79,7 @@ def _silu_bias_f32(h, b, ebuf):
 
 @njit(**_JIT)
 def _bias_activation(h, b, activation, ebuf):
-    """In place ``h = act(h + b)`` (fused), ``activation`` a code of ``fastmbrl._config.ACTIVATIONS``.
+    """In place ``h = act(h + b)`` (fused); ``activation`` is a code of ``_config.ACTIVATIONS``.
 
     Parameters
     ----------
@@ -124,7 +127,8 @@ def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h
 
     Notes
     -----
-    ``h_{l+1} = act(h_l W_l[member] + b_l[member])`` for hidden layers, ``out = h_{L-1} W + b`` last.
+    ``h_{l+1} = act(h_l W_l[member] + b_l[member])`` for hidden layers, ``out = h_{L-1} W + b``
+    last.
     """
     rows = x.shape[0]
     n_layers = layer_dims.shape[0] - 1

@@ -1,5 +1,6 @@
-"""Planning: zero-order optimizers over action sequences and the compiled model rollout objective."""
-from fastmbrl.planning.optimizers import CEM, ICEM, MPPI, RandomShooting, check_bounds, colored_noise
+"""Planning: zero-order optimizers over action sequences and the compiled model rollout."""
+from fastmbrl.planning.optimizers import (CEM, ICEM, MPPI, RandomShooting, check_bounds,
+                                          colored_noise)
 from fastmbrl.planning.rollout import ModelRollout, is_numba_function
 
 __all__ = ["CEM", "ICEM", "MPPI", "RandomShooting", "ModelRollout", "check_bounds",

@@ -4,10 +4,13 @@ Design
 ------
 * ``_rollout_values`` runs the whole horizon for a block of candidates in one call: for each step it
   gathers the network input in member-block order, runs each member's forward pass on its contiguous
-  block (``fastmbrl.nn._numba._mlp_forward_flat``), samples the next state with noise the caller drew,
+  block (``fastmbrl.nn._numba._mlp_forward_flat``), samples the next state with noise the caller
+  drew,
   and calls the (Numba) reward and termination functions on the whole step at once.
-* Rows are particles: row ``i`` belongs to candidate ``i // N``. ``perms[t, j]`` is the particle placed
-  at position ``j`` of step ``t``'s network input; member ``m`` owns positions ``[m R // M, (m+1) R // M)``
+* Rows are particles: row ``i`` belongs to candidate ``i // N``. ``perms[t, j]`` is the particle
+placed
+  at position ``j`` of step ``t``'s network input; member ``m`` owns positions ``[m R // M, (m+1) R
+  // M)``
   (so a permutation per step is "ts1", one fixed permutation is "tsinf").
 * The caller (``fastmbrl.planning.rollout``) owns the RNG, allocates every buffer once per shape and
   may run two calls at once on disjoint candidates (``nogil=True``); nothing here allocates except
@@ -99,11 +102,11 @@ def _shuffle_rows(uniforms, perm_out):
 
 
 @njit(**_JIT)
-def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims, n_members, activation,
-                    members, plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
-                    max_logvar, min_logvar, propagation, reward_mode, term_mode, reward_fn,
-                    termination_fn, states, act_rows, rewards, dones, x_buf, y_buf, acc_buf, h0, h1,
-                    ebuf, values_out):
+def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims,
+                    n_members, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
+                    in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
+                    term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
+                    y_buf, acc_buf, h0, h1, ebuf, values_out):
     """Roll ``P`` action sequences through the ensemble from ``obs0`` and score them.
 
     Parameters
@@ -147,7 +150,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         Action of each particle row at each step.
     rewards : float array (H, R), written in reward modes 0 and 1.
     dones : bool array (H, R), written (False unless term_mode is 1).
-    x_buf : float array (R, D_in); y_buf : float array (R, 2 D_out); acc_buf : float array (R, D_out)
+    x_buf : float array (R, D_in); y_buf : float array (R, 2 D_out); acc_buf : float array (R,
+    D_out)
     h0, h1, ebuf : float arrays, scratch of ``_mlp_forward_flat`` for R rows
     values_out : float array (P,)
         Written with the candidates' values when neither mode is 2.
@@ -241,7 +245,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     # exp of the doubly soft-bounded log-variance in closed form (one exp, no log):
                     # exp(min + softplus(max - softplus(max - raw) - min))
                     #   = exp(min) + exp(max) / (1 + exp(max - raw))
-                    var = exp_min[d] + exp_max[d] / (1.0 + math.exp(max_logvar[d] - y_buf[j, d_out + d]))
+                    raw = y_buf[j, d_out + d]
+                    var = exp_min[d] + exp_max[d] / (1.0 + math.exp(max_logvar[d] - raw))
                     v = out_mean[d] + out_std[d] * (y_buf[j, d] + math.sqrt(var) * noise[t, i, d])
                     if d < d_obs:
                         if delta_mask[d]:

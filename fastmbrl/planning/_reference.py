@@ -36,7 +36,7 @@ def _softplus(x):
 
 
 def _masked_returns(rewards, dones, n_particles, values_out):
-    """Reference of the per-candidate value: mean over particles of rewards summed until termination.
+    """Reference per-candidate value: mean over particles of rewards summed until termination.
 
     Parameters
     ----------
@@ -52,7 +52,7 @@ def _masked_returns(rewards, dones, n_particles, values_out):
 
 
 def _shuffle_rows(uniforms, perm_out):
-    """Reference Fisher-Yates shuffle of ``0..R-1`` driven by ``uniforms`` (R,); writes ``perm_out``."""
+    """Reference Fisher-Yates shuffle of ``0..R-1`` by ``uniforms`` (R,) into ``perm_out``."""
     n = perm_out.shape[0]
     perm_out[:] = np.arange(n)
     for i in range(n - 1, 0, -1):
@@ -60,11 +60,11 @@ def _shuffle_rows(uniforms, perm_out):
         perm_out[i], perm_out[j] = perm_out[j], perm_out[i]
 
 
-def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims, n_members, activation,
-                    members, plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
-                    max_logvar, min_logvar, propagation, reward_mode, term_mode, reward_fn,
-                    termination_fn, states, act_rows, rewards, dones, x_buf, y_buf, acc_buf, h0, h1,
-                    ebuf, values_out):
+def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims,
+                    n_members, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
+                    in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
+                    term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
+                    y_buf, acc_buf, h0, h1, ebuf, values_out):
     """Reference of the compiled rollout; see ``fastmbrl.planning._kernels._rollout_values``."""
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles

@@ -8,9 +8,12 @@ the previous plan shifted by one step when warm starting). Sampling and the elit
 NumPy on (P, H, D_act) arrays: for the sizes used in MPC they cost microseconds next to the rollout,
 and the objective is the one crossing into compiled code per iteration.
 
-Time budget: ``optimize(..., time_budget=s)`` runs the first iteration, then starts another only if the
-elapsed time plus the estimated cost of that iteration (the last measured time per candidate times its
-population) stays within ``s``; the best plan so far is returned. ``last_iterations`` records how many
+Time budget: ``optimize(..., time_budget=s)`` runs the first iteration, then starts another only if
+the
+elapsed time plus the estimated cost of that iteration (the last measured time per candidate times
+its
+population) stays within ``s``; the best plan so far is returned. ``last_iterations`` records how
+many
 ran.
 """
 import time
@@ -50,15 +53,16 @@ def check_bounds(lower, upper, horizon):
     hi = as_float_array("upper", upper, dtype=np.float64)
     for name, b in (("lower", lo), ("upper", hi)):
         if b.ndim not in (1, 2) or (b.ndim == 2 and b.shape[0] != horizon):
-            raise ValueError(f"{name}: expected shape (D_act,) or ({horizon}, D_act), got {b.shape}")
+            raise ValueError(f"{name}: expected shape (D_act,) or ({horizon}, D_act), got "
+                             f"{b.shape}")
     if lo.shape[-1] != hi.shape[-1]:
         raise ValueError(f"lower, upper: action widths differ ({lo.shape[-1]} vs {hi.shape[-1]})")
     lo = np.broadcast_to(lo, (horizon, lo.shape[-1])).copy()
     hi = np.broadcast_to(hi, (horizon, hi.shape[-1])).copy()
     if np.any(lo > hi):
         h, a = np.argwhere(lo > hi)[0]
-        raise ValueError(f"lower, upper: expected lower <= upper, got lower[{h}, {a}] = {lo[h, a]} > "
-                         f"upper[{h}, {a}] = {hi[h, a]}")
+        raise ValueError(f"lower, upper: expected lower <= upper, got lower[{h}, {a}] = "
+                         f"{lo[h, a]} > upper[{h}, {a}] = {hi[h, a]}")
     return lo, hi
 
 
@@ -211,7 +215,8 @@ class CEM(_Optimizer):
     init_std : float or array (D_act,), optional
         Initial standard deviation; default a quarter of the bounds' width.
     return_mean_elites : bool
-        Return the final distribution mean (True, the elites' smoothed mean) or the best sample seen.
+        Return the final distribution mean (True, the elites' smoothed mean) or the best sample
+        seen.
     seed : int or None
 
     Notes
@@ -424,7 +429,8 @@ class MPPI(_Optimizer):
 
     Notes
     -----
-    ``U <- U + sum_k w_k (V_k - U)``, ``w_k ∝ exp(S_k / lambda)``, where ``V_k = clip(U + eps_k)``;
+    ``U <- U + sum_k w_k (V_k - U)``, ``w_k proportional to exp(S_k / lambda)``, where ``V_k =
+    clip(U + eps_k)``;
     using the clipped perturbation keeps ``U`` a convex combination of in-bound sequences. Returns
     ``U``. Williams et al. (2017), "Information theoretic MPC for model-based RL", ICRA, Alg. 2.
     """

@@ -1,22 +1,28 @@
 """The model objective: action sequences -> expected returns under a Gaussian ensemble.
 
 ``ModelRollout`` holds what persists across control steps (the RNG streams, buffers, the worker
-thread); ``ModelRollout.objective(arrays, obs)`` binds a model snapshot and the current observation and
+thread); ``ModelRollout.objective(arrays, obs)`` binds a model snapshot and the current observation
+and
 returns the callable the planners maximize. Each call of that callable crosses into compiled code
-once per worker (``fastmbrl.planning._kernels._rollout_values``): the whole horizon, the ensemble, the
+once per worker (``fastmbrl.planning._kernels._rollout_values``): the whole horizon, the ensemble,
+the
 sampling and a Numba reward/termination function all run there.
 
 Notes
 -----
 Threads: with ``n_threads=2`` the candidates are split into two contiguous halves and each half is
-rolled out by its own GIL-free kernel call (one on the calling thread, one on a worker), each with its
+rolled out by its own GIL-free kernel call (one on the calling thread, one on a worker), each with
+its
 own RNG stream, so results are deterministic for a given seed and ``n_threads`` (but differ between
-``n_threads`` 1 and 2: the particles' member blocks and noise streams are per half). BLAS is limited to
+``n_threads`` 1 and 2: the particles' member blocks and noise streams are per half). BLAS is
+limited to
 one thread inside (``threadpoolctl``) by the agent: two spinning OpenBLAS teams on 2 cores collapse
 (PERF.md).
 
-Numba reward functions: a ``numba.njit`` function is passed into the kernel as a first-class argument;
-the kernel is specialised (compiled) once per distinct function, and ``cache=True`` still caches that
+Numba reward functions: a ``numba.njit`` function is passed into the kernel as a first-class
+argument;
+the kernel is specialised (compiled) once per distinct function, and ``cache=True`` still caches
+that
 specialisation on disk (measured: see ``benchmarks/bench_planning.py`` and the package report).
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
@@ -102,7 +108,7 @@ def _entry_point(args, key):
 
 
 def is_numba_function(fn):
-    """True if ``fn`` is a Numba-compiled dispatcher (``numba.njit``) usable inside compiled code."""
+    """True if ``fn`` is a Numba dispatcher (``numba.njit``), callable inside compiled code."""
     if fn is None:
         return False
     try:
@@ -205,8 +211,10 @@ class ModelRollout:
     particles : int
         N, trajectories per candidate.
     propagation : {"ts1", "tsinf", "expectation"}
-        "ts1": each particle draws a random member at every step (rows are permuted among the members
-        so each member gets an equal block, as in mbrl-lib); "tsinf": a member fixed per particle for
+        "ts1": each particle draws a random member at every step (rows are permuted among the
+        members
+        so each member gets an equal block, as in mbrl-lib); "tsinf": a member fixed per particle
+        for
         the whole horizon; "expectation": the deterministic mean of the members' means (one particle
         suffices, so only one is computed).
     n_threads : {1, 2}
@@ -259,7 +267,7 @@ class ModelRollout:
 
     # ------------------------------------------------------------------ binding
     def objective(self, arrays, obs):
-        """Bind a model snapshot and the current observation; return ``f(actions (P, H, D_act)) -> (P,)``.
+        """Bind a model snapshot and the observation; return ``f(actions (P, H, D_act)) -> (P,)``.
 
         Parameters
         ----------
@@ -269,7 +277,8 @@ class ModelRollout:
         Returns
         -------
         callable
-            Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the model's
+            Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the
+            model's
             dtype (mean over particles of the summed rewards).
         """
         arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
@@ -384,8 +393,8 @@ class ModelRollout:
         if bound.reward_mode == k.REWARD_LATER:
             r = np.asarray(self.reward_fn(obs, act, nxt))
             if r.shape != (horizon * n_rows,):
-                raise ValueError(f"reward_fn: expected an array of shape (N,) for N={horizon * n_rows} "
-                                 f"rows, got shape {r.shape}")
+                raise ValueError(f"reward_fn: expected an array of shape (N,) for "
+                                 f"N={horizon * n_rows} rows, got shape {r.shape}")
             buf.rewards[...] = r.reshape(horizon, n_rows)
         if bound.term_mode == k.TERM_LATER:
             d = np.asarray(self.termination_fn(obs, act, nxt))
@@ -409,7 +418,8 @@ class ModelRollout:
             return values
         half = (n_cand + 1) // 2
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastmbrl-rollout")
+            self._executor = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="fastmbrl-rollout")
         future = self._executor.submit(self._run_worker, 1, bound, actions[half:], values[half:])
         first = self._run_worker(0, bound, actions[:half], values[:half])
         second = future.result()

@@ -96,7 +96,7 @@ def test_warm_start_shifts_previous_plan():
 
 
 def test_time_budget_counts_iterations():
-    """The planner stops when the next iteration would exceed the budget (clock = objective calls)."""
+    """The planner stops before an iteration that would pass the budget (clock: objective calls)."""
     agent = small_agent(planner=CEM(horizon=5, population=30, iterations=10, seed=0))
     agent.planner.clock = lambda: float(agent.rollout.n_calls)
     agent.act(np.array([0.3]), time_budget=4.5)

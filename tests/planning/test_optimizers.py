@@ -1,4 +1,4 @@
-"""Zero-order optimizers: known maximizers, a linear-quadratic problem, bounds, seeds, time budget."""
+"""Zero-order optimizers: known maximizers, a linear-quadratic problem, bounds, seeds, budgets."""
 import numpy as np
 import pytest
 
@@ -29,7 +29,8 @@ def make(name, seed=0, **kw):
 
 
 ALL = ["rs", "cem", "icem", "mppi"]
-# MPPI keeps a fixed exploration noise, so its weighted mean has a sampling error of a few hundredths
+# MPPI keeps a fixed exploration noise, so its weighted mean has a sampling error of a few
+# hundredths
 # at these sizes (measured over seeds 0-4: <= 0.04 here, <= 0.08 on the LQ problem); random shooting
 # is limited by the sampling density in H * A = 6 dimensions.
 TOL = {"rs": 0.25, "cem": 0.02, "icem": 0.05, "mppi": 0.05}
@@ -210,7 +211,7 @@ def test_colored_noise_statistics():
 
 
 def test_mppi_weighting_by_hand():
-    """One MPPI update with two candidates: U' = U + sum_k w_k (V_k - U), w ∝ exp(S / lambda)."""
+    """One MPPI update with two candidates: U' = U + sum_k w_k (V_k - U), w ~ exp(S / lambda)."""
     opt = MPPI(horizon=1, population=2, iterations=1, temperature=1.0, noise_std=0.5, seed=0)
     rng = np.random.default_rng(0)
     eps = rng.standard_normal((2, 1, 1)) * 0.5       # the same draws MPPI makes

@@ -51,8 +51,8 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
     arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
     n_cand, horizon, _ = actions.shape
     n_rows = n_cand * n_particles
-    buf = _Buffers(n_rows, horizon, arrays.layer_dims, d_obs, d_act, d_obs + arrays.has_reward, dtype,
-                   horizon if propagation == 0 else 1, propagation != 2)
+    buf = _Buffers(n_rows, horizon, arrays.layer_dims, d_obs, d_act, d_obs + arrays.has_reward,
+                   dtype, horizon if propagation == 0 else 1, propagation != 2)
     rng = np.random.default_rng(seed)
     rng.random(out=buf.perm_uniforms)
     buf.noise[...] = rng.standard_normal(buf.noise.shape)
@@ -278,7 +278,7 @@ def test_rollout_deterministic_under_seed(n_threads):
 
 
 def test_two_threads_match_two_single_thread_halves():
-    """With 2 workers, each half of the candidates is exactly a 1-worker rollout on its own stream."""
+    """With 2 workers, each half of the candidates is a 1-worker rollout on its own stream."""
     arrays = random_arrays(d_obs=3, d_act=1, dtype=np.float64, seed=7)
     acts = np.random.default_rng(0).uniform(-1, 1, (10, 5, 1))
     ro2 = ModelRollout(quad_reward_nb, particles=3, n_threads=2, seed=5)
