@@ -230,3 +230,20 @@ def test_pure_python_switch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True)
     assert out.stdout.split() == ["False", "fastmbrl.nn._reference", "False"]
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "readonly"])
+def test_step_accepts_any_layout(rng, layout):
+    x, target = _batch(rng, np.float32)
+    a, b = _make(np.float32), _make(np.float32)
+    if layout == "F":
+        xs, ts = np.asfortranarray(x), np.asfortranarray(target)
+    elif layout == "strided":
+        xs, ts = np.repeat(x, 2, axis=1)[:, ::2], np.repeat(target, 2, axis=1)[:, ::2]
+    else:
+        xs, ts = x.copy(), target.copy()
+        xs.flags.writeable = False
+        ts.flags.writeable = False
+    assert a(x, target) == b(xs, ts)
+    np.testing.assert_array_equal(a.net.flat, b.net.flat)
+    np.testing.assert_array_equal(a.evaluate(x, target), b.evaluate(xs, ts))
