@@ -452,3 +452,32 @@ class _Objective:
             raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
         actions = np.ascontiguousarray(actions, dtype=self.dtype)
         return self.rollout.evaluate(self, actions)
+
+
+def warmup(dtypes=(np.float32, np.float64)):
+    """Compile (or load from the on-disk cache) the rollout kernels for ``dtypes``.
+
+    Covers every reward/termination function whose signature is the common one (float arrays of the
+    model's dtype in, a float array of that dtype or a bool array out), since the kernel receives
+    them as first-class function values typed by signature only; also the learned-reward and NumPy
+    paths. Returns the seconds spent.
+    """
+    import time
+
+    from fastmbrl.nn._flat import param_offsets
+
+    start = time.perf_counter()
+    for dtype in dtypes:
+        dims = np.array([2, 4, 2], dtype=np.int64)
+        arrays = ModelArrays(
+            flat=np.zeros(param_offsets(dims, 1)[-1], dtype=dtype), layer_dims=dims, n_members=1,
+            activation=3, members=np.zeros(1, dtype=np.int64), angle_mask=np.zeros(1, bool),
+            delta_mask=np.ones(1, bool), in_mean=np.zeros(2, dtype), in_std=np.ones(2, dtype),
+            out_mean=np.zeros(1, dtype), out_std=np.ones(1, dtype),
+            max_logvar=np.zeros(1, dtype), min_logvar=np.full(1, -5.0, dtype), has_reward=False)
+        k = _kernels()
+        for propagation in ("ts1", "expectation"):
+            rollout = ModelRollout(k._zero_reward, k._never_done, particles=2,
+                                   propagation=propagation, seed=0)
+            rollout.objective(arrays, np.zeros(1))(np.zeros((2, 2, 1)))
+    return time.perf_counter() - start

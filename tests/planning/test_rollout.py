@@ -319,3 +319,11 @@ def test_rollout_bad_input():
     bad = ModelRollout(lambda o, a, n: np.zeros((o.shape[0], 2)))
     with pytest.raises(ValueError, match="reward_fn"):
         bad.objective(arrays, np.zeros(3))(np.zeros((2, 3, 1)))
+
+
+def test_warmup_prepares_the_kernel():
+    from fastmbrl.planning import rollout, warmup
+
+    assert warmup((np.float64,)) >= 0.0
+    if rollout.backend.use_compiled():
+        assert any(key[0] == "float64" for key in rollout._ENTRY_POINTS)
