@@ -247,3 +247,17 @@ def test_step_accepts_any_layout(rng, layout):
     assert a(x, target) == b(xs, ts)
     np.testing.assert_array_equal(a.net.flat, b.net.flat)
     np.testing.assert_array_equal(a.evaluate(x, target), b.evaluate(xs, ts))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_portable_variant_step_matches_twin(rng, compiled, dtype):
+    # the non-AVX2 build of every kernel, as it runs on CPUs without AVX2/FMA
+    fast, slow = _make(dtype), _make(dtype)
+    x, target = _batch(rng, dtype)
+    compiled._force_portable(True)
+    try:
+        for _ in range(2):
+            assert fast(x, target) == pytest.approx(_run_twin(slow, x, target), rel=RTOL[dtype])
+    finally:
+        compiled._force_portable(False)
+    np.testing.assert_allclose(fast.net.flat, slow.net.flat, rtol=RTOL[dtype], atol=ATOL[dtype])
