@@ -15,10 +15,11 @@ from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.planning.optimizers import CEM
 from fastmbrl.planning.rollout import PROPAGATIONS, ModelRollout, check_model_arrays
 
-# Rows (population x particles) from which the second core pays off. Measured on the 2-core box
-# (benchmarks/bench_planning.py): config (a) (500 rows of a 2 x 64 net) gains nothing from a second
-# worker because each step's work (~0.1 ms) is near the cost of handing work to a thread, while
-# (b) and (c) (7000-10000 rows of 4 x 200 nets) run 1.5-1.8x faster on two.
+# Rows (population x particles) from which the second core is used by default. Measured on the
+# 2-core machine while other jobs loaded it (benchmarks/bench_planning.py, same-run medians): the
+# small config (a) (500 rows, 2 x 64 net, ~1 ms per kernel call) ran 0.76x as fast on 2 workers as
+# on 1, since halving a ~0.1 ms step does not pay for the hand-off and two smaller BLAS calls per
+# layer; config (b) (7000 rows, 4 x 200 net) ran 1.3x faster on 2 (more on an idle machine).
 AUTO_THREADS_MIN_ROWS = 2000
 
 
@@ -49,8 +50,7 @@ class PETS(Agent):
         middle of the bounds); False resets the distribution to its default at every action.
     n_threads : 1, 2 or "auto"
         Kernel workers; "auto" uses 2 when ``population * particles >= AUTO_THREADS_MIN_ROWS`` and
-        two
-        cores exist, since below that the hand-off costs about what the second core gains.
+        two cores exist, since below that the hand-off costs about what the second core gains.
     blas_threads : int or None
         OpenBLAS threads while planning (threadpoolctl); 1 by default because spinning BLAS teams
         inside the rollout workers collapse on a 2-core machine (PERF.md). None leaves BLAS alone.

@@ -8,8 +8,8 @@ Design
 * Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md).
 * Bias + activation is one fused loop over the matmul output. For float32 SiLU the exponential is a
   polynomial in two vectorizable passes (libm ``expf`` does not vectorize; PERF.md measured SiLU
-  costing
-  as much as the matmuls at width 64). float64 uses ``math.exp`` (tests and gradient checks).
+  costing as much as the matmuls at width 64). float64 uses ``math.exp`` (tests and gradient
+  checks).
 * The caller allocates everything: two hidden buffers ``h0``/``h1`` and ``ebuf`` (the SiLU scratch),
   each a 1-D array of at least ``rows * max(hidden widths)`` elements; nothing is allocated here.
 """
@@ -21,8 +21,8 @@ from numba import njit
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
 # exp(t) = 2**n * exp(r), n = round(t / ln 2), |r| <= ln2 / 2; Cody-Waite split of ln 2 keeps r
-# exact
-# to float32 rounding, and a degree-6 Taylor polynomial gives ~2e-7 relative error on that interval.
+# exact to float32 rounding, and a degree-6 Taylor polynomial gives ~2e-7 relative error on that
+# interval.
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.693145751953125
 _LN2_LO = 1.428606820309417e-06
@@ -42,8 +42,8 @@ def _silu_bias_f32(h, b, ebuf):
     Notes
     -----
     Pass 1 stores ``z = h + b``, the polynomial part of ``exp(-z)`` and the integer bits of
-    ``2**n``;
-    pass 2 multiplies by ``2**n`` read through an int32 view. Splitting lets both loops vectorize.
+    ``2**n``; pass 2 multiplies by ``2**n`` read through an int32 view. Splitting lets both loops
+    vectorize.
     """
     rows, d = h.shape
     n = rows * d

@@ -5,13 +5,13 @@ Design
 * ``_rollout_values`` runs the whole horizon for a block of candidates in one call: for each step it
   gathers the network input in member-block order, runs each member's forward pass on its contiguous
   block (``fastmbrl.nn._numba._mlp_forward_flat``), samples the next state with noise the caller
-  drew,
-  and calls the (Numba) reward and termination functions on the whole step at once.
+  drew, and calls the (Numba) reward and termination functions on the whole step at once.
 * Rows are particles: row ``i`` belongs to candidate ``i // N``. ``perms[t, j]`` is the particle
-placed
-  at position ``j`` of step ``t``'s network input; member ``m`` owns positions ``[m R // M, (m+1) R
-  // M)``
-  (so a permutation per step is "ts1", one fixed permutation is "tsinf").
+  placed at position ``j`` of step ``t``'s network input; member ``m`` owns the positions
+  ``[m R // M, (m+1) R // M)`` (a new permutation per step is "ts1", one for all steps "tsinf").
+* Reward and termination functions arrive as first-class function values (``FunctionType``: a
+  signature and an address, see ``rollout._compiled_function_handle``), so the cached kernel is
+  keyed by their signature, not by the function object.
 * The caller (``fastmbrl.planning.rollout``) owns the RNG, allocates every buffer once per shape and
   may run two calls at once on disjoint candidates (``nogil=True``); nothing here allocates except
   what the user's reward and termination functions return.

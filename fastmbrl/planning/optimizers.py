@@ -9,12 +9,9 @@ NumPy on (P, H, D_act) arrays: for the sizes used in MPC they cost microseconds 
 and the objective is the one crossing into compiled code per iteration.
 
 Time budget: ``optimize(..., time_budget=s)`` runs the first iteration, then starts another only if
-the
-elapsed time plus the estimated cost of that iteration (the last measured time per candidate times
-its
-population) stays within ``s``; the best plan so far is returned. ``last_iterations`` records how
-many
-ran.
+the elapsed time plus the estimated cost of that iteration (the last measured time per candidate
+times its population) stays within ``s``; the best plan so far is returned. ``last_iterations``
+records how many ran.
 """
 import time
 
@@ -430,9 +427,9 @@ class MPPI(_Optimizer):
     Notes
     -----
     ``U <- U + sum_k w_k (V_k - U)``, ``w_k proportional to exp(S_k / lambda)``, where ``V_k =
-    clip(U + eps_k)``;
-    using the clipped perturbation keeps ``U`` a convex combination of in-bound sequences. Returns
-    ``U``. Williams et al. (2017), "Information theoretic MPC for model-based RL", ICRA, Alg. 2.
+    clip(U + eps_k)``; using the clipped perturbation keeps ``U`` a convex combination of in-bound
+    sequences. Returns ``U``. Williams et al. (2017), "Information theoretic MPC for model-based
+    RL", ICRA, Alg. 2.
     """
 
     def __init__(self, horizon=15, population=500, iterations=1, temperature=1.0, noise_std=0.3,

@@ -2,28 +2,28 @@
 
 ``ModelRollout`` holds what persists across control steps (the RNG streams, buffers, the worker
 thread); ``ModelRollout.objective(arrays, obs)`` binds a model snapshot and the current observation
-and
-returns the callable the planners maximize. Each call of that callable crosses into compiled code
-once per worker (``fastmbrl.planning._kernels._rollout_values``): the whole horizon, the ensemble,
-the
-sampling and a Numba reward/termination function all run there.
+and returns the callable the planners maximize. Each call of that callable crosses into compiled
+code once per worker (``fastmbrl.planning._kernels._rollout_values``): the whole horizon, the
+ensemble, the sampling and a Numba reward/termination function all run there.
 
 Notes
 -----
 Threads: with ``n_threads=2`` the candidates are split into two contiguous halves and each half is
 rolled out by its own GIL-free kernel call (one on the calling thread, one on a worker), each with
-its
-own RNG stream, so results are deterministic for a given seed and ``n_threads`` (but differ between
-``n_threads`` 1 and 2: the particles' member blocks and noise streams are per half). BLAS is
-limited to
-one thread inside (``threadpoolctl``) by the agent: two spinning OpenBLAS teams on 2 cores collapse
+its own RNG stream, so results are deterministic for a given seed and ``n_threads`` (they differ
+between ``n_threads`` 1 and 2: member blocks and noise streams are per half). The agent limits BLAS
+to one thread meanwhile (``threadpoolctl``): two spinning OpenBLAS teams on 2 cores collapse
 (PERF.md).
 
-Numba reward functions: a ``numba.njit`` function is passed into the kernel as a first-class
-argument;
-the kernel is specialised (compiled) once per distinct function, and ``cache=True`` still caches
-that
-specialisation on disk (measured: see ``benchmarks/bench_planning.py`` and the package report).
+Numba reward functions and the on-disk cache (measured, numba 0.68): passing an ``njit`` dispatcher
+straight into the ``cache=True`` kernel types that argument as ``Dispatcher(<function at 0x...>)``;
+the key holds the object's address, so every new process misses the cache, recompiles the kernel
+(4-5 s) and appends one more entry to the cache index. The rollout therefore hands the kernel a
+first-class function value instead (Numba's wrapper-address protocol: the compiled function's
+signature and C address). The kernel is then keyed by the signature alone, one cached kernel serves
+every reward function of that signature, and a fresh process with a warm cache pays about 0.8 s for
+its first ``act()`` (Numba start-up and cache loads) against about 6 s with a cold cache. The call
+through a function pointer happens once per step, which costs nothing measurable.
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
 """
@@ -212,11 +212,9 @@ class ModelRollout:
         N, trajectories per candidate.
     propagation : {"ts1", "tsinf", "expectation"}
         "ts1": each particle draws a random member at every step (rows are permuted among the
-        members
-        so each member gets an equal block, as in mbrl-lib); "tsinf": a member fixed per particle
-        for
-        the whole horizon; "expectation": the deterministic mean of the members' means (one particle
-        suffices, so only one is computed).
+        members so each member gets an equal block, as in mbrl-lib); "tsinf": a member fixed per
+        particle for the whole horizon; "expectation": the deterministic mean of the members' means
+        (one particle suffices, so only one is computed).
     n_threads : {1, 2}
         Kernel calls run concurrently on this many halves of the candidates.
     seed : int or None
@@ -278,8 +276,7 @@ class ModelRollout:
         -------
         callable
             Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the
-            model's
-            dtype (mean over particles of the summed rewards).
+            model's dtype (mean over particles of the summed rewards).
         """
         arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
         obs = as_float_array("obs", obs, dtype=dtype, shape=(d_obs,))

@@ -35,10 +35,8 @@ def linear_arrays(slopes, d_act=1, logvar=-60.0, has_reward=False, dtype=np.floa
     Identity activation, one hidden layer of width D_obs + D_act carrying the input through, unit
     normalisers and delta_mask False, so the output mean is exactly the linear map. The log-variance
     output is the constant ``logvar`` (clamped by soft bounds far away), so the noise scale is
-    known:
-    ``std = exp(lv / 2)`` with ``lv = min_lv + softplus(max_lv - softplus(max_lv - logvar) -
-    min_lv)``.
-    With ``has_reward`` the reward head predicts ``sum(obs)`` for every member.
+    known: ``std = exp(lv / 2)`` with ``lv = min_lv + softplus(max_lv - softplus(max_lv - logvar) -
+    min_lv)``. With ``has_reward`` the reward head predicts ``sum(obs)`` for every member.
     """
     slopes = np.asarray(slopes, dtype=np.float64)
     n_members = slopes.size

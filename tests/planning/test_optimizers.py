@@ -30,9 +30,8 @@ def make(name, seed=0, **kw):
 
 ALL = ["rs", "cem", "icem", "mppi"]
 # MPPI keeps a fixed exploration noise, so its weighted mean has a sampling error of a few
-# hundredths
-# at these sizes (measured over seeds 0-4: <= 0.04 here, <= 0.08 on the LQ problem); random shooting
-# is limited by the sampling density in H * A = 6 dimensions.
+# hundredths at these sizes (measured over seeds 0-4: <= 0.04 here, <= 0.08 on the LQ problem);
+# random shooting is limited by the sampling density in H * A = 6 dimensions.
 TOL = {"rs": 0.25, "cem": 0.02, "icem": 0.05, "mppi": 0.05}
 
 
