@@ -193,6 +193,8 @@ class EnsembleTrainer:
                 xb[:, k:] = X[start]
                 yb[:, k:] = Y[start]
             out = self.net.forward(xb)
+            if not np.isfinite(out).all():      # weights broken by the last update
+                return np.full(E, np.nan), np.full(E, np.nan)
             lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
             err2 = np.square(out[:, :k, :d] - yb[:, :k])
             sse += err2.sum(axis=(1, 2), dtype=np.float64)

@@ -212,6 +212,26 @@ def test_non_finite_loss_stops_with_error_and_keeps_good_weights():
     model.fit(obs, act, nxt, max_epochs=1, progress=False)     # and it can train again
 
 
+def test_update_that_breaks_the_weights_is_caught_at_the_holdout():
+    obs, act, nxt = toy_data(300)
+    model = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=3, num_elites=2)
+    real_step = model._trainer._train_step
+    calls = [0]
+
+    def step(xb, yb):           # the third update leaves an infinite weight behind
+        loss = real_step(xb, yb)
+        calls[0] += 1
+        if calls[0] == 3:
+            model.net.params[0][2, 0, 0] = np.inf
+        return loss
+
+    model._trainer._train_step = step
+    with pytest.raises(FloatingPointError, match="holdout loss became non-finite at epoch 3"):
+        model.fit(obs, act, nxt, max_epochs=10, batch_size=512, progress=False)
+    assert np.all(np.isfinite(model.net.flat))
+    assert np.all(np.isfinite(model.predict(obs[:5], act[:5])[0]))
+
+
 def test_progress_goes_to_stderr_only_when_enabled(capsys):
     obs, act, nxt = toy_data(100)
     model = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=2, num_elites=1)
