@@ -280,6 +280,8 @@ class GaussianEnsemble:
         holdout_frac : float in [0, 1)
             Fraction of rows held out for early stopping and elite selection; 0 disables both
             (``max_epochs`` epochs are run and the first ``num_elites`` members are the elites).
+            The holdout rows are drawn afresh on every call, so after a warm start some of them
+            were trained on before and the holdout score is slightly optimistic (as in mbrl-lib).
         patience : int
             Epochs a member may go without a relative holdout improvement above
             ``min_rel_improvement`` before it is done; training stops when all members are done.

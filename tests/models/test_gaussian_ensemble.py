@@ -4,6 +4,7 @@ import pytest
 
 import fastmbrl as fm
 from fastmbrl._config import ATOL, RTOL
+from fastmbrl.buffer import ReplayBuffer
 from fastmbrl.models import GaussianEnsemble, predict_from_arrays
 
 
@@ -224,3 +225,13 @@ def test_pets_weight_decay_default():
     # the weight matrices are decayed, the biases are not (nor the bounds: GaussianTrainStep)
     np.testing.assert_allclose(model._step.weight_decay[0::2], model.weight_decay)
     assert model._step.weight_decay[1::2] == [0.0] * 5
+
+
+def test_fit_from_a_replay_buffer_with_reward_head():
+    obs, act, nxt, rew = toy_data(500)
+    buf = ReplayBuffer(400, 3, 1, overflow="wrap")
+    buf.add_batch(obs, act, rew, nxt, np.zeros(500, bool), np.zeros(500, bool))   # wraps
+    model = small_model(learn_reward=True)
+    hist = model.fit(buf.obs, buf.act, buf.next_obs, buf.reward, max_epochs=2, progress=False)
+    assert hist.n_train + hist.n_holdout == 400
+    np.testing.assert_allclose(model.output_normalizer.mean[3], rew[100:].mean(), rtol=1e-4)
