@@ -150,6 +150,26 @@ class _CallableCallback(Callback):
         return self.fn(record)
 
 
+class _DuckCallback(Callback):
+    """Any object with some of Callback's hook methods (the missing ones do nothing)."""
+
+    def __init__(self, obj):
+        for hook in ("on_run_start", "on_fit_end", "on_step", "on_episode_end"):
+            if callable(getattr(obj, hook, None)):
+                setattr(self, hook, getattr(obj, hook))
+
+
+def _as_callback(cb):
+    if isinstance(cb, Callback):
+        return cb
+    if any(callable(getattr(cb, h, None)) for h in ("on_run_start", "on_fit_end", "on_step",
+                                                     "on_episode_end")):
+        return _DuckCallback(cb)
+    if callable(cb):
+        return _CallableCallback(cb)
+    raise TypeError(f"callbacks: expected Callback objects or callables, got {cb!r}")
+
+
 # ---------------------------------------------------------------------------------------------
 # building blocks
 # ---------------------------------------------------------------------------------------------
@@ -388,10 +408,7 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
     from fastmbrl.buffer import ReplayBuffer
 
     t_start = time.perf_counter()
-    cbs = [cb if isinstance(cb, Callback) else _CallableCallback(cb) for cb in (callbacks or ())]
-    for cb in cbs:
-        if isinstance(cb, _CallableCallback) and not callable(cb.fn):
-            raise TypeError(f"callbacks: expected Callback objects or callables, got {cb.fn!r}")
+    cbs = [_as_callback(cb) for cb in (callbacks or ())]
     if resume and out_dir is None:
         raise ValueError("resume: needs out_dir, the folder of the run to continue")
     if not (agent in ("pets", "random") or (callable(agent) and not isinstance(agent, str))):
