@@ -8,11 +8,14 @@ ensemble, the sampling and a Numba reward/termination function all run there.
 
 Notes
 -----
-Threads: with ``n_threads=2`` the candidates are split into two contiguous halves and each half is
-rolled out by its own GIL-free kernel call (one on the calling thread, one on a worker), each with
-its own RNG stream, so results are deterministic for a given seed and ``n_threads`` (they differ
-between ``n_threads`` 1 and 2: member blocks and noise streams are per half). The agent limits BLAS
-to one thread meanwhile (``threadpoolctl``): two spinning OpenBLAS teams on 2 cores collapse
+Chunks and threads: the candidates are split into contiguous chunks by problem size alone (one
+chunk below ``2 * CHUNK_ROWS`` particle rows, else an even number of chunks of at least
+``CHUNK_ROWS`` rows, at most ``MAX_CHUNKS``). Each chunk is one GIL-free kernel call with its own
+RNG stream and buffers, so the values depend on the seed only, not on ``n_threads`` nor on which
+thread ran which chunk. With ``n_threads=2`` the calling thread and one worker take chunks from a
+shared queue: on a shared machine a descheduled thread then delays only the chunk it holds instead
+of half the work (measured: fixed halves made 2 threads slower than 1 under load). The agent limits
+BLAS to one thread meanwhile (``threadpoolctl``): spinning OpenBLAS teams collapse on 2 busy cores
 (PERF.md).
 
 Numba reward functions and the on-disk cache (measured, numba 0.68): passing an ``njit`` dispatcher
@@ -29,6 +32,7 @@ function once per worker on all ``H * R`` transitions, applying termination mask
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 
 import numpy as np
 from numba.core.types import WrapperAddressProtocol
@@ -38,6 +42,21 @@ from fastmbrl._validate import as_float_array
 from fastmbrl.models.arrays import ModelArrays
 
 PROPAGATIONS = {"ts1": 0, "tsinf": 1, "expectation": 2}
+
+# Particle rows per chunk: big enough that each member's block (rows / M) keeps BLAS efficient
+# (>= ~300 rows of a 200-wide layer), small enough for load balancing between two threads.
+CHUNK_ROWS = 1500
+MAX_CHUNKS = 8
+
+
+def chunk_bounds(n_cand, n_particles):
+    """Candidate boundaries (n_chunks + 1,) of the rollout's chunks; depends on the sizes only."""
+    n_rows = n_cand * n_particles
+    if n_rows < 2 * CHUNK_ROWS or n_cand < 2:
+        n_chunks = 1
+    else:
+        n_chunks = min(MAX_CHUNKS, 2 * (n_rows // (2 * CHUNK_ROWS)), n_cand)
+    return (np.arange(n_chunks + 1) * n_cand) // n_chunks
 
 
 def _kernels():
@@ -216,7 +235,7 @@ class ModelRollout:
         particle for the whole horizon; "expectation": the deterministic mean of the members' means
         (one particle suffices, so only one is computed).
     n_threads : {1, 2}
-        Kernel calls run concurrently on this many halves of the candidates.
+        Threads taking chunks of candidates from a shared queue (results do not depend on it).
     seed : int or None
         Seeds the noise and member assignment streams.
     """
@@ -238,18 +257,22 @@ class ModelRollout:
         self.particles = int(particles)
         self.propagation = propagation
         self.n_threads = int(n_threads)
-        seeds = np.random.SeedSequence(seed).spawn(self.n_threads)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
-        self._buffers = [{} for _ in range(self.n_threads)]
+        self.reseed(seed)
+        self._buffers = {}
         self._buffer_key = None
         self._executor = None
         self._handles = {}
         self.n_calls = 0
 
     def reseed(self, seed):
-        """Restart the random streams from ``seed``."""
-        seeds = np.random.SeedSequence(seed).spawn(self.n_threads)
-        self._rngs = [np.random.default_rng(s) for s in seeds]
+        """Restart the random streams from ``seed`` (chunk ``c`` draws from child stream ``c``)."""
+        self._seed_seq = np.random.SeedSequence(seed)
+        self._rngs = []
+
+    def _rng(self, chunk):
+        while len(self._rngs) <= chunk:
+            self._rngs.append(np.random.default_rng(self._seed_seq.spawn(1)[0]))
+        return self._rngs[chunk]
 
     def close(self):
         """Stop the worker thread (also done at garbage collection)."""
@@ -283,7 +306,7 @@ class ModelRollout:
         reward_mode, term_mode = self._modes(arrays)
         key = (tuple(arrays.layer_dims), dtype, d_obs, d_act)
         if key != self._buffer_key:
-            self._buffers = [{} for _ in range(self.n_threads)]
+            self._buffers = {}
             self._buffer_key = key
         handles = self._function_handles(dtype, d_obs, d_act, reward_mode, term_mode)
         return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode, handles)
@@ -338,12 +361,12 @@ class ModelRollout:
         return tuple(out)
 
     # ------------------------------------------------------------------ evaluation
-    def _get_buffers(self, worker, n_rows, horizon, arrays, d_obs, d_act, dtype):
-        key = (n_rows, horizon)
-        store = self._buffers[worker]
+    def _get_buffers(self, chunk, n_rows, horizon, arrays, d_obs, d_act, dtype):
+        key = (chunk, n_rows, horizon)
+        store = self._buffers
         buf = store.get(key)
         if buf is None:
-            if len(store) > 8:  # a planner with a decaying population uses a few sizes; bound it
+            if len(store) > 4 * MAX_CHUNKS:  # a decaying population uses a few sizes; bound it
                 store.clear()
             noisy = self.propagation != "expectation"
             n_perm = horizon if self.propagation == "ts1" else 1
@@ -352,15 +375,15 @@ class ModelRollout:
             store[key] = buf
         return buf
 
-    def _run_worker(self, worker, bound, actions, values_out):
-        """Draw this worker's random numbers and run its kernel call on its block of candidates."""
+    def _run_chunk(self, chunk, bound, actions, values_out):
+        """Draw this chunk's random numbers and run its kernel call on its block of candidates."""
         k = _kernels()
         arrays = bound.arrays
         n_cand, horizon, _ = actions.shape
         n_part = 1 if self.propagation == "expectation" else self.particles
-        buf = self._get_buffers(worker, n_cand * n_part, horizon, arrays, bound.d_obs, bound.d_act,
+        buf = self._get_buffers(chunk, n_cand * n_part, horizon, arrays, bound.d_obs, bound.d_act,
                                 bound.dtype)
-        rng = self._rngs[worker]
+        rng = self._rng(chunk)
         if self.propagation != "expectation":
             rng.random(out=buf.perm_uniforms)
             rng.standard_normal(out=buf.noise, dtype=bound.dtype)
@@ -406,23 +429,41 @@ class ModelRollout:
         self.n_calls += 1
         n_cand = actions.shape[0]
         values = np.empty(n_cand, dtype=bound.dtype)
-        n_workers = min(self.n_threads, n_cand)
+        n_part = 1 if self.propagation == "expectation" else self.particles
+        edges = chunk_bounds(n_cand, n_part)
+        n_chunks = len(edges) - 1
+        for c in range(n_chunks):          # create streams and buffers before any thread starts
+            self._rng(c)
         later = bound.reward_mode == 2 or bound.term_mode == 2
-        if n_workers == 1:
-            buf, n_part = self._run_worker(0, bound, actions, values)
-            if later:
-                self._finish_in_python(bound, buf, n_part, values)
-            return values
-        half = (n_cand + 1) // 2
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="fastmbrl-rollout")
-        future = self._executor.submit(self._run_worker, 1, bound, actions[half:], values[half:])
-        first = self._run_worker(0, bound, actions[:half], values[:half])
-        second = future.result()
+        done = [None] * n_chunks
+        queue = SimpleQueue()
+        for c in range(n_chunks):
+            queue.put(c)
+
+        def drain():
+            while True:
+                try:
+                    c = queue.get_nowait()
+                except Empty:
+                    return
+                lo, hi = edges[c], edges[c + 1]
+                done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
+
+        if self.n_threads == 1 or n_chunks == 1:
+            drain()
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1,
+                                                    thread_name_prefix="fastmbrl-rollout")
+            future = self._executor.submit(drain)
+            try:
+                drain()
+            finally:
+                future.result()
         if later:
-            self._finish_in_python(bound, first[0], first[1], values[:half])
-            self._finish_in_python(bound, second[0], second[1], values[half:])
+            for c in range(n_chunks):
+                buf, n_p = done[c]
+                self._finish_in_python(bound, buf, n_p, values[edges[c]:edges[c + 1]])
         return values
 
 

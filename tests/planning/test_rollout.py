@@ -216,7 +216,7 @@ def test_ts1_resamples_member_each_step():
     f = ro.objective(arrays, np.array([1.0]))
     n_cand, horizon = 40, 5
     values = f(np.zeros((n_cand, horizon, 1)))
-    buf = ro._buffers[0][(n_cand, horizon)]
+    buf = ro._buffers[(0, n_cand, horizon)]
     ratios = buf.states[1:, :, 0] / buf.states[:-1, :, 0]              # (H, R): the slope used
     assert np.all(np.isclose(ratios, 0.5) | np.isclose(ratios, 2.0))
     # every step: each member gets an equal block of the rows
@@ -277,20 +277,41 @@ def test_rollout_deterministic_under_seed(n_threads):
     assert not np.array_equal(runs[0][:9], runs[0][9:])   # fresh noise each call
 
 
-def test_two_threads_match_two_single_thread_halves():
-    """With 2 workers, each half of the candidates is a 1-worker rollout on its own stream."""
-    arrays = random_arrays(d_obs=3, d_act=1, dtype=np.float64, seed=7)
-    acts = np.random.default_rng(0).uniform(-1, 1, (10, 5, 1))
-    ro2 = ModelRollout(quad_reward_nb, particles=3, n_threads=2, seed=5)
-    v2 = ro2.objective(arrays, np.zeros(3))(acts)
-    ro2.close()
-    ro1 = ModelRollout(quad_reward_nb, particles=3, n_threads=1, seed=5)
-    ro1._rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(5).spawn(2)]
-    f = ro1.objective(arrays, np.zeros(3))
-    first = f(acts[:5])
-    ro1._rngs = ro1._rngs[1:]
-    second = f(acts[5:])
-    np.testing.assert_allclose(v2, np.concatenate([first, second]), rtol=1e-12)
+def test_chunk_bounds():
+    from fastmbrl.planning.rollout import CHUNK_ROWS, MAX_CHUNKS, chunk_bounds
+
+    np.testing.assert_array_equal(chunk_bounds(100, 5), [0, 100])          # small: one chunk
+    edges = chunk_bounds(350, 20)                                           # 7000 rows
+    assert len(edges) - 1 == 4 and edges[0] == 0 and edges[-1] == 350
+    assert np.all(np.diff(edges) * 20 >= CHUNK_ROWS)
+    assert len(chunk_bounds(10**6, 20)) - 1 == MAX_CHUNKS
+    assert (len(chunk_bounds(500, 20)) - 1) % 2 == 0                        # even: two threads
+
+
+@pytest.mark.parametrize("propagation", ["ts1", "tsinf"])
+def test_values_do_not_depend_on_threads(propagation):
+    """Chunks have their own streams, so 1 and 2 threads give identical values (several chunks)."""
+    arrays = random_arrays(d_obs=3, d_act=1, hidden=(8,), dtype=np.float64, seed=7)
+    acts = np.random.default_rng(0).uniform(-1, 1, (400, 3, 1))             # 4000 rows, 2 chunks
+    out = []
+    for n_threads in (1, 2):
+        ro = ModelRollout(quad_reward_nb, far_done_nb, particles=10, propagation=propagation,
+                          n_threads=n_threads, seed=5)
+        f = ro.objective(arrays, np.zeros(3))
+        out.append(np.concatenate([f(acts), f(acts[:50])]))
+        ro.close()
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_numpy_reward_with_chunks():
+    arrays = random_arrays(d_obs=3, d_act=1, hidden=(8,), dtype=np.float64, seed=7)
+    acts = np.random.default_rng(0).uniform(-1, 1, (400, 3, 1))
+    vals = []
+    for rfn, tfn in ((quad_reward_nb, far_done_nb), (quad_reward_np, far_done_np)):
+        ro = ModelRollout(rfn, tfn, particles=10, n_threads=2, seed=5)
+        vals.append(ro.objective(arrays, np.zeros(3))(acts))
+        ro.close()
+    np.testing.assert_allclose(vals[0], vals[1], rtol=1e-12)
 
 
 # ---------------------------------------------------------------- bad input
