@@ -30,9 +30,9 @@ static int64_t fm_acc_elems(int64_t n_doubles, size_t elem)
     return bytes / (int64_t)elem;
 }
 
-/* Per-thread workspace of the train step, in elements (independent of the element size except
- * for the double accumulators, computed for the larger size so one formula serves both dtypes). */
-static int64_t fm_thread_region(int64_t L, const int64_t *dims, int64_t E, int64_t R)
+/* Per-thread workspace of the train step, in elements: layer buffers for R rows, two gradient
+ * buffers and the head columns; rounded to 16 elements so each region stays 64-byte aligned. */
+static int64_t fm_thread_region(int64_t L, const int64_t *dims, int64_t R)
 {
     int64_t D = dims[L] / 2, maxw = 0, n = 0;
     for (int64_t l = 1; l <= L; l++)
@@ -40,18 +40,17 @@ static int64_t fm_thread_region(int64_t L, const int64_t *dims, int64_t E, int64
     for (int64_t l = 0; l < L; l++)
         n += (l < L - 1 ? 3 : 1) * R * dims[l + 1];
     n += 2 * R * maxw + 12 * R * D;
-    n += fm_acc_elems(2 * D + E, 4); /* as many floats as needed; enough doubles-worth too */
     return (n + 15) / 16 * 16;
 }
 
 int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t n_members,
                                 int64_t chunk_rows, int64_t n_threads)
 {
-    int64_t n_params = 0;
-    for (int64_t k = 0; k < n_layers; k++)
-        n_params += n_members * (dims[k] * dims[k + 1] + dims[k + 1]);
+    /* per-member double accumulators (sized for 4-byte elements: enough for 8-byte ones too),
+     * then one region per thread */
+    int64_t acc = fm_acc_elems(n_members * (1 + dims[n_layers]), 4);
     int64_t nt = n_threads < 1 ? 1 : n_threads;
-    return nt * fm_thread_region(n_layers, dims, n_members, chunk_rows) + (nt - 1) * n_params;
+    return acc + nt * fm_thread_region(n_layers, dims, chunk_rows);
 }
 
 int fm_have_openmp(void)

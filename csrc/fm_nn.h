@@ -12,8 +12,9 @@
  * - Nothing here validates or allocates: the Python layer checks shapes and owns every buffer
  *   (workspace sizes come from fm_train_workspace_size).
  * - fm_gaussian_train_step_* is one whole minibatch step (forward, loss, backward, Adam) in one call;
- *   with n_threads > 1 and OpenMP it splits the rows of every member between threads and sums the
- *   per-thread gradients in a fixed order (deterministic for a given n_threads).
+ *   with n_threads > 1 and OpenMP, threads take whole ensemble members (dynamic schedule: a thread
+ *   paused by the OS delays at most one member) and then halves of Adam's update. Each member's
+ *   sums are kept apart and reduced in member order, so results are identical for any n_threads.
  */
 #ifndef FM_NN_H
 #define FM_NN_H

@@ -350,14 +350,15 @@ static int64_t FM_FN(w_offset)(int64_t l, const int64_t *dims, int64_t E)
     return off;
 }
 
-/* One worker: rows [r_lo, r_hi) of every member, in chunks of at most R rows. Per-thread
- * workspace tw: for each layer l, z_l (R x O_l), and for hidden layers y_l, s_l (R x O_l); then
- * two gradient buffers (R x max width) and 12 head columns (R x D). acc (doubles): dmax (D),
- * dmin (D), member loss sums (E). */
-static void FM_FN(worker)(GEMM_FN g, const REAL *x, const REAL *target, int64_t E, int64_t B,
+/* One member e, all B rows in chunks of at most R rows: forward, head, and (update) backward into
+ * that member's slots of grad. Per-thread workspace tw: for each layer l, z_l (R x O_l), and for
+ * hidden layers y_l, s_l (R x O_l); then two gradient buffers (R x max width) and 12 head columns
+ * (R x D). acc (doubles, this member's own): loss sum, dmax (D), dmin (D). Members touch disjoint
+ * memory, so threads can take members in any order and the result does not depend on it. */
+static void FM_FN(member)(GEMM_FN g, const REAL *x, const REAL *target, int64_t E, int64_t B,
                           int64_t L, const int64_t *dims, int act, const REAL *flat, REAL *grad,
                           const REAL *bounds, int update, REAL *tw, double *acc, int64_t R,
-                          int64_t r_lo, int64_t r_hi)
+                          int64_t e)
 {
     const int64_t D = dims[L] / 2;
     const double scale = 1.0 / (double)(E * B);
@@ -388,91 +389,83 @@ static void FM_FN(worker)(GEMM_FN g, const REAL *x, const REAL *target, int64_t 
     REAL *meanT = p, *rawT = p + R * D, *tgtT = p + 2 * R * D, *lvT = p + 3 * R * D,
          *aT = p + 4 * R * D, *cT = p + 5 * R * D, *dmT = p + 6 * R * D, *dlvT = p + 7 * R * D,
          *t1 = p + 8 * R * D, *t2 = p + 9 * R * D, *t3 = p + 10 * R * D;
-    double *dmax_acc = acc, *dmin_acc = acc + D, *loss_acc = acc + 2 * D;
+    double *loss_acc = acc, *dmax_acc = acc + 1, *dmin_acc = acc + 1 + D;
     const REAL *mx = bounds, *mn = bounds + D;
+    for (int64_t i = 0; i < 1 + 2 * D; i++)
+        acc[i] = 0;
 
-    for (int64_t e = 0; e < E; e++) {
-        int first = 1;
-        for (int64_t c0 = r_lo; c0 < r_hi; c0 += R) {
-            const int64_t rows = (r_hi - c0) < R ? (r_hi - c0) : R;
-            const REAL *xe = x + (e * B + c0) * dims[0];
-            const REAL *te = target + (e * B + c0) * D;
-            /* forward */
-            const REAL *h = xe;
-            for (int64_t l = 0; l < L; l++) {
-                int64_t Din = dims[l], Dout = dims[l + 1];
-                int64_t off = FM_FN(w_offset)(l, dims, E);
-                const REAL *W = flat + off + e * Din * Dout;
-                const REAL *bl = flat + off + E * Din * Dout + e * Dout;
-                FM_FN(gemm_rm)(g, 0, 0, rows, Dout, Din, 1, h, Din, W, Dout, 0, zb[l], Dout);
-                FM_FN(bias_act)(rows, Dout, bl, l < L - 1 ? act : FM_IDENTITY, zb[l], yb[l], sb[l]);
-                h = yb[l];
-            }
-            /* head: split the interleaved (rows, 2D) output into contiguous columns so the
-             * element-wise work vectorizes over rows */
-            const REAL *out = zb[L - 1];
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t d = 0; d < D; d++) {
-                    meanT[d * rows + r] = out[r * 2 * D + d];
-                    rawT[d * rows + r] = out[r * 2 * D + D + d];
-                    tgtT[d * rows + r] = te[r * D + d];
-                }
-            double loss_sum = 0;
+    int first = 1;
+    for (int64_t c0 = 0; c0 < B; c0 += R) {
+        const int64_t rows = (B - c0) < R ? (B - c0) : R;
+        const REAL *xe = x + (e * B + c0) * dims[0];
+        const REAL *te = target + (e * B + c0) * D;
+        /* forward */
+        const REAL *h = xe;
+        for (int64_t l = 0; l < L; l++) {
+            int64_t Din = dims[l], Dout = dims[l + 1];
+            int64_t off = FM_FN(w_offset)(l, dims, E);
+            const REAL *W = flat + off + e * Din * Dout;
+            const REAL *bl = flat + off + E * Din * Dout + e * Dout;
+            FM_FN(gemm_rm)(g, 0, 0, rows, Dout, Din, 1, h, Din, W, Dout, 0, zb[l], Dout);
+            FM_FN(bias_act)(rows, Dout, bl, l < L - 1 ? act : FM_IDENTITY, zb[l], yb[l], sb[l]);
+            h = yb[l];
+        }
+        /* head: split the interleaved (rows, 2D) output into contiguous columns so the
+         * element-wise work vectorizes over rows */
+        const REAL *out = zb[L - 1];
+        for (int64_t r = 0; r < rows; r++)
             for (int64_t d = 0; d < D; d++) {
-                REAL *lv = lvT + d * rows, *a = aT + d * rows, *c = cT + d * rows;
-                REAL *dm = dmT + d * rows, *dlv = dlvT + d * rows;
-                FM_FN(soft_bound_col)(rows, rawT + d * rows, mx[d], mn[d], lv, a, c);
-                loss_sum += FM_FN(nll_grad)(rows, meanT + d * rows, lv, tgtT + d * rows, scale, dm,
-                                            dlv);
-                if (update) {
-                    for (int64_t r = 0; r < rows; r++) {
-                        REAL gl = dlv[r];
-                        t1[r] = gl * (1 - a[r]) * c[r];
-                        t2[r] = gl * (1 - c[r]);
-                        t3[r] = gl * a[r] * c[r];
-                    }
-                    dmax_acc[d] += FM_FN(sum)(rows, t1);
-                    dmin_acc[d] += FM_FN(sum)(rows, t2);
-                    for (int64_t r = 0; r < rows; r++) {
-                        gA[r * 2 * D + d] = dm[r];
-                        gA[r * 2 * D + D + d] = t3[r];
-                    }
+                meanT[d * rows + r] = out[r * 2 * D + d];
+                rawT[d * rows + r] = out[r * 2 * D + D + d];
+                tgtT[d * rows + r] = te[r * D + d];
+            }
+        double loss_sum = 0;
+        for (int64_t d = 0; d < D; d++) {
+            REAL *lv = lvT + d * rows, *a = aT + d * rows, *c = cT + d * rows;
+            REAL *dm = dmT + d * rows, *dlv = dlvT + d * rows;
+            FM_FN(soft_bound_col)(rows, rawT + d * rows, mx[d], mn[d], lv, a, c);
+            loss_sum += FM_FN(nll_grad)(rows, meanT + d * rows, lv, tgtT + d * rows, scale, dm,
+                                        dlv);
+            if (update) {
+                for (int64_t r = 0; r < rows; r++) {
+                    REAL gl = dlv[r];
+                    t1[r] = gl * (1 - a[r]) * c[r];
+                    t2[r] = gl * (1 - c[r]);
+                    t3[r] = gl * a[r] * c[r];
+                }
+                dmax_acc[d] += FM_FN(sum)(rows, t1);
+                dmin_acc[d] += FM_FN(sum)(rows, t2);
+                for (int64_t r = 0; r < rows; r++) {
+                    gA[r * 2 * D + d] = dm[r];
+                    gA[r * 2 * D + D + d] = t3[r];
                 }
             }
-            loss_acc[e] += loss_sum;
-            if (!update)
-                continue;
-            /* backward */
-            REAL *dy = gA, *dnext = gB;
-            for (int64_t l = L - 1; l >= 0; l--) {
-                int64_t Din = dims[l], Dout = dims[l + 1];
-                int64_t off = FM_FN(w_offset)(l, dims, E);
-                const REAL *W = flat + off + e * Din * Dout;
-                REAL *dW = grad + off + e * Din * Dout;
-                REAL *db = grad + off + E * Din * Dout + e * Dout;
-                if (l < L - 1)
-                    FM_FN(act_backward)(rows * Dout, act, zb[l], yb[l], sb[l], dy, dy);
-                const REAL *hin = l == 0 ? xe : yb[l - 1];
-                FM_FN(gemm_rm)(g, 1, 0, Din, Dout, rows, 1, hin, Din, dy, Dout, first ? 0 : 1, dW, Dout);
-                FM_FN(col_sum)(rows, Dout, dy, db, !first);
-                if (l > 0) {
-                    FM_FN(gemm_rm)(g, 0, 1, rows, Din, Dout, 1, dy, Dout, W, Dout, 0, dnext, Din);
-                    REAL *tmp = dy;
-                    dy = dnext;
-                    dnext = tmp;
-                }
-            }
-            first = 0;
         }
-        if (update && first) {
-            /* no rows for this worker (B < threads): its gradient share is zero */
-            for (int64_t l = 0; l < L; l++) {
-                int64_t Din = dims[l], Dout = dims[l + 1];
-                int64_t off = FM_FN(w_offset)(l, dims, E);
-                memset(grad + off + e * Din * Dout, 0, sizeof(REAL) * (size_t)(Din * Dout));
-                memset(grad + off + E * Din * Dout + e * Dout, 0, sizeof(REAL) * (size_t)Dout);
+        *loss_acc += loss_sum;
+        if (!update)
+            continue;
+        /* backward */
+        REAL *dy = gA, *dnext = gB;
+        for (int64_t l = L - 1; l >= 0; l--) {
+            int64_t Din = dims[l], Dout = dims[l + 1];
+            int64_t off = FM_FN(w_offset)(l, dims, E);
+            const REAL *W = flat + off + e * Din * Dout;
+            REAL *dW = grad + off + e * Din * Dout;
+            REAL *db = grad + off + E * Din * Dout + e * Dout;
+            if (l < L - 1)
+                FM_FN(act_backward)(rows * Dout, act, zb[l], yb[l], sb[l], dy, dy);
+            const REAL *hin = l == 0 ? xe : yb[l - 1];
+            FM_FN(gemm_rm)(g, 1, 0, Din, Dout, rows, 1, hin, Din, dy, Dout, first ? 0 : 1, dW,
+                           Dout);
+            FM_FN(col_sum)(rows, Dout, dy, db, !first);
+            if (l > 0) {
+                FM_FN(gemm_rm)(g, 0, 1, rows, Din, Dout, 1, dy, Dout, W, Dout, 0, dnext, Din);
+                REAL *tmp = dy;
+                dy = dnext;
+                dnext = tmp;
             }
         }
+        first = 0;
     }
 }
 
@@ -486,15 +479,18 @@ static double FM_FN(train_step)(GEMM_FN g, const REAL *x, const REAL *target, in
 {
     const int64_t D = dims[L] / 2;
     const int64_t n_params = FM_FN(w_offset)(L, dims, E);
-    const int64_t region = fm_thread_region(L, dims, E, R);
-    const int64_t acc_len = 2 * D + E;
+    const int64_t region = fm_thread_region(L, dims, R);
+    const int64_t acc_len = 1 + 2 * D;
+    double *acc = (double *)work;
+    REAL *regions = work + fm_acc_elems(E * acc_len, sizeof(REAL));
     int64_t nt = n_threads < 1 ? 1 : n_threads;
-    if (nt > B)
-        nt = B > 0 ? B : 1;
+    if (nt > E)
+        nt = E;
 #ifndef _OPENMP
     nt = 1;
 #endif
-    /* phase 1: forward, head and backward, rows split between threads */
+    /* phase 1: forward, head and backward; threads take whole members, first come first served
+     * (a thread the OS has paused does not hold the others back beyond its current member) */
 #ifdef _OPENMP
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
 #endif
@@ -503,38 +499,34 @@ static double FM_FN(train_step)(GEMM_FN g, const REAL *x, const REAL *target, in
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        REAL *tw = work + t * region;
-        double *acc = (double *)tw;
-        for (int64_t i = 0; i < acc_len; i++)
-            acc[i] = 0;
-        REAL *tgrad = t == 0 ? grad_flat : work + nt * region + (t - 1) * n_params;
-        int64_t r_lo = t * B / nt, r_hi = (t + 1) * B / nt;
-        FM_FN(worker)(g, x, target, E, B, L, dims, act, flat, tgrad, bounds, update,
-                      tw + fm_acc_elems(acc_len, sizeof(REAL)), acc, R, r_lo, r_hi);
+        REAL *tw = regions + t * region;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t e = 0; e < E; e++)
+            FM_FN(member)(g, x, target, E, B, L, dims, act, flat, grad_flat, bounds, update, tw,
+                          acc + e * acc_len, R, e);
     }
-    /* fixed-order reduction of the per-thread sums */
+    /* member-order reduction: the same sums whatever the number of threads */
     double total = 0;
     for (int64_t e = 0; e < E; e++) {
-        double s = 0;
-        for (int64_t t = 0; t < nt; t++)
-            s += ((double *)(work + t * region))[2 * D + e];
-        member_loss[e] = s / (double)B;
+        member_loss[e] = acc[e * acc_len] / (double)B;
         total += member_loss[e];
     }
     total /= (double)E;
     if (!update || !isfinite(total))
         return total;
     for (int64_t d = 0; d < D; d++) {
-        double smax = bound_penalty, smin = -bound_penalty;
-        for (int64_t t = 0; t < nt; t++) {
-            smax += ((double *)(work + t * region))[d];
-            smin += ((double *)(work + t * region))[D + d];
+        double smax = 0, smin = 0;
+        for (int64_t e = 0; e < E; e++) {
+            smax += acc[e * acc_len + 1 + d];
+            smin += acc[e * acc_len + 1 + D + d];
         }
-        bounds_grad[d] = (REAL)smax;
-        bounds_grad[D + d] = (REAL)smin;
+        bounds_grad[d] = (REAL)(smax + bound_penalty);
+        bounds_grad[D + d] = (REAL)(smin - bound_penalty);
     }
-    /* phase 2: Adam over the network (per-thread gradients summed on the way) and the bounds */
-    REAL *extra = work + nt * region;
+    /* phase 2: Adam over the network (halves per thread: element-wise, so thread-independent)
+     * and over the bounds */
 #ifdef _OPENMP
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
 #endif
@@ -544,11 +536,8 @@ static double FM_FN(train_step)(GEMM_FN g, const REAL *x, const REAL *target, in
         t = omp_get_thread_num();
 #endif
         int64_t lo = t * n_params / nt, hi = (t + 1) * n_params / nt;
-        for (int64_t k = 2; k < nt; k++)
-            for (int64_t i = lo; i < hi; i++)
-                extra[i] += extra[(k - 1) * n_params + i];
-        FM_FN(adam_range)(lo, hi, flat, grad_flat, nt > 1 ? extra : NULL, m, v, n_seg, seg_end,
-                          seg_decay, lr, beta1, beta2, eps, step);
+        FM_FN(adam_range)(lo, hi, flat, grad_flat, NULL, m, v, n_seg, seg_end, seg_decay, lr,
+                          beta1, beta2, eps, step);
     }
     {
         const int64_t bend = 2 * D;

@@ -13,8 +13,8 @@ Design
   workspace is allocated once per batch size by ``fastmbrl.nn.train``.
 * ``_gaussian_train_step`` takes ndarrays (a typed memoryview costs ~0.4 us per argument, PERF.md)
   and runs a whole minibatch step (forward, loss, backward, Adam) in one call. While it runs, scipy's
-  OpenBLAS is held to one thread through hooks found by ``fastmbrl.nn.train`` (threadpoolctl), so the
-  threads of the step are the only ones (its own rows split when ``n_threads > 1``).
+  OpenBLAS is held to one thread through hooks found by ``fastmbrl.nn.train``, so the threads of
+  the step are the only ones (its members shared out when ``n_threads > 1``).
 """
 from cython cimport floating
 from libc.stdint cimport int64_t, uintptr_t
@@ -417,9 +417,9 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
 
     Notes
     -----
-    With ``n_threads > 1`` the rows of each member are split between threads and the partial
-    gradients are summed in a fixed order, so results are deterministic for a given ``n_threads``
-    but differ from ``n_threads=1`` by float rounding.
+    With ``n_threads > 1`` threads take whole members (OpenMP dynamic schedule) and then halves of
+    the Adam update; every member's sums are reduced in member order, so the result is identical
+    for any ``n_threads``.
     """
     cdef int64_t E = x.shape[0], B = x.shape[1]
     cdef int64_t n_layers = layer_dims.shape[0] - 1

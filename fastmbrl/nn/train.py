@@ -20,8 +20,8 @@ __all__ = ["GaussianTrainStep"]
 
 logger = logging.getLogger(__name__)
 
-# Rows per thread processed at once: bounds the workspace for large evaluation batches; a training
-# minibatch of up to this many rows per thread runs in one chunk.
+# Rows of one member processed at once: bounds the workspace for large evaluation batches; a
+# training minibatch of up to this many rows per member runs in one chunk.
 MAX_CHUNK_ROWS = 512
 
 _BLAS_HOOKS = None  # None: not searched yet; True: compiled code holds BLAS to 1 thread itself
@@ -115,10 +115,12 @@ class GaussianTrainStep:
         Weight of ``sum(max_logvar) - sum(min_logvar)`` in the minimised loss.
     betas, eps : Adam hyperparameters.
     n_threads : int
-        Threads of the compiled step (default 1). With 2 the rows of every member are split between
-        two threads; gradients are summed in a fixed order, so results are reproducible for a given
-        ``n_threads`` but differ from ``n_threads=1`` by float rounding. Needs OpenMP in the build
-        (otherwise a warning and one thread). Ignored by the NumPy reference path.
+        Threads of the compiled step (default 1: PERF.md, thread teams collapse when the other core
+        is busy). With more, threads take whole members first come first served, and Adam's update
+        is split by halves of the parameter vector. Every member's gradient is computed by one
+        thread in a fixed order and reduced in member order, so results are bit-identical for any
+        ``n_threads``. Up to E threads are used. Needs OpenMP in the build (otherwise a warning and
+        one thread). Ignored by the NumPy reference path.
 
     Attributes
     ----------
@@ -232,7 +234,7 @@ class GaussianTrainStep:
 
     def _workspace(self, rows):
         nt = self.n_threads
-        chunk = min(-(-rows // nt), MAX_CHUNK_ROWS)
+        chunk = min(rows, MAX_CHUNK_ROWS)
         key = (chunk, nt)
         if self._work_key is None or chunk > self._work_key[0]:
             size = _kernels._train_workspace_size(self.net.layer_dims, self.net.n_members, chunk, nt)
