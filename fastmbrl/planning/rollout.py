@@ -137,6 +137,12 @@ def is_numba_function(fn):
     return isinstance(fn, Dispatcher)
 
 
+def _writable(a):
+    # Numba types read-only arrays differently; the kernel's entry point is compiled for writable
+    # ones, so read-only inputs (np.load mmap, frozen model snapshots) are copied.
+    return a if a.flags.writeable else a.copy()
+
+
 def check_model_arrays(arrays, obs_dim=None, act_dim=None):
     """Validate a ModelArrays snapshot; return ``(arrays cast to one dtype, dtype, D_obs, D_act)``.
 
@@ -148,12 +154,12 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
     if not isinstance(arrays, ModelArrays):
         raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a ModelArrays, "
                         f"got {type(arrays).__name__}")
-    flat = np.ascontiguousarray(arrays.flat)
+    flat = _writable(np.ascontiguousarray(arrays.flat))
     if flat.dtype not in (np.float32, np.float64) or flat.ndim != 1:
         raise TypeError(f"model.flat: expected a 1-D float32/float64 array, got {flat.dtype} "
                         f"{flat.shape}")
     dtype = flat.dtype
-    dims = np.ascontiguousarray(arrays.layer_dims, dtype=np.int64)
+    dims = _writable(np.ascontiguousarray(arrays.layer_dims, dtype=np.int64))
     n_members = int(arrays.n_members)
     n_params = 0
     for fan_in, fan_out in zip(dims[:-1], dims[1:]):
@@ -162,8 +168,11 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
         raise ValueError(f"model.flat: expected {n_params} parameters for layer_dims {tuple(dims)} "
                          f"and {n_members} members, got {flat.size}")
     angle_mask = np.asarray(arrays.angle_mask, dtype=bool)
-    delta_mask = np.ascontiguousarray(arrays.delta_mask, dtype=bool)
+    delta_mask = _writable(np.ascontiguousarray(arrays.delta_mask, dtype=bool))
     d_obs = angle_mask.shape[0]
+    if angle_mask.ndim != 1 or delta_mask.shape != (d_obs,):
+        raise ValueError(f"model.delta_mask: expected shape ({d_obs},) like angle_mask, got "
+                         f"{delta_mask.shape}")
     if obs_dim is not None and d_obs != obs_dim:
         raise ValueError(f"model: predicts {d_obs} observation dims, the agent expects {obs_dim}")
     d_out = d_obs + int(bool(arrays.has_reward))
@@ -174,7 +183,7 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
     if act_dim is not None and d_act != act_dim:
         raise ValueError(f"model: network input width {dims[0]} implies {d_act} action dims, the "
                          f"action space has {act_dim}")
-    members = np.ascontiguousarray(arrays.members, dtype=np.int64)
+    members = _writable(np.ascontiguousarray(arrays.members, dtype=np.int64))
     if members.ndim != 1 or members.size == 0 or members.min() < 0 or members.max() >= n_members:
         raise ValueError(f"model.members: expected a non-empty 1-D array of indices in "
                          f"[0, {n_members}), got {np.asarray(arrays.members)!r}")
@@ -182,7 +191,7 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
         raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
 
     def vec(name, x, n):
-        return as_float_array(f"model.{name}", x, dtype=dtype, shape=(n,))
+        return _writable(as_float_array(f"model.{name}", x, dtype=dtype, shape=(n,)))
 
     d_in = int(dims[0])
     cast = ModelArrays(
@@ -302,7 +311,7 @@ class ModelRollout:
             model's dtype (mean over particles of the summed rewards).
         """
         arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
-        obs = as_float_array("obs", obs, dtype=dtype, shape=(d_obs,))
+        obs = _writable(as_float_array("obs", obs, dtype=dtype, shape=(d_obs,)))
         reward_mode, term_mode = self._modes(arrays)
         key = (tuple(arrays.layer_dims), dtype, d_obs, d_act)
         if key != self._buffer_key:
@@ -488,7 +497,7 @@ class _Objective:
         actions = np.asarray(actions)
         if actions.ndim != 3 or actions.shape[2] != self.d_act:
             raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
-        actions = np.ascontiguousarray(actions, dtype=self.dtype)
+        actions = _writable(np.ascontiguousarray(actions, dtype=self.dtype))
         return self.rollout.evaluate(self, actions)
 
 

@@ -348,3 +348,45 @@ def test_warmup_prepares_the_kernel():
     assert warmup((np.float64,)) >= 0.0
     if rollout.backend.use_compiled():
         assert any(key[0] == "float64" for key in rollout._ENTRY_POINTS)
+
+
+def test_read_only_and_non_contiguous_inputs():
+    """Frozen snapshots (read-only arrays), F-ordered and strided inputs give the same values."""
+    arrays = random_arrays(d_obs=3, d_act=2, dtype=np.float32, seed=4)
+    acts = np.random.default_rng(1).uniform(-1, 1, (6, 4, 2))
+    ro = ModelRollout(quad_reward_nb, particles=3, seed=2)
+    expected = ro.objective(arrays, np.array([0.1, 0.2, 0.3]))(acts)
+    frozen = {}
+    for name, value in arrays._asdict().items():
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+            value.flags.writeable = False
+        frozen[name] = value
+    obs = np.array([0.1, 9.0, 0.2, 9.0, 0.3])[::2]          # strided
+    obs.flags.writeable = False
+    ro = ModelRollout(quad_reward_nb, particles=3, seed=2)
+    got = ro.objective(type(arrays)(**frozen), obs)(np.asfortranarray(acts))
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("module", [_kernels, _reference])
+def test_masked_returns_by_hand(module):
+    rewards = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])       # (H=3, R=2)
+    dones = np.array([[False, True], [True, False], [False, False]])
+    out = np.zeros(2)
+    module._masked_returns(rewards, dones, 1, out)
+    # row 0 ends at t=1 (its reward counts): 1 + 3; row 1 ends at t=0: 2
+    np.testing.assert_array_equal(out, [4.0, 2.0])
+    out = np.zeros(1)
+    module._masked_returns(rewards, dones, 2, out)                 # one candidate, 2 particles
+    np.testing.assert_array_equal(out, [3.0])
+
+
+def test_shuffle_rows_twins():
+    u = np.random.default_rng(0).random(50)
+    a, b = np.zeros(50, dtype=np.int64), np.zeros(50, dtype=np.int64)
+    _kernels._shuffle_rows(u, a)
+    _reference._shuffle_rows(u, b)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.sort(a), np.arange(50))
+    assert not np.array_equal(a, np.arange(50))
