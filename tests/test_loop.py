@@ -206,8 +206,8 @@ def test_run_config_object_is_used():
 @pytest.mark.slow
 def test_short_pendulum_run_beats_random():
     """A small-budget real Pendulum-v1 run: the last episodes beat the random-action data."""
-    config = {"model": {"hidden": [64, 64], "max_epochs": 40},
-              "planner": {"population": 100, "particles": 5, "iterations": 4, "horizon": 15},
+    config = {"model": {"hidden": [64, 64], "max_epochs": 60, "batch_size": 64},
+              "planner": {"population": 100, "particles": 5, "iterations": 4, "horizon": 20},
               "algorithm": {"initial_steps": 200}}
     result = fm.run("Pendulum-v1", episodes=4, seed=0, config=config)
     random_return = result.initial_records[0].ret
