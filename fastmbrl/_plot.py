@@ -19,7 +19,7 @@ _FONT = {
     "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7), "-": (0, 0, 7, 0, 0), ".": (0, 0, 0, 0, 2),
     " ": (0, 0, 0, 0, 0), "e": (7, 5, 7, 4, 7), "E": (7, 4, 6, 4, 7), "P": (6, 5, 6, 4, 4),
     "I": (7, 2, 2, 2, 7), "S": (7, 4, 7, 1, 7), "O": (7, 5, 5, 5, 7), "D": (6, 5, 5, 5, 6),
-    "R": (6, 5, 6, 5, 5), "T": (7, 2, 2, 2, 2), "U": (5, 5, 5, 5, 7), "N": (5, 7, 7, 5, 5),
+    "R": (6, 5, 6, 5, 5), "T": (7, 2, 2, 2, 2), "U": (5, 5, 5, 5, 7), "N": (6, 5, 5, 5, 5),
     "A": (2, 5, 7, 5, 5), "M": (5, 7, 7, 5, 5), "+": (0, 2, 7, 2, 0),
 }
 
@@ -132,7 +132,7 @@ def plot_learning_curve(path, returns, baseline=None, width=640, height=400):
     """
     y = np.asarray(list(returns), dtype=np.float64)
     img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 80, 20, 20, 60
+    left, right, top, bottom = 80, 20, 34, 60
     pw, ph = width - left - right, height - top - bottom
     values = y[np.isfinite(y)]
     if baseline is not None and np.isfinite(baseline):
@@ -164,7 +164,7 @@ def plot_learning_curve(path, returns, baseline=None, width=640, height=400):
     _line(img, left, top, left, top + ph, BLACK, thickness=1)
     _line(img, left, top + ph, left + pw, top + ph, BLACK, thickness=1)
     _text(img, left + pw // 2, height - 20, "EPISODE", anchor="center")
-    _text(img, 4, top - 16 if top > 16 else 2, "RETURN")
+    _text(img, 4, 4, "RETURN")
     if baseline is not None and np.isfinite(baseline):
         yy = py(baseline)
         _line(img, left, yy, left + pw, yy, ORANGE, dashed=True)

@@ -136,7 +136,8 @@ class Callback:
         """Called after each refit with the model's FitHistory."""
 
     def on_step(self, episode, step, max_steps):
-        """Called after each environment step of a model-based episode."""
+        """Called after each environment step of a model-based episode (max_steps: the episode's
+        step limit, or None when unknown)."""
 
     def on_episode_end(self, record):
         """Called after each model-based episode (and its checkpoint)."""
@@ -438,6 +439,8 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
     obs_dim = int(env_obj.observation_space.shape[0])
     act_dim = int(env_obj.action_space.shape[0])
     max_steps = alg.max_episode_steps
+    env_limit = getattr(getattr(env_obj, "spec", None), "max_episode_steps", None)
+    step_limit = max_steps if env_limit is None else min(max_steps or env_limit, env_limit)
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
@@ -535,7 +538,7 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
         def on_step(step, _episode=episode):
             stop = False
             for cb in cbs:
-                stop = bool(cb.on_step(_episode, step, max_steps)) or stop
+                stop = bool(cb.on_step(_episode, step, step_limit)) or stop
             return stop
 
         record, stop = _rollout_episode(env_obj, current_agent.act, buffer,
