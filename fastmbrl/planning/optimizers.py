@@ -185,13 +185,17 @@ class RandomShooting(_Optimizer):
 
 
 def _truncated_normal(rng, shape, bound=2.0):
-    """Standard normal samples truncated to [-bound, bound] by redrawing those outside."""
-    z = rng.standard_normal(shape)
-    bad = np.abs(z) > bound
-    while bad.any():
-        z[bad] = rng.standard_normal(int(bad.sum()))
-        bad = np.abs(z) > bound
-    return z
+    """Standard normal samples truncated to [-bound, bound] (rejection: draw extra, keep inside).
+
+    At ``bound = 2`` 4.6% fall outside, so one draw of 1.1 n + 16 almost always suffices; this
+    keeps the per-iteration overhead to a handful of NumPy calls (it matters for small configs).
+    """
+    n = int(np.prod(shape))
+    kept = np.empty(0)
+    while kept.size < n:
+        z = rng.standard_normal(int(1.1 * (n - kept.size)) + 16)
+        kept = np.concatenate([kept, z[np.abs(z) <= bound]])
+    return kept[:n].reshape(shape)
 
 
 class CEM(_Optimizer):
@@ -248,8 +252,11 @@ class CEM(_Optimizer):
         self._track_best(state, samples, values)
         elite_idx = np.argpartition(-values, self.n_elites - 1)[:self.n_elites]
         elites = samples[elite_idx]
-        state["mean"] = self.alpha * mean + (1 - self.alpha) * elites.mean(axis=0)
-        state["var"] = self.alpha * var + (1 - self.alpha) * elites.var(axis=0)
+        elite_mean = elites.mean(axis=0)
+        dev = elites - elite_mean
+        elite_var = np.einsum("kha,kha->ha", dev, dev) / elites.shape[0]
+        state["mean"] = self.alpha * mean + (1 - self.alpha) * elite_mean
+        state["var"] = self.alpha * var + (1 - self.alpha) * elite_var
         return samples.shape[0]
 
     def _result(self, state, lo, hi):

@@ -15,7 +15,7 @@ def make(name, seed=0, **kw):
     h = kw.pop("horizon", 3)
     if name == "rs":
         return RandomShooting(horizon=h, population=kw.pop("population", 4000),
-                              iterations=kw.pop("iterations", 3), seed=seed, **kw)
+                              iterations=kw.pop("iterations", 10), seed=seed, **kw)
     if name == "cem":
         return CEM(horizon=h, population=kw.pop("population", 200), elite_frac=0.1,
                    iterations=kw.pop("iterations", 10), alpha=0.1, seed=seed, **kw)
@@ -23,16 +23,16 @@ def make(name, seed=0, **kw):
         return ICEM(horizon=h, population=kw.pop("population", 200), elite_frac=0.1,
                     iterations=kw.pop("iterations", 10), noise_beta=kw.pop("noise_beta", 0.0),
                     seed=seed, **kw)
-    return MPPI(horizon=h, population=kw.pop("population", 1000),
+    return MPPI(horizon=h, population=kw.pop("population", 2000),
                 iterations=kw.pop("iterations", 20), temperature=kw.pop("temperature", 0.1),
                 noise_std=kw.pop("noise_std", 0.3), seed=seed, **kw)
 
 
 ALL = ["rs", "cem", "icem", "mppi"]
-# MPPI keeps a fixed exploration noise, so its weighted mean has a sampling error of a few
-# hundredths at these sizes (measured over seeds 0-4: <= 0.04 here, <= 0.08 on the LQ problem);
-# random shooting is limited by the sampling density in H * A = 6 dimensions.
-TOL = {"rs": 0.25, "cem": 0.02, "icem": 0.05, "mppi": 0.05}
+# Measured over seeds 0-19 (max error): CEM 0.002, iCEM 0.015, MPPI 0.04 (0.07 on the LQ problem;
+# its fixed exploration noise leaves a sampling error in the weighted mean), random shooting 0.26
+# (0.22 on LQ; limited by the sampling density in H * A = 6 dimensions).
+TOL = {"rs": 0.3, "cem": 0.02, "icem": 0.05, "mppi": 0.05}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -90,18 +90,24 @@ def test_bounds_respected(name):
         assert np.all(s >= lower) and np.all(s <= upper)
 
 
+@pytest.mark.parametrize("seed", [0, 3, 7])
 @pytest.mark.parametrize("name", ["rs", "cem", "icem"])
-def test_maximizer_on_the_boundary(name):
+def test_maximizer_on_the_boundary(name, seed):
     """Target outside the box: the maximizer is the nearest bound.
 
-    MPPI is left out: its update is a weighted mean of clipped samples, which approaches a bound
-    only from inside (by about the noise scale), by design.
+    CEM's variance is capped by the distance to the bounds and shrinks to the elites' spread each
+    iteration, so its mean approaches a bound geometrically and can stall short of it (measured
+    over seeds 0-9: at most 0.066 away after 10 or 20 iterations); iCEM returns the best sample,
+    which clipping puts on the bound. MPPI is left out: its update is a weighted mean of clipped
+    samples, which approaches a bound only from inside, by about the noise scale.
     """
     def f(samples):
         return -((samples[:, :, 0] - 0.7) ** 2).sum(axis=1)
 
-    plan = make(name, horizon=2, iterations=10).optimize(f, [-0.5], [0.5])
-    np.testing.assert_allclose(plan[:, 0], [0.5, 0.5], atol=0.01)
+    plan = make(name, seed=seed, horizon=2, iterations=10).optimize(f, [-0.5], [0.5])
+    tol = {"rs": 0.01, "cem": 0.08, "icem": 1e-12}[name]
+    np.testing.assert_allclose(plan[:, 0], [0.5, 0.5], atol=tol)
+    assert np.all(plan <= 0.5)
 
 
 @pytest.mark.parametrize("name", ALL)
