@@ -212,3 +212,14 @@ def test_short_pendulum_run_beats_random():
     result = fm.run("Pendulum-v1", episodes=4, seed=0, config=config)
     random_return = result.initial_records[0].ret
     assert max(result.returns[-2:]) > random_return + 300
+
+
+@pytest.mark.parametrize("name", ["rs", "icem", "mppi"])
+def test_other_planners_run_from_config(name):
+    config = {**TINY, "planner": {**TINY["planner"], "name": name}}
+    result = run_tiny(config=config, episodes=1)
+    from fastmbrl import planning
+    expected = {"rs": planning.RandomShooting, "icem": planning.ICEM, "mppi": planning.MPPI}[name]
+    assert isinstance(result.agent.planner, expected)
+    assert result.agent.planner.horizon == 5
+    assert len(result.records) == 1 and np.isfinite(result.returns[0])
