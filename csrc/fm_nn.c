@@ -19,6 +19,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define FM_X86_DISPATCH 1
+#include <immintrin.h>
 #else
 #define FM_X86_DISPATCH 0
 #endif
@@ -81,6 +82,7 @@ int fm_have_avx2(void)
 }
 
 /* ---- float32, portable ---- */
+#define FM_AVX2 0
 #define REAL float
 #define FM_F32 1
 #define GEMM_FN fm_sgemm_fn
@@ -115,6 +117,8 @@ int fm_have_avx2(void)
 #endif
 
 /* ---- float32, AVX2 + FMA ---- */
+#undef FM_AVX2
+#define FM_AVX2 1
 #define REAL float
 #define FM_F32 1
 #define GEMM_FN fm_sgemm_fn
@@ -126,6 +130,8 @@ int fm_have_avx2(void)
 #undef GEMM_FN
 #undef FM_F32
 #undef REAL
+#undef FM_AVX2
+#define FM_AVX2 0
 
 /* ---- float64, AVX2 + FMA ---- */
 #define REAL double
