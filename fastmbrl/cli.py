@@ -198,8 +198,9 @@ def _cmd_run(args):
     returns = result.returns
     if len(returns):
         last = returns[-min(5, len(returns)):]
-        print(f"done: {len(returns)} episodes in {time.perf_counter() - t0:.1f}s "
-              f"(fit {result.fit_times.sum():.1f}s, act {result.act_times.sum():.1f}s, "
+        print(f"done: {len(returns)} episodes, wall {result.records[-1].wall_time:.1f}s "
+              f"(this session {time.perf_counter() - t0:.1f}s; fit {result.fit_times.sum():.1f}s, "
+              f"act {result.act_times.sum():.1f}s, "
               f"env {result.env_times.sum():.1f}s); best return {returns.max():.2f}, "
               f"mean of last {len(last)} {last.mean():.2f}; results in {out_dir}")
     else:

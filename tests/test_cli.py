@@ -30,7 +30,7 @@ def test_run_resume_and_plot(tmp_path, capsys):
     assert main(["run", "Pendulum-v1", "--episodes", "1", "--seed", "2", "--out", str(out_dir),
                  "--quiet"] + SMALL) == 0
     out = capsys.readouterr().out
-    assert "episode   1/1" in out and "done: 1 episodes" in out
+    assert "episode   1/1" in out and "done: 1 episodes, wall" in out
     config = json.loads((out_dir / "config.json").read_text())
     assert config["seed"] == 2 and config["model"]["hidden"] == [16, 16]
     assert config["algorithm"]["max_episode_steps"] == 10
