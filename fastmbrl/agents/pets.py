@@ -52,8 +52,9 @@ class PETS(Agent):
         Kernel workers; "auto" uses 2 when ``population * particles >= AUTO_THREADS_MIN_ROWS`` and
         two cores exist, since below that the hand-off costs about what the second core gains.
     blas_threads : int or None
-        OpenBLAS threads while planning (threadpoolctl); 1 by default because spinning BLAS teams
-        inside the rollout workers collapse on a 2-core machine (PERF.md). None leaves BLAS alone.
+        OpenBLAS threads while planning (threadpoolctl); 1 by default because BLAS teams inside
+        the rollout workers collapse on a 2-core machine (PERF.md; see ``ModelRollout``). None
+        leaves BLAS alone.
     seed : int or None
         Seeds the rollout's noise and member assignments.
 
@@ -84,12 +85,11 @@ class PETS(Agent):
             n_threads = 2 if (rows >= AUTO_THREADS_MIN_ROWS and (os.cpu_count() or 1) >= 2) else 1
         self.n_threads = n_threads
         self.rollout = ModelRollout(reward_fn, termination_fn, particles=particles,
-                                    propagation=propagation, n_threads=n_threads, seed=seed)
+                                    propagation=propagation, n_threads=n_threads, seed=seed,
+                                    blas_threads=blas_threads)
         self.particles = self.rollout.particles
         self.propagation = propagation
         self.warm_start = bool(warm_start)
-        self.blas_threads = blas_threads
-        self._blas = None
         self.last_plan = None
         arrays = self._arrays()
         check_model_arrays(arrays, act_dim=self.low.shape[0])
@@ -100,14 +100,6 @@ class PETS(Agent):
 
     def _arrays(self):
         return self.model if isinstance(self.model, ModelArrays) else self.model.arrays()
-
-    def _blas_limit(self):
-        if self.blas_threads is None:
-            return _NullContext()
-        if self._blas is None:
-            from threadpoolctl import ThreadpoolController
-            self._blas = ThreadpoolController().select(user_api="blas")
-        return self._blas.limit(limits=self.blas_threads)
 
     def reset(self):
         """Start a new episode: drop the warm-start plan and the planner's kept elites."""
@@ -145,7 +137,7 @@ class PETS(Agent):
                 raise ValueError(f"time_budget: expected a positive number of seconds or None, got "
                                  f"{time_budget!r}")
             budget = max(time_budget - (time.perf_counter() - start), 1e-9)
-        with self._blas_limit():
+        with self.rollout.blas_limit():
             plan = self.planner.optimize(objective, self.low, self.high, init_mean=init_mean,
                                          time_budget=budget)
         self.last_plan = plan
@@ -166,11 +158,3 @@ class PETS(Agent):
     def close(self):
         """Stop the rollout's worker thread."""
         self.rollout.close()
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -321,8 +321,12 @@ def test_rollout_bad_input():
         ModelRollout(quad_reward_nb, propagation="ts2")
     with pytest.raises(ValueError, match="particles"):
         ModelRollout(quad_reward_nb, particles=0)
+    with pytest.raises(ValueError, match="particles"):
+        ModelRollout(quad_reward_nb, particles="many")
     with pytest.raises(ValueError, match="n_threads"):
         ModelRollout(quad_reward_nb, n_threads=3)
+    with pytest.raises(ValueError, match="n_threads"):
+        ModelRollout(quad_reward_nb, n_threads="two")
     with pytest.raises(ValueError, match="reward_fn"):
         ModelRollout(None).objective(arrays, np.zeros(3))   # no learned reward head
     ro = ModelRollout(quad_reward_nb)
@@ -390,3 +394,25 @@ def test_shuffle_rows_twins():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(np.sort(a), np.arange(50))
     assert not np.array_equal(a, np.arange(50))
+
+
+def test_blas_limited_inside_the_rollout():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+
+    def recording_reward(obs, act, next_obs):     # NumPy path: runs after the kernels
+        return next_obs.sum(axis=1)
+
+    ro = ModelRollout(recording_reward, particles=2, seed=0)
+    with ro.blas_limit():
+        with ro.blas_limit():                      # re-entrant
+            seen = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas"]
+        ro.objective(linear_arrays([1.0]), np.zeros(1))(np.zeros((3, 2, 1)))
+    import scipy.linalg.cython_blas  # noqa: F401  (the library Numba's np.dot uses)
+    names = [i["filepath"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert len(seen) == len(names) >= 1
+    assert all(n == 1 for n in seen)
+    ro_none = ModelRollout(recording_reward, particles=2, seed=0, blas_threads=None)
+    with ro_none.blas_limit():
+        assert ro_none._blas is None
