@@ -13,14 +13,16 @@ from fastmbrl._validate import as_float_array
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.planning.optimizers import CEM
-from fastmbrl.planning.rollout import PROPAGATIONS, ModelRollout, check_model_arrays
+from fastmbrl.planning.rollout import CHUNK_ROWS, PROPAGATIONS, ModelRollout, check_model_arrays
 
-# Rows (population x particles) from which the second core is used by default. Measured on the
-# 2-core machine while other jobs loaded it (benchmarks/bench_planning.py, same-run medians): the
-# small config (a) (500 rows, 2 x 64 net, ~1 ms per kernel call) ran 0.76x as fast on 2 workers as
-# on 1, since halving a ~0.1 ms step does not pay for the hand-off and two smaller BLAS calls per
-# layer; config (b) (7000 rows, 4 x 200 net) ran 1.3x faster on 2 (more on an idle machine).
-AUTO_THREADS_MIN_ROWS = 2000
+# Rows (population x particles) from which the second core is used by default (the rollout then
+# has several chunks; below 3000 rows it has one and a second thread would idle). Measured on the
+# shared 2-core machine: two concurrent (b)-sized kernel calls took 0.163 s against 0.125 s for one
+# (1.5x throughput) when the other core was mostly free; with another job holding that core, 2
+# threads cost 3-5% (349 vs 365 ms per objective call of (b)), since the chunks go through a shared
+# queue. For (a) (500 rows) splitting bought nothing even on one thread (1.36 vs 1.45 ms per call
+# with 2 chunks), so small problems stay on one thread.
+AUTO_THREADS_MIN_ROWS = 2 * CHUNK_ROWS
 
 
 class PETS(Agent):
