@@ -12,6 +12,14 @@ def _silu_bias_f32(h, b, ebuf):
     h[...] = z / (1.0 + np.exp(-z))
 
 
+def _exp_inplace(x, ebuf):
+    """Reference of the in-place exponential: ``x = exp(x)`` (float32 arguments clamped to +-87)."""
+    if x.dtype == np.float32:
+        x[...] = np.exp(np.clip(x, -87.0, 87.0))
+    else:
+        x[...] = np.exp(x)
+
+
 def _bias_activation(h, b, activation, ebuf):
     """Reference fused bias + activation: in place ``h = act(h + b)`` (codes of ACTIVATIONS)."""
     z = h + b

@@ -106,6 +106,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             raw = y_buf[:, d_out:]
             lv = max_logvar - _softplus(max_logvar - raw)
             lv = min_logvar + _softplus(lv - min_logvar)
+            acc_buf[...] = max_logvar - raw      # the kernel's exp scratch, kept for parity
             sample = out_mean + out_std * (y_buf[:, :d_out] + np.exp(0.5 * lv) * noise[t, order])
             nxt[order] = sample[:, :d_obs] + np.where(delta_mask, obs[order], 0.0)
             if reward_mode == 1:

@@ -224,7 +224,7 @@ class _Buffers:
         self.acc = np.zeros((n_rows, d_out), dtype=dtype)
         self.h0 = np.zeros(n_rows * max_hidden, dtype=dtype)
         self.h1 = np.zeros(n_rows * max_hidden, dtype=dtype)
-        self.ebuf = np.zeros(2 * n_rows * max_hidden, dtype=dtype)
+        self.ebuf = np.zeros(2 * n_rows * max(max_hidden, d_out), dtype=dtype)
 
 
 class ModelRollout:

@@ -416,3 +416,15 @@ def test_blas_limited_inside_the_rollout():
     ro_none = ModelRollout(recording_reward, particles=2, seed=0, blas_threads=None)
     with ro_none.blas_limit():
         assert ro_none._blas is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_inplace_twins(dtype):
+    from fastmbrl.nn import _numba, _numba_reference
+
+    x = np.concatenate([np.linspace(-100, 100, 401), [-1e-6, 0.0, 1e-6]]).astype(dtype)
+    a, b = x.copy(), x.copy()
+    _numba._exp_inplace(a, np.zeros(x.size, dtype=dtype))
+    _numba_reference._exp_inplace(b, None)
+    np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=0)
+    assert np.all(np.isfinite(a)) and np.all(a > 0)
