@@ -63,6 +63,7 @@ def _install_blas_hooks():
     if _BLAS_HOOKS is not None:
         return _BLAS_HOOKS
     _BLAS_HOOKS = False
+    impl = _kernels._impl  # binds the kernels; a failed import turns COMPILED off
     if not _kernels.COMPILED:
         return _BLAS_HOOKS
     try:
@@ -79,7 +80,7 @@ def _install_blas_hooks():
                 except AttributeError:
                     continue
                 addr = [ctypes.cast(f, ctypes.c_void_p).value for f in (getter, setter)]
-                _kernels._impl._set_blas_thread_hooks(addr[0], addr[1])
+                impl._set_blas_thread_hooks(addr[0], addr[1])
                 _BLAS_HOOKS = True
                 return _BLAS_HOOKS
     logger.debug("scipy BLAS thread functions not found; using threadpoolctl per step")
