@@ -98,7 +98,7 @@ _SPECS = [
         reward_fn=reward_fns.constant_one, termination_fn=termination_fns.cartpole,
         max_episode_steps=200,
         defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 100, "batch_size": 64},
-                  "planner": {"name": "cem", "horizon": 15, "population": 150, "iterations": 5,
+                  "planner": {"name": "cem", "horizon": 25, "population": 150, "iterations": 5,
                               "particles": 5},
                   "algorithm": {"episodes": 15, "initial_steps": 200, "warm_start": False}},
         description="classic cart-pole with force = action x 10 N; 200 steps, reward 1 per step"),
