@@ -132,3 +132,24 @@ def test_learning_curve_draws_the_points(tmp_path):
     last_rows = np.flatnonzero(blue[:, 295:301].any(axis=1))
     assert last_rows.mean() < first_rows.mean()
     assert rows.min() >= 0
+
+
+def test_config_round_trip_and_overrides():
+    from fastmbrl.config import (ConfigError, RunConfig, apply_overrides, from_dict,
+                                 parse_override, to_dict)
+    cfg = apply_overrides(RunConfig(), ["planner.horizon=20", "model.hidden=[64,64]",
+                                        "model.lr=3e-4", "algorithm.max_episode_steps=null",
+                                        "planner.name=icem", "algorithm.warm_start=false",
+                                        "seed=4", 'planner.options={"keep_elite_frac": 0.2}'])
+    assert cfg.planner.horizon == 20 and cfg.model.hidden == (64, 64) and cfg.model.lr == 3e-4
+    assert cfg.algorithm.max_episode_steps is None and cfg.planner.name == "icem"
+    assert cfg.algorithm.warm_start is False and cfg.seed == 4
+    assert cfg.planner.options == {"keep_elite_frac": 0.2}
+    assert from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
+    assert parse_override("model.hidden=32,32") == {"model": {"hidden": [32, 32]}}
+    for bad, key in [("planner.population=1", "planner.population"),
+                     ("model.lr=-1", "model.lr"), ("model.hidden=[0]", "model.hidden"),
+                     ("planner.propagation=ts2", "planner.propagation"),
+                     ("algorithm.warm_start=maybe", "algorithm.warm_start")]:
+        with pytest.raises(ConfigError, match=key):
+            apply_overrides(RunConfig(), [bad])
