@@ -554,11 +554,12 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
 
         # ---- log, checkpoint, let callbacks watch or stop --------------------------------------
         if out_dir is not None:
-            write_results(out_dir, cfg, records, initial_records,
-                          _summary(records, initial_records, record.wall_time))
+            # Checkpoint first, so the results files never get ahead of a resumable state.
             save_checkpoint(out_dir, episode, buffer, model,
                             {"records": [r.to_dict() for r in records],
                              "initial_records": [r.to_dict() for r in initial_records]})
+            write_results(out_dir, cfg, records, initial_records,
+                          _summary(records, initial_records, record.wall_time))
         for cb in cbs:
             stop = bool(cb.on_episode_end(record)) or stop
         if stop and episode < alg.episodes:
