@@ -98,6 +98,7 @@ class PETS(Agent):
 
     @property
     def horizon(self):
+        """H, the planner's horizon (steps per planned sequence)."""
         return self.planner.horizon
 
     def _arrays(self):
