@@ -17,11 +17,11 @@ from fastmbrl.planning.rollout import CHUNK_ROWS, PROPAGATIONS, ModelRollout, ch
 
 # Rows (population x particles) from which the second core is used by default (the rollout then
 # has several chunks; below 3000 rows it has one and a second thread would idle). Measured on the
-# shared 2-core machine: two concurrent (b)-sized kernel calls took 0.163 s against 0.125 s for one
-# (1.5x throughput) when the other core was mostly free; with another job holding that core, 2
-# threads cost 3-5% (349 vs 365 ms per objective call of (b)), since the chunks go through a shared
-# queue. For (a) (500 rows) splitting bought nothing even on one thread (1.36 vs 1.45 ms per call
-# with 2 chunks), so small problems stay on one thread.
+# 2-core machine: config (b) act() took 1.73 s on 1 thread and 0.88 s on 2 while the other core
+# was free (1.97x, 146 GFLOP/s); with another job holding that core, 2 threads cost 3-5% (349 vs
+# 365 ms per objective call), since the chunks go through a shared queue. For (a) (500 rows)
+# splitting bought nothing even on one thread (1.36 vs 1.45 ms per call with 2 chunks), so small
+# problems stay on one thread.
 AUTO_THREADS_MIN_ROWS = 2 * CHUNK_ROWS
 
 
