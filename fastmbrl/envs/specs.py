@@ -109,7 +109,7 @@ _SPECS = [
         defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 100, "batch_size": 64},
                   "planner": {"name": "cem", "horizon": 15, "population": 150, "iterations": 5,
                               "particles": 5},
-                  "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False}},
+                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False}},
         description="MuJoCo cart-pole balance; 1000 steps, reward 1 per step alive"),
     EnvSpec(
         id="Reacher-v5", factory=_gym_factory("Reacher-v5"),
