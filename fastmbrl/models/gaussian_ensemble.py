@@ -335,8 +335,12 @@ class GaussianEnsemble:
                 raise ValueError(f"{name}: the transformed data overflowed to non-finite values")
 
         # ---- normalization from these rows (notes, 4.2 trick 4), then train
+        previous = [a.astype(np.float64) for a in (self.input_normalizer.mean, self.input_normalizer.std,
+                    self.output_normalizer.mean, self.output_normalizer.std)]
         self.input_normalizer.fit(inputs)
         self.output_normalizer.fit(targets)
+        if self.n_fits > 0:
+            self._carry_over_normalization(*previous)
         X = self.input_normalizer.normalize(inputs)
         Y = self.output_normalizer.normalize(targets)
         self._arrays = None
@@ -354,6 +358,38 @@ class GaussianEnsemble:
         self.n_fits += 1
         self.history = history
         return history
+
+    def _carry_over_normalization(self, in_mean, in_std, out_mean, out_std):
+        """Rewrite the first and last layers so the network computes the same function in raw units
+        under the new normalization statistics as it did under the old ones.
+
+        Notes
+        -----
+        A warm start must start from the previous model, not from a model whose inputs and outputs
+        were silently rescaled: with x_old = (x_new s_new + m_new - m_old) / s_old at the input,
+        W0 <- diag(s_new / s_old) W0 and b0 <- b0 + ((m_new - m_old) / s_old) W0. At the output,
+        mean_new = (s_old mean_old + m_old - m_new) / s_new, so the mean columns are scaled by
+        s_old / s_new and shifted; the log-variance is shifted by 2 log(s_old / s_new), as are both
+        soft bounds, which leaves the bounded log-variance exactly shifted. Without this, a refit on
+        a grown buffer starts from a much worse loss and early stopping keeps poor weights.
+        """
+        new_in_mean = self.input_normalizer.mean.astype(np.float64)
+        new_in_std = self.input_normalizer.std.astype(np.float64)
+        new_out_mean = self.output_normalizer.mean.astype(np.float64)
+        new_out_std = self.output_normalizer.std.astype(np.float64)
+        W0, b0 = self.net.params[0], self.net.params[1]
+        shift_in = (new_in_mean - in_mean) / in_std                    # (D_in,)
+        b0 += np.einsum("i,eio->eo", shift_in, W0.astype(np.float64)).astype(self.dtype)
+        W0 *= (new_in_std / in_std).astype(self.dtype)[None, :, None]
+        WL, bL = self.net.params[-2], self.net.params[-1]
+        D = self.out_dim
+        ratio = out_std / new_out_std
+        WL[:, :, :D] *= ratio.astype(self.dtype)
+        bL[:, :D] = (bL[:, :D] * ratio + (out_mean - new_out_mean) / new_out_std).astype(self.dtype)
+        lv_shift = (2.0 * np.log(ratio)).astype(self.dtype)
+        bL[:, D:] += lv_shift
+        self.max_logvar += lv_shift
+        self.min_logvar += lv_shift
 
     # ------------------------------------------------------------------ querying
     def _forward(self, obs, act):
