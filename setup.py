@@ -3,7 +3,8 @@
 Each entry of MOD_NAMES is a Cython module under fastmbrl/_ext/ compiled together with the C99
 kernels in csrc/. Hot C functions carry ``__attribute__((target("avx2,fma")))`` and are selected at
 run time by CPU features, so the default flags stay portable (no -march=native in what users install).
-Set FASTMBRL_DEBUG_CYTHON=1 to re-enable bounds checking and wraparound while debugging.
+Set FASTMBRL_DEBUG_CYTHON=1 to re-enable bounds checking and wraparound while debugging, and
+FASTMBRL_NO_OPENMP=1 to build without OpenMP (the training step then runs on one thread).
 """
 import os
 import shutil
