@@ -258,3 +258,22 @@ def test_portable_variant_step_matches_twin(rng, compiled, dtype):
     finally:
         compiled._force_portable(False)
     np.testing.assert_allclose(fast.net.flat, slow.net.flat, rtol=RTOL[dtype], atol=ATOL[dtype])
+
+
+def test_blas_threads_are_restored(rng, compiled, monkeypatch):
+    # the step holds scipy's BLAS to one thread while it runs, through the C hooks or, where those
+    # are missing, threadpoolctl; either way the caller's setting is back afterwards
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    x, target = _batch(rng, np.float32)
+    for hooks in (True, False):
+        monkeypatch.setattr(train, "_BLAS_HOOKS", hooks)
+        with threadpool_limits(limits=2, user_api="blas"):
+            before = blas_threads()
+            step = _make(np.float32)
+            assert np.isfinite(step(x, target))
+            assert step.t == 1
+            assert blas_threads() == before
