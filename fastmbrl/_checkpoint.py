@@ -16,23 +16,10 @@ import json
 import os
 import shutil
 
+from fastmbrl._io import atomic_write_text
+
 CHECKPOINT_FORMAT_VERSION = 1
 POINTER = "checkpoint.json"
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(out_dir, episode, buffer, model, state):

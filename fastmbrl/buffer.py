@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastmbrl._io import atomic_savez
 from fastmbrl._validate import as_float_array, check_dtype
 
 BUFFER_FORMAT_VERSION = 1
@@ -275,20 +276,11 @@ class ReplayBuffer:
             Destination; written exactly there (no suffix is added).
         """
         path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
         arrays = {f: np.ascontiguousarray(getattr(self, f)) for f in _FIELDS}
         meta = np.array([BUFFER_FORMAT_VERSION, self.capacity, self.obs_dim, self.act_dim,
                          self.n_added], dtype=np.int64)
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, meta=meta, overflow=np.array(self.overflow),
-                         dtype=np.array(np.dtype(self.dtype).name), **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_savez(path, meta=meta, overflow=np.array(self.overflow),
+                     dtype=np.array(np.dtype(self.dtype).name), **arrays)
 
     @classmethod
     def load(cls, path):

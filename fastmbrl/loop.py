@@ -19,14 +19,15 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl import config as _cfg
-from fastmbrl._checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
+from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from fastmbrl._io import atomic_write_text
 
 __all__ = ["run", "RunResult", "Callback", "EpisodeRecord"]
 

@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
+from fastmbrl._io import atomic_savez
 from fastmbrl._validate import as_float_array, check_dtype
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.models.normalizer import Normalizer
@@ -568,16 +569,7 @@ class GaussianEnsemble:
                 data[prefix + k] = v
         for k, v in self._step.state_dict().items():      # Adam moments, step count, bounds
             data["opt_" + k] = np.asarray(v)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_savez(path, **data)
 
     @classmethod
     def load(cls, path):
