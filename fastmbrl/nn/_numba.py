@@ -6,17 +6,22 @@ Design
   planning rollout calls it from its own compiled loop once per member block per horizon step, so no
   Python is crossed inside a rollout.
 * Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md).
+  Measured for config (a) (100 rows per member): 4x64, 64x64 and 64x6 products take 1.0, 7.2 and
+  1.1 us, the 64x64 one at ~110 GFLOP/s; a hand loop for the 4x64 layer was 2.7x slower than BLAS.
 * Bias + activation is one fused loop over the matmul output. For float32 SiLU the exponential is a
-  polynomial in two vectorizable passes (libm ``expf`` does not vectorize; PERF.md measured SiLU
-  costing as much as the matmuls at width 64). float64 uses ``math.exp`` (tests and gradient
-  checks).
-* The caller allocates everything: two hidden buffers ``h0``/``h1`` and ``ebuf`` (the SiLU scratch),
-  each a 1-D array of at least ``rows * max(hidden widths)`` elements; nothing is allocated here.
+  polynomial times ``2**n`` built by a bit cast (``_f32_from_bits``), one pass that LLVM
+  vectorizes (libm ``expf`` does not; PERF.md measured SiLU costing as much as the matmuls at
+  width 64). float64 uses ``math.exp`` (tests and gradient checks).
+* The caller allocates everything: two hidden buffers ``h0``/``h1`` of at least
+  ``rows * max(hidden widths)`` elements and ``ebuf`` (scratch, no longer used by the float32 paths;
+  kept in the signatures); nothing is allocated here.
 """
 import math
 
+import llvmlite.ir as ir
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -29,6 +34,45 @@ _LN2_LO = 1.428606820309417e-06
 _EXP_CLAMP = 87.0
 
 
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """Reinterpret the low 32 bits of an integer as a float32 (a register move, vectorizable).
+
+    Numba has no scalar bit cast; without one the polynomial exponential needed a second pass
+    through an int32 view of a scratch buffer to build ``2**n``.
+    """
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if bits.bitwidth > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        elif bits.bitwidth < 32:
+            v = builder.sext(v, ir.IntType(32))
+        return builder.bitcast(v, context.get_value_type(types.float32))
+
+    return types.float32(bits), codegen
+
+
+@njit(**_JIT)
+def _exp_f32(x):
+    """float32 ``exp(x)`` for ``x`` clamped to [-87, 87]: polynomial times ``2**n`` (~2e-7 relative).
+
+    Small enough for LLVM to inline and vectorize the loops that call it. ``n`` comes from
+    truncating a positive number (``t log2(e) + 128.5 >= 1``), i.e. floor without a libm call.
+    """
+    t = min(max(x, np.float32(-_EXP_CLAMP)), np.float32(_EXP_CLAMP))
+    ki = np.int32(t * np.float32(_LOG2E) + np.float32(128.5))
+    k = np.float32(ki) - np.float32(128.0)
+    r = t - k * np.float32(_LN2_HI) - k * np.float32(_LN2_LO)
+    one = np.float32(1.0)
+    p = one + r * (one + r * (np.float32(0.5) + r * (np.float32(1.0 / 6.0) + r * (
+        np.float32(1.0 / 24.0) + r * (np.float32(1.0 / 120.0) + r * np.float32(1.0 / 720.0))))))
+    # 2**k has the biased exponent k + 127 = ki - 1 in bits 23-30
+    return p * _f32_from_bits((ki - 1) << 23)
+
+
 @njit(**_JIT)
 def _silu_bias_f32(h, b, ebuf):
     """In place ``h = silu(h + b)`` for float32 with a vectorizable polynomial exponential.
@@ -37,44 +81,19 @@ def _silu_bias_f32(h, b, ebuf):
     ----------
     h : float32 array (rows, D), C-contiguous; overwritten
     b : float32 array (D,)
-    ebuf : float32 array (>= 2 * rows * D,), scratch
+    ebuf : float32 array, unused (kept for signature parity with the callers' scratch)
 
     Notes
     -----
-    Pass 1 stores ``z = h + b``, the polynomial part of ``exp(-z)`` and the integer bits of
-    ``2**n``; pass 2 multiplies by ``2**n`` read through an int32 view. Splitting lets both loops
-    vectorize.
+    One pass: ``z / (1 + exp(-z))`` with ``_exp_f32`` inlined, 16 lanes per AVX-512 instruction
+    on this machine (measured 10% faster than the former two-pass version with an int32 view).
     """
     rows, d = h.shape
-    n = rows * d
-    poly = ebuf[:n].reshape((rows, d))
-    bits = ebuf[n:2 * n].view(np.int32).reshape((rows, d))
-    # float32 literals keep the loop in single precision (8 lanes per AVX2 op instead of 4)
-    log2e = np.float32(_LOG2E)
-    ln2_hi = np.float32(_LN2_HI)
-    ln2_lo = np.float32(_LN2_LO)
-    lo = np.float32(-_EXP_CLAMP)
-    hi = np.float32(_EXP_CLAMP)
-    half = np.float32(0.5)
     one = np.float32(1.0)
-    c2 = np.float32(0.5)
-    c3 = np.float32(1.0 / 6.0)
-    c4 = np.float32(1.0 / 24.0)
-    c5 = np.float32(1.0 / 120.0)
-    c6 = np.float32(1.0 / 720.0)
     for i in range(rows):
         for j in range(d):
             z = h[i, j] + b[j]
-            h[i, j] = z
-            t = min(max(-z, lo), hi)
-            k = np.floor(t * log2e + half)
-            r = t - k * ln2_hi - k * ln2_lo
-            poly[i, j] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))))
-            bits[i, j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    scale = ebuf[n:2 * n].reshape((rows, d))
-    for i in range(rows):
-        for j in range(d):
-            h[i, j] = h[i, j] / (np.float32(1.0) + poly[i, j] * scale[i, j])
+            h[i, j] = z / (one + _exp_f32(-z))
 
 
 @njit(**_JIT)
@@ -84,7 +103,7 @@ def _exp_inplace(x, ebuf):
     Parameters
     ----------
     x : float array (n,), C-contiguous; overwritten
-    ebuf : float array (>= n,) of the same dtype, scratch (float32 only)
+    ebuf : float array of the same dtype, unused (signature parity)
 
     Notes
     -----
@@ -96,28 +115,8 @@ def _exp_inplace(x, ebuf):
         for i in range(n):
             x[i] = math.exp(x[i])
         return
-    bits = ebuf[:n].view(np.int32)
-    log2e = np.float32(_LOG2E)
-    ln2_hi = np.float32(_LN2_HI)
-    ln2_lo = np.float32(_LN2_LO)
-    lo = np.float32(-_EXP_CLAMP)
-    hi = np.float32(_EXP_CLAMP)
-    half = np.float32(0.5)
-    one = np.float32(1.0)
-    c2 = np.float32(0.5)
-    c3 = np.float32(1.0 / 6.0)
-    c4 = np.float32(1.0 / 24.0)
-    c5 = np.float32(1.0 / 120.0)
-    c6 = np.float32(1.0 / 720.0)
     for i in range(n):
-        t = min(max(x[i], lo), hi)
-        k = np.floor(t * log2e + half)
-        r = t - k * ln2_hi - k * ln2_lo
-        x[i] = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))))
-        bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    scale = ebuf[:n]
-    for i in range(n):
-        x[i] = x[i] * scale[i]
+        x[i] = _exp_f32(x[i])
 
 
 @njit(**_JIT)
