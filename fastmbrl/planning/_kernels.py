@@ -152,7 +152,9 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     dones : bool array (H, R), written (False unless term_mode is 1).
     x_buf, y_buf, acc_buf : float arrays (R, D_in), (R, 2 D_out), (R, D_out), scratch
     h0, h1 : float arrays (>= R max(hidden widths),), scratch of ``_mlp_forward_flat``
-    ebuf : float array (>= 2 R max(hidden widths, D_out),), SiLU and exponential scratch
+    ebuf : float array (>= 2 R max(hidden widths, D_out),), scratch: its first ``2 R D_out``
+        elements hold ``exp(min_logvar)`` and ``exp(max_logvar)`` tiled over the rows; the rest
+        goes to the network kernels (whose float32 and float64 paths no longer need any)
     values_out : float array (P,)
         Written with the candidates' values when neither mode is 2.
 
@@ -173,6 +175,16 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     n_perm_steps = perms.shape[0]
     exp_min = np.exp(min_logvar)
     exp_max = np.exp(max_logvar)
+    # exp(min_logvar), exp(max_logvar) repeated for every row, in ebuf (free during the rollout)
+    n_flat = n_rows * d_out
+    min_tiled = ebuf[:n_flat]
+    max_tiled = ebuf[n_flat:2 * n_flat]
+    scratch = ebuf[2 * n_flat:]
+    if propagation != 2:
+        for j in range(n_rows):
+            for d in range(d_out):
+                min_tiled[j * d_out + d] = exp_min[d]
+                max_tiled[j * d_out + d] = exp_max[d]
 
     for s in range(n_perm_steps):
         _shuffle_rows(perm_uniforms[s], perms[s])
@@ -194,22 +206,40 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         perm = perms[t if n_perm_steps > 1 else 0]
         expectation = propagation == 2
 
-        # ---- network input, in member-block order (identity order for "expectation")
-        for j in range(n_rows):
-            i = j if expectation else perm[j]
-            c = 0
-            for k in range(n_plain):
-                x_buf[j, c] = (obs[i, plain_idx[k]] - in_mean[c]) / in_std[c]
-                c += 1
-            for k in range(n_angle):
-                x_buf[j, c] = (math.sin(obs[i, angle_idx[k]]) - in_mean[c]) / in_std[c]
-                c += 1
-            for k in range(n_angle):
-                x_buf[j, c] = (math.cos(obs[i, angle_idx[k]]) - in_mean[c]) / in_std[c]
-                c += 1
-            for a in range(d_act):
-                x_buf[j, c] = (acts[i, a] - in_mean[c]) / in_std[c]
-                c += 1
+        # ---- network input, in member-block order (identity order for "expectation"); column by
+        # column so each column's 1 / std is taken once instead of one division per element
+        c = 0
+        for k in range(n_plain):
+            mu = in_mean[c]
+            inv = 1.0 / in_std[c]
+            col = plain_idx[k]
+            for j in range(n_rows):
+                i = j if expectation else perm[j]
+                x_buf[j, c] = (obs[i, col] - mu) * inv
+            c += 1
+        for k in range(n_angle):
+            mu = in_mean[c]
+            inv = 1.0 / in_std[c]
+            col = angle_idx[k]
+            for j in range(n_rows):
+                i = j if expectation else perm[j]
+                x_buf[j, c] = (math.sin(obs[i, col]) - mu) * inv
+            c += 1
+        for k in range(n_angle):
+            mu = in_mean[c]
+            inv = 1.0 / in_std[c]
+            col = angle_idx[k]
+            for j in range(n_rows):
+                i = j if expectation else perm[j]
+                x_buf[j, c] = (math.cos(obs[i, col]) - mu) * inv
+            c += 1
+        for a in range(d_act):
+            mu = in_mean[c]
+            inv = 1.0 / in_std[c]
+            for j in range(n_rows):
+                i = j if expectation else perm[j]
+                x_buf[j, c] = (acts[i, a] - mu) * inv
+            c += 1
 
         if expectation:
             # ---- every member on every row; the next state is the mean of the members' means
@@ -218,7 +248,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     acc_buf[j, d] = 0.0
             for m in range(n_used):
                 _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation, x_buf, y_buf,
-                                  h0, h1, ebuf)
+                                  h0, h1, scratch)
                 for j in range(n_rows):
                     for d in range(d_out):
                         acc_buf[j, d] += out_mean[d] + out_std[d] * y_buf[j, d]
@@ -238,20 +268,24 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                 hi = ((m + 1) * n_rows) // n_used
                 if hi > lo:
                     _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation,
-                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
+                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, scratch)
             # exp of the doubly soft-bounded log-variance in closed form (one exp, no log):
             #   exp(min + softplus(max - softplus(max - raw) - min))
             #     = exp(min) + exp(max) / (1 + exp(max - raw)),
             # the exps taken in one vectorizable pass over a contiguous copy (acc_buf is free here)
+            # and the standard deviations in one more contiguous pass against the tiled bounds
+            # (the division and square root vectorize there, not in the permuted scatter below)
             for j in range(n_rows):
                 for d in range(d_out):
                     acc_buf[j, d] = max_logvar[d] - y_buf[j, d_out + d]
-            _exp_inplace(acc_buf.reshape(-1), ebuf)
+            acc_flat = acc_buf.reshape(-1)
+            _exp_inplace(acc_flat, scratch)
+            for q in range(n_flat):
+                acc_flat[q] = math.sqrt(min_tiled[q] + max_tiled[q] / (1.0 + acc_flat[q]))
             for j in range(n_rows):
                 i = perm[j]
                 for d in range(d_out):
-                    var = exp_min[d] + exp_max[d] / (1.0 + acc_buf[j, d])
-                    v = out_mean[d] + out_std[d] * (y_buf[j, d] + math.sqrt(var) * noise[t, i, d])
+                    v = out_mean[d] + out_std[d] * (y_buf[j, d] + acc_buf[j, d] * noise[t, i, d])
                     if d < d_obs:
                         if delta_mask[d]:
                             v += obs[i, d]
