@@ -305,3 +305,70 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
 
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+
+
+@njit(**_JIT)
+def _cem_sample(mean, var, lower, upper, z, samples):
+    """CEM candidates: ``clip(mean + std * z, lower, upper)`` with the variance capped by the bounds.
+
+    Parameters
+    ----------
+    mean, var : float64 arrays (H, D_act)
+        Sampling distribution.
+    lower, upper : float64 arrays (H, D_act)
+    z : float64 array (P, H, D_act)
+        Standard normal draws (truncated by the caller).
+    samples : float64 array (P, H, D_act), written
+
+    Notes
+    -----
+    ``std = sqrt(min(var, min(mean - lower, upper - mean)**2 / 4))`` keeps two standard deviations
+    inside the bounds (as mbrl-lib does). One compiled call replaces about ten NumPy operations
+    per CEM iteration (config (a) spends ~60 us per iteration outside the rollout).
+    """
+    n_cand, horizon, d_act = samples.shape
+    for h in range(horizon):
+        for a in range(d_act):
+            m = mean[h, a]
+            half_room = min(m - lower[h, a], upper[h, a] - m) / 2.0
+            std = math.sqrt(min(var[h, a], half_room * half_room))
+            lo = lower[h, a]
+            hi = upper[h, a]
+            for p in range(n_cand):
+                samples[p, h, a] = min(max(m + std * z[p, h, a], lo), hi)
+
+
+@njit(**_JIT)
+def _cem_refit(samples, values, n_elites, alpha, mean, var):
+    """Refit the CEM distribution in place to the ``n_elites`` best candidates, smoothed by ``alpha``.
+
+    Parameters
+    ----------
+    samples : float64 array (P, H, D_act)
+    values : float64 array (P,)
+        Larger is better (NaN already mapped to -inf by the caller).
+    n_elites : int
+        K, ``1 <= K <= P``.
+    alpha : float
+        ``mean = alpha mean + (1 - alpha) elite_mean``, the same for the variance.
+    mean, var : float64 arrays (H, D_act), updated in place
+
+    Notes
+    -----
+    The elite variance is the population variance (divided by K).
+    """
+    n_cand, horizon, d_act = samples.shape
+    order = np.argsort(-values)
+    inv_k = 1.0 / n_elites
+    for h in range(horizon):
+        for a in range(d_act):
+            s = 0.0
+            for e in range(n_elites):
+                s += samples[order[e], h, a]
+            m = s * inv_k
+            ss = 0.0
+            for e in range(n_elites):
+                d = samples[order[e], h, a] - m
+                ss += d * d
+            mean[h, a] = alpha * mean[h, a] + (1.0 - alpha) * m
+            var[h, a] = alpha * var[h, a] + (1.0 - alpha) * ss * inv_k

@@ -117,3 +117,19 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             dones[t] = termination_fn(obs, acts, nxt)
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+
+
+def _cem_sample(mean, var, lower, upper, z, samples):
+    """Reference CEM candidates: ``clip(mean + std * z)``, variance capped by the bounds (in place)."""
+    cap = np.minimum((mean - lower) / 2, (upper - mean) / 2) ** 2
+    std = np.sqrt(np.minimum(var, cap))
+    samples[...] = np.clip(mean + std * z, lower, upper)
+
+
+def _cem_refit(samples, values, n_elites, alpha, mean, var):
+    """Reference CEM refit to the ``n_elites`` best candidates, smoothed by ``alpha`` (in place)."""
+    elites = samples[np.argpartition(-values, n_elites - 1)[:n_elites]]
+    elite_mean = elites.mean(axis=0)
+    elite_var = ((elites - elite_mean) ** 2).mean(axis=0)
+    mean[...] = alpha * mean + (1 - alpha) * elite_mean
+    var[...] = alpha * var + (1 - alpha) * elite_var

@@ -582,7 +582,7 @@ def warmup(dtypes=(np.float32, np.float64)):
     Covers every reward/termination function whose signature is the common one (float arrays of the
     model's dtype in, a float array of that dtype or a bool array out), since the kernel receives
     them as first-class function values typed by signature only; also the learned-reward and NumPy
-    paths. Returns the seconds spent.
+    paths, and CEM's sampling/refit kernels. Returns the seconds spent.
     """
     import time
 
@@ -602,4 +602,8 @@ def warmup(dtypes=(np.float32, np.float64)):
             rollout = ModelRollout(k._zero_reward, k._never_done, particles=2,
                                    propagation=propagation, seed=0)
             rollout.objective(arrays, np.zeros(1))(np.zeros((2, 2, 1)))
+    # CEM's sampling and refit kernels (float64 whatever the model's dtype)
+    from fastmbrl.planning.optimizers import CEM
+    CEM(horizon=2, population=4, elite_frac=0.5, iterations=1, seed=0).optimize(
+        lambda s: -np.abs(s).sum(axis=(1, 2)), -np.ones(1), np.ones(1))
     return time.perf_counter() - start

@@ -280,3 +280,43 @@ def test_check_bounds_broadcasts():
     lo, hi = check_bounds([-1.0], [2.0], 4)
     assert lo.shape == hi.shape == (4, 1)
     assert np.all(lo == -1.0) and np.all(hi == 2.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cem_kernels_match_twins(dtype):
+    """CEM's compiled sampling and elite refit against their NumPy twins and a direct computation."""
+    from fastmbrl._config import ATOL, RTOL
+    from fastmbrl.planning import _kernels, _reference
+
+    rng = np.random.default_rng(3)
+    lo = np.full((4, 2), -1.0, dtype=dtype)
+    hi = np.full((4, 2), 2.0, dtype=dtype)
+    mean = rng.uniform(-0.9, 1.9, (4, 2)).astype(dtype)
+    var = rng.uniform(0.01, 1.0, (4, 2)).astype(dtype)
+    z = rng.standard_normal((50, 4, 2)).astype(dtype)
+    out = []
+    for module in (_kernels, _reference):
+        samples = np.empty_like(z)
+        module._cem_sample(mean, var, lo, hi, z, samples)
+        out.append(samples)
+    np.testing.assert_allclose(out[0], out[1], rtol=RTOL[dtype], atol=ATOL[dtype])
+    samples = out[1]
+    assert np.all(samples >= lo) and np.all(samples <= hi)
+    # the std is capped so that two of them stay inside the bounds
+    cap_std = np.minimum(mean - lo, hi - mean) / 2
+    assert np.all(np.abs(samples - mean) <= cap_std * np.abs(z) * (1 + 1e-5) + 1e-6)
+
+    values = rng.standard_normal(50)          # distinct: the elite set is unambiguous
+    values[7] = -np.inf                        # a NaN candidate, as the optimizer maps it
+    n_elites, alpha = 6, 0.25
+    results = []
+    for module in (_kernels, _reference):
+        m, v = mean.copy(), var.copy()
+        module._cem_refit(samples, values, n_elites, alpha, m, v)
+        results.append((m, v))
+    elites = samples[np.argsort(-values)[:n_elites]].astype(np.float64)
+    want_mean = alpha * mean + (1 - alpha) * elites.mean(axis=0)
+    want_var = alpha * var + (1 - alpha) * elites.var(axis=0)
+    for m, v in results:
+        np.testing.assert_allclose(m, want_mean, rtol=RTOL[dtype], atol=ATOL[dtype])
+        np.testing.assert_allclose(v, want_var, rtol=RTOL[dtype], atol=ATOL[dtype])
