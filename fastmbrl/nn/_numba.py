@@ -55,6 +55,18 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def _bits_from_f32(typingctx, x):
+    """The bits of a float32 as an int32 (the inverse of ``_f32_from_bits``)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
 @njit(**_JIT)
 def _exp_f32(x):
     """float32 ``exp(x)`` for ``x`` clamped to [-87, 87]: polynomial times ``2**n`` (~2e-7 relative).

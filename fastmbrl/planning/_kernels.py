@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._numba import _exp_inplace, _mlp_forward_flat
+from fastmbrl.nn._numba import _bits_from_f32, _exp_inplace, _f32_from_bits, _mlp_forward_flat
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -372,3 +372,125 @@ def _cem_refit(samples, values, n_elites, alpha, mean, var):
                 ss += d * d
             mean[h, a] = alpha * mean[h, a] + (1.0 - alpha) * m
             var[h, a] = alpha * var[h, a] + (1.0 - alpha) * ss * inv_k
+
+
+# SplitMix64 (Steele, Lea and Flood 2014): output q of the stream keyed by ``key`` is a mix of
+# ``key + (q + 1) * golden``; a counter-based generator, so every element is computed independently
+# and the fill loops vectorize (AVX-512 has 64-bit multiplies).
+_SM_GOLDEN = 0x9E3779B97F4A7C15
+_SM_MUL1 = 0xBF58476D1CE4E5B9
+_SM_MUL2 = 0x94D049BB133111EB
+
+
+@njit(**_JIT)
+def _splitmix64(key, counter):
+    """Output ``counter`` (uint64) of the SplitMix64 stream starting at ``key`` (uint64)."""
+    z = key + (counter + np.uint64(1)) * np.uint64(_SM_GOLDEN)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_SM_MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_SM_MUL2)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**_JIT)
+def _fill_uniform(key, out):
+    """Fill ``out`` (n,) float64 with uniforms in [0, 1) (53 bits) from the stream ``key`` (uint64).
+
+    Parameters
+    ----------
+    key : uint64
+    out : float64 array (n,), written; ``out[q] = (splitmix64(key, q) >> 11) * 2**-53``
+    """
+    scale = 1.0 / 9007199254740992.0
+    for q in range(out.shape[0]):
+        out[q] = np.float64(_splitmix64(key, np.uint64(q)) >> np.uint64(11)) * scale
+
+
+@njit(**_JIT)
+def _log_f32(x):
+    """float32 natural log of a positive normal ``x``: exponent from the bits, atanh series on the
+    mantissa in [sqrt(1/2), sqrt(2)) (truncation error below 1e-9, so float32 rounding dominates)."""
+    bits = _bits_from_f32(x)
+    e = np.float32(((bits >> 23) & 0xFF) - 127)
+    m = _f32_from_bits((bits & 0x7FFFFF) | 0x3F800000)       # [1, 2)
+    big = m > np.float32(1.4142135623730951)
+    m = np.float32(0.5) * m if big else m
+    e = e + np.float32(1.0) if big else e
+    s = (m - np.float32(1.0)) / (m + np.float32(1.0))
+    s2 = s * s
+    poly = np.float32(1.0) + s2 * (np.float32(1.0 / 3.0) + s2 * (np.float32(0.2) + s2 * (
+        np.float32(1.0 / 7.0) + s2 * np.float32(1.0 / 9.0))))
+    return e * np.float32(0.6931471805599453) + np.float32(2.0) * s * poly
+
+
+@njit(**_JIT)
+def _box_muller_f32(z):
+    """Two float32 standard normals ``(r cos 2 pi v, r sin 2 pi v)`` from one 64-bit draw ``z``.
+
+    ``u = (bits 40-63 + 1) 2**-24`` in (0, 1], ``v = bits 16-39 * 2**-24``, ``r = sqrt(-2 log u)``;
+    the angle is reduced to a quarter turn ``a`` in [-pi/4, pi/4) where degree-9 sine and degree-8
+    cosine polynomials are accurate to 2e-9, then rotated by the quadrant.
+    """
+    inv24 = np.float32(1.0 / 16777216.0)
+    u = np.float32(np.int64(z >> np.uint64(40)) + 1) * inv24
+    x4 = np.float32(np.int64((z >> np.uint64(16)) & np.uint64(0xFFFFFF))) * (np.float32(4.0) * inv24)
+    qi = np.int32(x4 + np.float32(0.5))
+    a = (x4 - np.float32(qi)) * np.float32(1.5707963267948966)
+    a2 = a * a
+    sn = a * (np.float32(1.0) + a2 * (np.float32(-1.0 / 6.0) + a2 * (np.float32(1.0 / 120.0) + a2 * (
+        np.float32(-1.0 / 5040.0) + a2 * np.float32(1.0 / 362880.0)))))
+    cs = np.float32(1.0) + a2 * (np.float32(-0.5) + a2 * (np.float32(1.0 / 24.0) + a2 * (
+        np.float32(-1.0 / 720.0) + a2 * np.float32(1.0 / 40320.0))))
+    # rotating (cos a, sin a) by qi quarter turns (qi in 0..4): swap for odd qi, then the signs
+    # (cos < 0 in quarters 1 and 2, sin < 0 in 2 and 3) as exact multiplications by +-1, which
+    # keep the loop free of branches
+    odd = (qi & 1) == 1
+    c = sn if odd else cs
+    s = cs if odd else sn
+    c = c * np.float32(1 - 2 * (((qi + 1) >> 1) & 1))
+    s = s * np.float32(1 - 2 * ((qi >> 1) & 1))
+    r = np.float32(math.sqrt(np.float32(-2.0) * _log_f32(u)))
+    return r * c, r * s
+
+
+@njit(**_JIT)
+def _fill_normal(key, out):
+    """Fill ``out`` (n,) with standard normal draws from the stream ``key`` (Box-Muller).
+
+    Parameters
+    ----------
+    key : uint64
+    out : float array (n,), written
+
+    Notes
+    -----
+    Output ``q < h = ceil(n / 2)`` of the stream gives two 24-bit uniforms, ``u = (a + 1) 2**-24``
+    in (0, 1] (bits 40-63) and ``v = b 2**-24`` (bits 16-39); ``out[q] = r cos(2 pi v)`` and
+    ``out[h + q] = r sin(2 pi v)`` with ``r = sqrt(-2 log u)``. float32: polynomial log and
+    sine/cosine on a quarter turn (errors about 1e-7), vectorized; float64: ``math`` functions.
+    |draws| <= sqrt(2 log 2**24) = 5.77 (a Gaussian exceeds it with probability 8e-9).
+    Measured 15000 float32 draws: about 6 us, against 50 us for NumPy's Box-Muller and 150 us for
+    ``Generator.standard_normal`` (config (a) needs 15000 per objective call).
+    """
+    n = out.shape[0]
+    half = (n + 1) // 2
+    mask24 = np.uint64(0xFFFFFF)
+    if out.itemsize == 4:
+        first = out[:half]
+        second = out[half:]     # separate views: a computed index half + q kept this from vectorizing
+        for q in range(n - half):
+            c, s = _box_muller_f32(_splitmix64(key, np.uint64(q)))
+            first[q] = c
+            second[q] = s
+        if n - half < half:              # odd n: the last pair's sine is not used
+            c, s = _box_muller_f32(_splitmix64(key, np.uint64(half - 1)))
+            out[half - 1] = c
+        return
+    inv24d = 1.0 / 16777216.0
+    for q in range(half):
+        z = _splitmix64(key, np.uint64(q))
+        u = np.float64((z >> np.uint64(40)) + np.uint64(1)) * inv24d
+        v = np.float64((z >> np.uint64(16)) & mask24) * inv24d
+        r = math.sqrt(-2.0 * math.log(u))
+        out[q] = r * math.cos(2.0 * math.pi * v)
+        if half + q < n:
+            out[half + q] = r * math.sin(2.0 * math.pi * v)

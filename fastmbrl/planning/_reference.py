@@ -133,3 +133,36 @@ def _cem_refit(samples, values, n_elites, alpha, mean, var):
     elite_var = ((elites - elite_mean) ** 2).mean(axis=0)
     mean[...] = alpha * mean + (1 - alpha) * elite_mean
     var[...] = alpha * var + (1 - alpha) * elite_var
+
+
+_SM_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM_MUL2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(key, counter):
+    """Reference SplitMix64 outputs ``counter`` (uint64 array) of the stream ``key`` (uint64)."""
+    counter = np.asarray(counter, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (counter + np.uint64(1)) * _SM_GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _SM_MUL1
+        z = (z ^ (z >> np.uint64(27))) * _SM_MUL2
+    return z ^ (z >> np.uint64(31))
+
+
+def _fill_uniform(key, out):
+    """Reference uniforms in [0, 1): ``out[q] = (splitmix64(key, q) >> 11) * 2**-53``."""
+    z = _splitmix64(key, np.arange(out.shape[0], dtype=np.uint64))
+    out[...] = (z >> np.uint64(11)).astype(np.float64) / 9007199254740992.0
+
+
+def _fill_normal(key, out):
+    """Reference Box-Muller normals from the SplitMix64 stream ``key`` (see the kernel's Notes)."""
+    n = out.shape[0]
+    half = (n + 1) // 2
+    z = _splitmix64(key, np.arange(half, dtype=np.uint64))
+    u = ((z >> np.uint64(40)) + np.uint64(1)).astype(np.float64) / 16777216.0
+    v = ((z >> np.uint64(16)) & np.uint64(0xFFFFFF)).astype(np.float64) / 16777216.0
+    r = np.sqrt(-2.0 * np.log(u))
+    out[:half] = r * np.cos(2 * np.pi * v)
+    out[half:] = (r * np.sin(2 * np.pi * v))[:n - half]

@@ -428,3 +428,28 @@ def test_exp_inplace_twins(dtype):
     _numba_reference._exp_inplace(b, None)
     np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=0)
     assert np.all(np.isfinite(a)) and np.all(a > 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_fills_match_twins(dtype):
+    """Counter-based noise: compiled and NumPy twins agree, and the draws look like N(0, 1) / U[0, 1)."""
+    key = np.uint64(0xDEADBEEF12345)
+    for n in (1, 2, 7, 40001):                    # odd sizes use one sine less
+        a, b = np.zeros(n, dtype=dtype), np.full(n, np.nan, dtype=dtype)
+        _kernels._fill_normal(key, a)
+        _reference._fill_normal(key, b)
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=ATOL[dtype])
+    assert abs(a.mean()) < 4 / np.sqrt(n) and abs(a.var() - 1) < 6 * np.sqrt(2 / n)
+    assert np.abs(a).max() <= np.sqrt(2 * np.log(2.0 ** 24)) + 1e-5
+    # the fraction beyond 1 and 2 standard deviations
+    for z, p in ((1.0, 0.3173), (2.0, 0.0455)):
+        assert abs(np.mean(np.abs(a) > z) - p) < 5 * np.sqrt(p * (1 - p) / n)
+    other = np.zeros(n, dtype=dtype)
+    _kernels._fill_normal(key + np.uint64(1), other)
+    assert abs(np.corrcoef(a, other)[0, 1]) < 5 / np.sqrt(n)
+
+    u, w = np.zeros(5001), np.zeros(5001)
+    _kernels._fill_uniform(key, u)
+    _reference._fill_uniform(key, w)
+    np.testing.assert_array_equal(u, w)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 4 * np.sqrt(1 / 12 / u.size)
