@@ -69,7 +69,7 @@ def _bits_from_f32(typingctx, x):
 
 @njit(**_JIT)
 def _exp_f32(x):
-    """float32 ``exp(x)`` for ``x`` clamped to [-87, 87]: polynomial times ``2**n`` (~2e-7 relative).
+    """float32 ``exp(x)``, ``x`` clamped to [-87, 87]: polynomial times ``2**n`` (~2e-7 relative).
 
     Small enough for LLVM to inline and vectorize the loops that call it. ``n`` comes from
     truncating a positive number (``t log2(e) + 128.5 >= 1``), i.e. floor without a libm call.

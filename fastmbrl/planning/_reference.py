@@ -120,7 +120,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
 
 
 def _cem_sample(mean, var, lower, upper, z, samples):
-    """Reference CEM candidates: ``clip(mean + std * z)``, variance capped by the bounds (in place)."""
+    """Reference CEM candidates: ``clip(mean + std * z)``, the variance capped by the bounds."""
     cap = np.minimum((mean - lower) / 2, (upper - mean) / 2) ** 2
     std = np.sqrt(np.minimum(var, cap))
     samples[...] = np.clip(mean + std * z, lower, upper)

@@ -284,7 +284,7 @@ def test_check_bounds_broadcasts():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cem_kernels_match_twins(dtype):
-    """CEM's compiled sampling and elite refit against their NumPy twins and a direct computation."""
+    """CEM's compiled sampling and elite refit against their NumPy twins and a direct sum."""
     from fastmbrl._config import ATOL, RTOL
     from fastmbrl.planning import _kernels, _reference
 

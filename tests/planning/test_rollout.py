@@ -432,7 +432,7 @@ def test_exp_inplace_twins(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_random_fills_match_twins(dtype):
-    """Counter-based noise: compiled and NumPy twins agree, and the draws look like N(0, 1) / U[0, 1)."""
+    """Counter-based noise: the twins agree and the draws look like N(0, 1) and U[0, 1)."""
     key = np.uint64(0xDEADBEEF12345)
     for n in (1, 2, 7, 40001):                    # odd sizes use one sine less
         a, b = np.zeros(n, dtype=dtype), np.full(n, np.nan, dtype=dtype)
