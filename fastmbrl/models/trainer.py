@@ -51,7 +51,8 @@ class FitHistory:
     best_holdout : float64 array (E,)
         Each member's score at the weights it ends with.
     best_epoch : int64 array (E,)
-        The epoch (1-based) whose weights each member keeps; 0 = the starting weights.
+        The epoch (1-based) whose weights each member keeps. The starting weights never compete:
+        after a warm start their holdout score is optimistic (see ``fit``).
     epochs_run : int
     elites : int64 array (num_elites,)
         The ``num_elites`` members with the lowest ``best_holdout``, in increasing index order.
@@ -256,8 +257,13 @@ class EnsembleTrainer:
             _, _, initial = score()
         else:
             initial = np.full(E, np.inf)
-        best = initial.copy()
-        ref = initial.copy()
+        # The starting weights do not compete for "best": after a warm start the fresh holdout rows
+        # were mostly trained on before, so their score is optimistic, and letting it win made
+        # refits stop after `patience` epochs and keep stale weights that never learn the newest
+        # episode (measured on Pendulum-v1: every refit from episode 6 on stopped at 5 epochs).
+        # Each member therefore keeps its best weights among the epochs of this fit.
+        best = np.full(E, np.inf)
+        ref = np.full(E, np.inf)
         best_epoch = np.zeros(E, np.int64)
         since = np.zeros(E, np.int64)
 
@@ -296,8 +302,9 @@ class EnsembleTrainer:
                             keep[better] = p[better]
                         best[better] = cur[better]
                         best_epoch[better] = epoch
-                    rel = (ref - cur) / np.maximum(np.abs(ref), 1e-12)
-                    rel[~np.isfinite(ref)] = np.inf
+                    first = ~np.isfinite(ref)
+                    rel = np.full(E, np.inf)
+                    rel[~first] = (ref[~first] - cur[~first]) / np.maximum(np.abs(ref[~first]), 1e-12)
                     significant = rel > min_rel_improvement
                     ref[significant] = cur[significant]
                     since[significant] = 0

@@ -35,3 +35,20 @@ def test_carry_over_keeps_the_function_in_raw_units(dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(mean_after, mean_before, rtol=tol, atol=tol)
     np.testing.assert_allclose(var_after, var_before, rtol=10 * tol)
+
+
+def test_warm_refit_keeps_training_instead_of_keeping_stale_weights():
+    # After a warm start the fresh holdout rows were mostly trained on, so the starting weights score
+    # optimistically; they must not win, or a refit stops after `patience` epochs and never learns
+    # the newest data.
+    rng = np.random.default_rng(2)
+    model = fm.models.GaussianEnsemble(3, 1, hidden=(16, 16), ensemble_size=3, num_elites=2, seed=0)
+    obs, act, nxt = _data(rng, 500, 1.0)
+    model.fit(obs, act, nxt, max_epochs=400, batch_size=64, patience=20, progress=False)  # converged
+    before = model.net.flat.copy()
+    new_obs, new_act, new_nxt = _data(rng, 20, 1.0)
+    hist = model.fit(np.concatenate([obs, new_obs]), np.concatenate([act, new_act]),
+                     np.concatenate([nxt, new_nxt]), max_epochs=40, patience=3, progress=False)
+    assert hist.epochs_run >= 3
+    assert np.all(hist.best_epoch >= 1)
+    assert not np.array_equal(model.net.flat, before)
