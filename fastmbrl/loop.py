@@ -214,7 +214,8 @@ def _resolve_env(env, reward_fn, termination_fn, angle_dims, env_kwargs):
         raise ValueError("env: the action space must have finite bounds for planning")
     if spec is not None:
         reward_fn = spec.reward_fn if reward_fn is None else reward_fn
-        termination_fn = spec.termination_fn if termination_fn is None else termination_fn
+        if termination_fn is None:
+            termination_fn = spec.planning_termination_fn or spec.termination_fn
         angle_dims = spec.angle_dims if angle_dims is None else angle_dims
     return env_obj, env_id, reward_fn, termination_fn, tuple(angle_dims or ()), spec
 

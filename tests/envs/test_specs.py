@@ -83,3 +83,21 @@ def test_x_displacement_wrapper_sums_to_position():
         obs, *_ = made.env.step(made.env.action_space.sample())
         total += obs[0]
     assert abs((inner.data.qpos[0] - x0) - total) < 1e-10
+
+
+def test_inverted_pendulum_rail_termination_extends_the_exact_rule():
+    from fastmbrl.envs import termination_fns as tf
+
+    rng = np.random.default_rng(0)
+    next_obs = rng.uniform(-1.2, 1.2, (2000, 4))
+    next_obs[:, 1] = rng.uniform(-0.3, 0.3, 2000)
+    obs = np.zeros_like(next_obs)
+    act = np.zeros((2000, 1))
+    exact = tf.inverted_pendulum(obs, act, next_obs)
+    rail = tf.inverted_pendulum_rail(obs, act, next_obs)
+    inside = np.abs(next_obs[:, 0]) <= tf.INVERTED_PENDULUM_RAIL_MARGIN
+    np.testing.assert_array_equal(rail[inside], exact[inside])
+    assert rail[~inside].all() and inside.sum() > 100 and (~inside).sum() > 100
+    spec = fm.envs.get_spec("InvertedPendulum-v5")
+    assert spec.planning_termination_fn is tf.inverted_pendulum_rail
+    assert spec.termination_fn is tf.inverted_pendulum   # the exact rule stays the env's
