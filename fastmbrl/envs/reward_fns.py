@@ -12,6 +12,79 @@ import numpy as np
 from numba import njit
 
 
+# Minimax-style fit of atan(z) / z as a polynomial in w = z^2 on |z| <= tan(pi/8) (max abs error of
+# z * P(z^2) against arctan below 1e-11 there), highest degree first for Horner.
+_ATAN_C6 = 0.04712999383922049
+_ATAN_C5 = -0.08459113739576996
+_ATAN_C4 = 0.11041055870355103
+_ATAN_C3 = -0.14281639510570437
+_ATAN_C2 = 0.1999988591501187
+_ATAN_C1 = -0.33333332128310367
+_ATAN_C0 = 0.9999999999791593
+_TAN_PI_8 = 0.41421356237309503
+_HUGE = 1e307
+
+
+@njit(cache=True, error_model="numpy")
+def atan2_fast(y, x):
+    """Branch-free ``arctan2(y, x)`` for one pair of floats, computed in float64.
+
+    Parameters
+    ----------
+    y, x : float
+        Any real values (float32 inputs are widened to float64).
+
+    Returns
+    -------
+    angle : float64 in [-pi, pi]
+        Within 1e-11 of ``np.arctan2(y, x)``, with the same signs of zero and the same branch cut
+        (``y = -0.0, x < 0`` gives ``-pi``); NaN in, NaN out.
+
+    Notes
+    -----
+    A scalar ``np.arctan2`` is a libm call that keeps LLVM from vectorising the loop around it
+    (about 14 ns a row). Here only selects, one division and a polynomial remain, so a row loop
+    calling this vectorises. The reduction: with a = |y|, b = |x|, t = min/max lies in [0, 1];
+    for t > tan(pi/8) use atan(t) = pi/4 + atan((min - max) / (min + max)), so the polynomial
+    only covers |z| <= tan(pi/8); then reflect by the octant and quadrant. Infinities give the
+    limits of arctan2 (e.g. pi/4 for (inf, inf)) instead of NaN.
+    """
+    yf = np.float64(y)
+    xf = np.float64(x)
+    a = abs(yf)
+    b = abs(xf)
+    # An infinite side makes the angle an axis or a diagonal: replace (a, b) by its 0/1 pattern.
+    inf_a = a == np.inf
+    inf_b = b == np.inf
+    any_inf = inf_a | inf_b
+    a = (1.0 if inf_a else 0.0) if any_inf else a
+    b = (1.0 if inf_b else 0.0) if any_inf else b
+    swap = a > b
+    mn = b if swap else a
+    mx = a if swap else b
+    # Halve near the top of the range so mn + mx cannot overflow (exact at these magnitudes).
+    scale = 0.5 if mx > _HUGE else 1.0
+    mn = mn * scale
+    mx = mx * scale
+    big = mn > _TAN_PI_8 * mx
+    num = mn - mx if big else mn
+    den = mn + mx if big else mx
+    den = 1.0 if den == 0.0 else den
+    z = num / den
+    w = z * z
+    p = _ATAN_C6
+    p = p * w + _ATAN_C5
+    p = p * w + _ATAN_C4
+    p = p * w + _ATAN_C3
+    p = p * w + _ATAN_C2
+    p = p * w + _ATAN_C1
+    p = p * w + _ATAN_C0
+    r = z * p + (0.7853981633974483 if big else 0.0)
+    r = 1.5707963267948966 - r if swap else r
+    r = 3.141592653589793 - r if np.copysign(1.0, xf) < 0.0 else r
+    return np.copysign(r, yf)
+
+
 @njit(cache=True)
 def pendulum(obs, act, next_obs):
     """Reward of gymnasium's Pendulum-v1.
@@ -33,14 +106,23 @@ def pendulum(obs, act, next_obs):
     -----
     ``r = -(angle_normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2)`` with theta the angle BEFORE the
     step and u the clipped torque. ``arctan2(sin, cos)`` already lies in [-pi, pi], which is what
-    ``angle_normalize`` returns (up to the sign at exactly pi, which the square removes).
+    ``angle_normalize`` returns (up to the sign at exactly pi, which the square removes). The angle
+    comes from ``atan2_fast`` (within 1e-11 of ``np.arctan2``, computed in float64 for every input
+    dtype) so the row loop vectorises; the rest is computed in float64 too and rounded once.
     """
     n = obs.shape[0]
+    # Gather the two columns first: reading them with the row stride inside the vectorised loop
+    # costs strided gathers (about 7 ns a row measured against 1 ns for contiguous columns).
+    cos_th = np.empty(n)
+    sin_th = np.empty(n)
+    for i in range(n):
+        cos_th[i] = obs[i, 0]
+        sin_th[i] = obs[i, 1]
     out = np.empty(n, dtype=obs.dtype)
     for i in range(n):
-        th = np.arctan2(obs[i, 1], obs[i, 0])
-        thdot = obs[i, 2]
-        u = min(max(act[i, 0], -2.0), 2.0)
+        th = atan2_fast(sin_th[i], cos_th[i])
+        thdot = np.float64(obs[i, 2])
+        u = min(max(np.float64(act[i, 0]), -2.0), 2.0)
         out[i] = -(th * th + 0.1 * thdot * thdot + 0.001 * u * u)
     return out
 

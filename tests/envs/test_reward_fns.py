@@ -90,3 +90,48 @@ def test_termination_fns_hand_worked():
                                   [True, True, False])
     np.testing.assert_array_equal(reward_fns.inverted_pendulum(ip, ip[:, :1], ip), [0, 0, 1])
     assert not termination_fns.no_termination(ip, ip, ip).any()
+
+
+def test_atan2_fast_matches_numpy_on_all_quadrants_and_edges():
+    atan2 = reward_fns.atan2_fast
+    # Dense polar grid over every quadrant at several radii, plus axes, signed zeros (the branch cut
+    # y = +-0, x < 0), tiny and huge magnitudes, infinities.
+    ang = np.linspace(-np.pi, np.pi, 4001)
+    pts = [(r * np.sin(ang), r * np.cos(ang)) for r in (1e-300, 1e-8, 0.3, 1.0, 7.0, 1e12)]
+    ys = np.concatenate([p[0] for p in pts])
+    xs = np.concatenate([p[1] for p in pts])
+    special = [0.0, -0.0, 1.0, -1.0, 1e-310, -1e-310, 5e-324, 1e-20, -1e-20, 1e300, -1e300,
+               np.inf, -np.inf]
+    sy, sx = np.meshgrid(special, special)
+    ys = np.concatenate([ys, sy.ravel()])
+    xs = np.concatenate([xs, sx.ravel()])
+    got = np.array([atan2(y, x) for y, x in zip(ys, xs)])
+    want = np.arctan2(ys, xs)
+    assert np.max(np.abs(got - want)) < 1e-10
+    # Same sign as numpy everywhere, including the signed zeros and the branch cut at +-pi.
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert atan2(-0.0, -1.0) == -np.pi and atan2(0.0, -1.0) == np.pi
+    assert atan2(-0.0, -0.0) == -np.pi and atan2(0.0, 0.0) == 0.0
+    assert np.isnan(atan2(np.nan, 1.0)) and np.isnan(atan2(1.0, np.nan))
+    # float32 inputs are widened: the result matches arctan2 of the widened values.
+    y32 = np.float32(0.1234567)
+    x32 = np.float32(-0.7654321)
+    assert abs(atan2(y32, x32) - np.arctan2(np.float64(y32), np.float64(x32))) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pendulum_reward_matches_arctan2_formula(dtype):
+    rng = np.random.default_rng(5)
+    n = 2000
+    th = rng.uniform(-np.pi, np.pi, n)
+    obs = np.stack([np.cos(th), np.sin(th), rng.normal(0, 4, n)], axis=1)
+    obs[:4, :2] = [[-1.0, 0.0], [-1.0, -0.0], [0.0, 0.0], [1e-30, -1e-30]]
+    obs = obs.astype(dtype)
+    act = rng.uniform(-3, 3, (n, 1)).astype(dtype)
+    o = obs.astype(np.float64)
+    u = np.clip(act[:, 0].astype(np.float64), -2, 2)
+    want = -(np.arctan2(o[:, 1], o[:, 0]) ** 2 + 0.1 * o[:, 2] ** 2 + 0.001 * u ** 2)
+    got = reward_fns.pendulum(obs, act, obs)
+    assert got.dtype == dtype
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
