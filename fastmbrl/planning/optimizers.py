@@ -64,9 +64,13 @@ def check_bounds(lower, upper, horizon):
                              f"{b.shape}")
     if lo.shape[-1] != hi.shape[-1]:
         raise ValueError(f"lower, upper: action widths differ ({lo.shape[-1]} vs {hi.shape[-1]})")
-    lo = np.broadcast_to(lo, (horizon, lo.shape[-1])).copy()
-    hi = np.broadcast_to(hi, (horizon, hi.shape[-1])).copy()
-    if np.any(lo > hi):
+    # filled by assignment: np.broadcast_to(...).copy() costs several times more per act()
+    lo_h = np.empty((horizon, lo.shape[-1]))
+    lo_h[...] = lo
+    hi_h = np.empty((horizon, hi.shape[-1]))
+    hi_h[...] = hi
+    lo, hi = lo_h, hi_h
+    if (lo > hi).any():
         h, a = np.argwhere(lo > hi)[0]
         raise ValueError(f"lower, upper: expected lower <= upper, got lower[{h}, {a}] = "
                          f"{lo[h, a]} > upper[{h}, {a}] = {hi[h, a]}")
@@ -106,7 +110,8 @@ class _Optimizer:
         if init_mean is not None:
             init_mean = as_float_array("init_mean", init_mean, dtype=np.float64,
                                        shape=(self.horizon, lo.shape[1]))
-            init_mean = np.clip(init_mean, lo, hi)
+            # = np.clip (lo <= hi and the values are finite, both checked), at a third of its cost
+            init_mean = np.minimum(np.maximum(init_mean, lo), hi)
         if time_budget is not None and not (np.isfinite(time_budget) and time_budget > 0):
             raise ValueError(f"time_budget: expected a positive number of seconds or None, got "
                              f"{time_budget!r}")
@@ -200,8 +205,14 @@ def _truncated_normal(rng, shape, bound=2.0):
     At ``bound = 2`` 4.6% fall outside, so one draw of 1.1 n + 16 almost always suffices; this
     keeps the per-iteration overhead to a handful of NumPy calls (it matters for small configs).
     """
-    n = int(np.prod(shape))
-    kept = np.empty(0)
+    n = 1
+    for s in shape:
+        n *= int(s)
+    if n == 0:
+        return np.empty(shape)
+    # the first draw almost always suffices: take it without the concatenation (same stream use)
+    z = rng.standard_normal(int(1.1 * n) + 16)
+    kept = z[np.abs(z) <= bound]
     while kept.size < n:
         z = rng.standard_normal(int(1.1 * (n - kept.size)) + 16)
         kept = np.concatenate([kept, z[np.abs(z) <= bound]])
