@@ -163,7 +163,8 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
     dims = _writable(np.ascontiguousarray(arrays.layer_dims, dtype=np.int64))
     n_members = int(arrays.n_members)
     n_params = 0
-    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+    dims_list = dims.tolist()   # Python ints: arithmetic on NumPy scalars costs ~1 us a layer
+    for fan_in, fan_out in zip(dims_list[:-1], dims_list[1:]):
         n_params += n_members * (fan_in * fan_out + fan_out)
     if flat.size != n_params:
         raise ValueError(f"model.flat: expected {n_params} parameters for layer_dims {tuple(dims)} "
@@ -192,6 +193,11 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
         raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
 
     def vec(name, x, n):
+        # An array already in the kernel's form needs only the finiteness check; this runs at
+        # every act(), where as_float_array's general path costs ~3 us per vector.
+        if (type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,)
+                and x.flags.c_contiguous and x.flags.writeable and np.isfinite(x).all()):
+            return x
         return _writable(as_float_array(f"model.{name}", x, dtype=dtype, shape=(n,)))
 
     d_in = int(dims[0])
@@ -488,23 +494,27 @@ class ModelRollout:
             self._rng(c)
         later = bound.reward_mode == 2 or bound.term_mode == 2
         done = [None] * n_chunks
-        queue = SimpleQueue()
-        for c in range(n_chunks):
-            queue.put(c)
-
-        def drain():
-            while True:
-                try:
-                    c = queue.get_nowait()
-                except Empty:
-                    return
-                lo, hi = edges[c], edges[c + 1]
-                done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
-
         with self.blas_limit():
             if self.n_threads == 1 or n_chunks == 1:
-                drain()
+                # the chunks in order on this thread, without the work queue (what drain() below
+                # would do alone; its queue and closure cost ~10 us per call of small configs)
+                for c in range(n_chunks):
+                    lo, hi = edges[c], edges[c + 1]
+                    done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
             else:
+                queue = SimpleQueue()
+                for c in range(n_chunks):
+                    queue.put(c)
+
+                def drain():
+                    while True:
+                        try:
+                            c = queue.get_nowait()
+                        except Empty:
+                            return
+                        lo, hi = edges[c], edges[c + 1]
+                        done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
+
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(max_workers=1,
                                                         thread_name_prefix="fastmbrl-rollout")
