@@ -156,7 +156,8 @@ class PETS(Agent):
             Seconds for this call (see ``plan``).
         """
         plan = self.plan(obs, time_budget=time_budget)
-        return np.clip(plan[0], self.low, self.high).astype(self.action_dtype)
+        # = np.clip (low <= high, checked at construction), cheaper per call
+        return np.minimum(np.maximum(plan[0], self.low), self.high).astype(self.action_dtype)
 
     def close(self):
         """Stop the rollout's worker thread."""
