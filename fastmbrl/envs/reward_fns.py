@@ -11,6 +11,8 @@ in the input precision, and reproduces the environment's own reward on real tran
 import numpy as np
 from numba import njit
 
+from fastmbrl.envs import termination_fns
+
 
 # Minimax-style fit of atan(z) / z as a polynomial in w = z^2 on |z| <= tan(pi/8) (max abs error of
 # z * P(z^2) against arctan below 1e-11 there), highest degree first for Horner.
@@ -195,14 +197,10 @@ def inverted_pendulum(obs, act, next_obs):
     -------
     reward : array of shape (N,), dtype of ``obs``
     """
-    n = obs.shape[0]
-    out = np.empty(n, dtype=obs.dtype)
-    for i in range(n):
-        alive = abs(next_obs[i, 1]) <= 0.2
-        for j in range(next_obs.shape[1]):
-            if not np.isfinite(next_obs[i, j]):
-                alive = False
-        out[i] = 1.0 if alive else 0.0
+    done = termination_fns.inverted_pendulum(obs, act, next_obs)   # one definition of "alive"
+    out = np.empty(obs.shape[0], dtype=obs.dtype)
+    for i in range(obs.shape[0]):
+        out[i] = 0.0 if done[i] else 1.0
     return out
 
 
