@@ -199,7 +199,7 @@ def test_random_agent():
 
 
 def test_random_agent_gymnasium_box():
-    gym = pytest.importorskip("gymnasium")
+    import gymnasium as gym  # a runtime dependency: missing it must fail, not skip
     space = gym.spaces.Box(-2.0, 2.0, shape=(3,), dtype=np.float64)
     a = RandomAgent(space, seed=1).act(np.zeros(4))
     assert a.shape == (3,) and a.dtype == np.float64 and np.all(np.abs(a) <= 2.0)

@@ -397,7 +397,7 @@ def test_shuffle_rows_twins():
 
 
 def test_blas_limited_inside_the_rollout():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl  # a runtime dependency: missing it must fail, not skip
     seen = []
 
     def recording_reward(obs, act, next_obs):     # NumPy path: runs after the kernels
