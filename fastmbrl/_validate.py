@@ -35,3 +35,21 @@ def check_dtype(name, dtype):
     if dt not in SUPPORTED_DTYPES:
         raise TypeError(f"{name}: expected float32 or float64, got {np.dtype(dtype)}")
     return dt
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type. Both a TypeError and, as fastmbrl raised before, a ValueError."""
+
+
+def check_int(name, value, minimum=1):
+    """Return ``value`` as an int after checking it is an integer >= ``minimum``.
+
+    Nothing is coerced: a bool, 1.7 or even 3.0 is refused with a ValueError, a non-number (None, a
+    string) with an ArgumentTypeError (a TypeError and a ValueError); both name ``name``, the expectation and what came.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if value < minimum:
+            raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        return int(value)
+    kind = ValueError if isinstance(value, (float, bool, np.floating, np.bool_)) else ArgumentTypeError
+    raise kind(f"{name}: expected an integer >= {minimum}, got {value!r} ({type(value).__name__})")

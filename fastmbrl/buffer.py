@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastmbrl._io import atomic_savez
-from fastmbrl._validate import as_float_array, check_dtype
+from fastmbrl._validate import as_float_array, check_dtype, check_int
 
 BUFFER_FORMAT_VERSION = 1
 _FIELDS = ("obs", "act", "reward", "next_obs", "terminated", "truncated")
@@ -36,12 +36,6 @@ class Transition(NamedTuple):
     next_obs: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def _as_bool_array(name, x, n):
@@ -78,9 +72,9 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity, obs_dim, act_dim, dtype=np.float32, overflow="wrap"):
-        self.capacity = _check_positive_int("capacity", capacity)
-        self.obs_dim = _check_positive_int("obs_dim", obs_dim)
-        self.act_dim = _check_positive_int("act_dim", act_dim)
+        self.capacity = check_int("capacity", capacity)
+        self.obs_dim = check_int("obs_dim", obs_dim)
+        self.act_dim = check_int("act_dim", act_dim)
         self.dtype = check_dtype("dtype", dtype)
         if overflow not in ("wrap", "grow"):
             raise ValueError(f"overflow: expected 'wrap' or 'grow', got {overflow!r}")
@@ -238,7 +232,7 @@ class ReplayBuffer:
         Transition
             Fresh arrays with leading axis ``batch_size``.
         """
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size)
         if self._size == 0:
             raise ValueError("sample: the buffer is empty")
         rows = rng.integers(0, self._size, size=batch_size)
@@ -260,10 +254,10 @@ class ReplayBuffer:
         int64 array (E, size)
             Indices into the insertion-ordered rows (``buf.obs[idx]``), drawn with replacement.
         """
-        n_members = _check_positive_int("n_members", n_members)
+        n_members = check_int("n_members", n_members)
         if self._size == 0:
             raise ValueError("bootstrap_indices: the buffer is empty")
-        size = self._size if size is None else _check_positive_int("size", size)
+        size = self._size if size is None else check_int("size", size)
         return rng.integers(0, self._size, size=(n_members, size), dtype=np.int64)
 
     # ------------------------------------------------------------------ persistence

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
 from fastmbrl._io import atomic_savez
-from fastmbrl._validate import as_float_array, check_dtype
+from fastmbrl._validate import as_float_array, check_dtype, check_int
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
@@ -27,12 +27,6 @@ MODEL_FORMAT_VERSION = 1
 # PETS (Chua et al. 2018) initial soft bounds, in normalized target units.
 _INIT_MAX_LOGVAR = 0.5
 _INIT_MIN_LOGVAR = -10.0
-
-
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def pets_weight_decay(n_layers):
@@ -115,11 +109,11 @@ class GaussianEnsemble:
                  num_elites=5, activation="silu", predict_delta=True, angle_dims=(),
                  learn_reward=False, dtype=DEFAULT_DTYPE, seed=0, lr=1e-3, weight_decay="pets",
                  logvar_penalty=0.01, n_threads=1):
-        self.obs_dim = _positive_int("obs_dim", obs_dim)
-        self.act_dim = _positive_int("act_dim", act_dim)
-        self.hidden = tuple(_positive_int("hidden", h) for h in hidden)
-        self.ensemble_size = _positive_int("ensemble_size", ensemble_size)
-        self.num_elites = _positive_int("num_elites", num_elites)
+        self.obs_dim = check_int("obs_dim", obs_dim)
+        self.act_dim = check_int("act_dim", act_dim)
+        self.hidden = tuple(check_int("hidden", h) for h in hidden)
+        self.ensemble_size = check_int("ensemble_size", ensemble_size)
+        self.num_elites = check_int("num_elites", num_elites)
         if self.num_elites > self.ensemble_size:
             raise ValueError(f"num_elites: expected at most ensemble_size={self.ensemble_size}, "
                              f"got {num_elites}")
@@ -134,7 +128,7 @@ class GaussianEnsemble:
             raise ValueError(f"lr: expected a positive float, got {lr!r}")
         self.lr = float(lr)
         self.logvar_penalty = float(logvar_penalty)
-        self.n_threads = _positive_int("n_threads", n_threads)
+        self.n_threads = check_int("n_threads", n_threads)
 
         # ---- which dims are changes, which are angles
         if isinstance(predict_delta, (bool, np.bool_)):
@@ -320,9 +314,9 @@ class GaussianEnsemble:
             reward = as_float_array("reward", reward, np.float64, shape=(n,))
         if n < 2:
             raise ValueError(f"obs: expected at least 2 transitions to fit, got {n}")
-        max_epochs = _positive_int("max_epochs", max_epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        patience = _positive_int("patience", patience)
+        max_epochs = check_int("max_epochs", max_epochs)
+        batch_size = check_int("batch_size", batch_size)
+        patience = check_int("patience", patience)
         if not 0.0 <= holdout_frac < 1.0:
             raise ValueError(f"holdout_frac: expected a float in [0, 1), got {holdout_frac!r}")
         if not min_rel_improvement >= 0.0:

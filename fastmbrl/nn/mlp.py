@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
-from fastmbrl._validate import check_dtype
+from fastmbrl._validate import check_dtype, check_int
 from fastmbrl.nn import _kernels
 from fastmbrl.nn._flat import param_offsets, param_shapes, unflatten
 
@@ -50,12 +50,9 @@ class EnsembleMLP:
                  dtype=DEFAULT_DTYPE, seed=0):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        for name, val in (("in_dim", in_dim), ("out_dim", out_dim), ("ensemble_size", ensemble_size)):
-            if int(val) != val or val < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {val!r}")
-        hidden = tuple(int(h) for h in hidden)
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden: expected positive widths, got {hidden}")
+        in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
+        ensemble_size = check_int("ensemble_size", ensemble_size)
+        hidden = tuple(check_int("hidden", h) for h in hidden)
         self.dtype = check_dtype("dtype", dtype)
         self.activation = activation
         self.activation_code = ACTIVATIONS[activation]

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from fastmbrl._validate import check_int
 from fastmbrl.nn import _kernels
 from fastmbrl.nn.mlp import EnsembleMLP
 
@@ -182,9 +183,7 @@ class GaussianTrainStep:
         self.lr = float(lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, float(eps)
         self.bound_penalty = float(bound_penalty)
-        if int(n_threads) != n_threads or n_threads < 1:
-            raise ValueError(f"n_threads: expected a positive integer, got {n_threads!r}")
-        n_threads = int(n_threads)
+        n_threads = check_int("n_threads", n_threads)
         if n_threads > 1 and _kernels.COMPILED and not _kernels.have_openmp():
             warnings.warn("n_threads: this build has no OpenMP; running on one thread", stacklevel=2)
             n_threads = 1

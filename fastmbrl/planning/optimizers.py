@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from fastmbrl import backend
-from fastmbrl._validate import as_float_array
+from fastmbrl._validate import as_float_array, check_int
 
 
 def _kernels():
@@ -28,12 +28,6 @@ def _kernels():
     else:
         from fastmbrl.planning import _reference as k
     return k
-
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_fraction(name, value, low=0.0, high=1.0, closed_low=True):
@@ -81,9 +75,9 @@ class _Optimizer:
     """Shared machinery: argument checks, the iteration loop with a time budget, best-so-far."""
 
     def __init__(self, horizon, population, iterations, seed):
-        self.horizon = _check_positive_int("horizon", horizon)
-        self.population = _check_positive_int("population", population)
-        self.iterations = _check_positive_int("iterations", iterations)
+        self.horizon = check_int("horizon", horizon)
+        self.population = check_int("population", population)
+        self.iterations = check_int("iterations", iterations)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.clock = time.perf_counter

@@ -39,7 +39,7 @@ import numpy as np
 from numba.core.types import WrapperAddressProtocol
 
 from fastmbrl import backend
-from fastmbrl._validate import as_float_array
+from fastmbrl._validate import as_float_array, check_int
 from fastmbrl.models.arrays import ModelArrays
 
 PROPAGATIONS = {"ts1": 0, "tsinf": 1, "expectation": 2}
@@ -266,9 +266,7 @@ class ModelRollout:
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
-        if (isinstance(particles, bool) or not isinstance(particles, (int, np.integer))
-                or particles < 1):
-            raise ValueError(f"particles: expected a positive integer, got {particles!r}")
+        particles = check_int("particles", particles)
         if isinstance(n_threads, bool) or n_threads not in (1, 2):
             raise ValueError(f"n_threads: expected 1 or 2, got {n_threads!r}")
         for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
