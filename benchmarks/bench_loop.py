@@ -15,7 +15,8 @@ from threadpoolctl import threadpool_limits
 import fastmbrl as fm
 from fastmbrl.buffer import ReplayBuffer
 from fastmbrl.config import RunConfig, from_dict
-from fastmbrl.loop import _rollout_episode, make_agent, make_model
+from fastmbrl.algorithms._common import collect_episode
+from fastmbrl.algorithms.pets import make_agent, make_model
 
 ENVS = ["Pendulum-v1", "CartPoleContinuous-v0"]
 
@@ -27,7 +28,7 @@ def _setup(env_id, n_random_episodes=10, seed=0):
     rng = np.random.default_rng(seed)
     low, high = made.env.action_space.low, made.env.action_space.high
     for k in range(n_random_episodes):
-        _rollout_episode(made.env, lambda o: rng.uniform(low, high).astype(np.float32), buf,
+        collect_episode(made.env, lambda o: rng.uniform(low, high).astype(np.float32), buf,
                          seed + k, None)
     return made, cfg, buf
 
@@ -46,11 +47,11 @@ def test_mbrl_iteration(benchmark, env_id):
                       batch_size=m.batch_size, holdout_frac=m.holdout_frac, patience=m.patience,
                       progress=False)
         fit_s = time.perf_counter() - t0
-        agent = make_agent("pets", model, made.env.action_space, made.reward_fn,
+        agent = make_agent(model, made.env.action_space, made.reward_fn,
                            made.termination_fn, cfg, seed=1)
         agent.reset()
         episode_buf = ReplayBuffer(1000, made.obs_dim, made.act_dim)
-        record, _ = _rollout_episode(made.env, agent.act, episode_buf, 123, None)
+        record, _ = collect_episode(made.env, agent.act, episode_buf, 123, None)
         agent.close()
         out.update(fit_s=fit_s, act_s=record.act_time, env_s=record.env_time,
                    ret=record.ret, length=record.length)

@@ -7,9 +7,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("nn", "models", "planning", "agents", "envs", "buffer", "loop", "config", "backend")
+_SUBMODULES = ("nn", "models", "planning", "agents", "envs", "buffer", "algorithms", "config",
+               "backend")
 _LAZY_ATTRS = {
-    "run": ("fastmbrl.loop", "run"),
+    "run": ("fastmbrl.algorithms", "run"),
     "ReplayBuffer": ("fastmbrl.buffer", "ReplayBuffer"),
     "warmup": ("fastmbrl._warmup", "warmup"),
 }

@@ -6,23 +6,94 @@ Layout inside a run's output folder::
     checkpoints/ep0003/        one complete checkpoint
         buffer.npz             the replay buffer (ReplayBuffer.save)
         model.npz              weights, normalizers, optimizer state, model RNG (GaussianEnsemble.save)
-        state.json             episode counter, per-episode records, loop RNG states, agent state
+        agent.npz, agent.json  the agent's ``state_dict()`` (arrays / everything else), if it has one
+        state.json             episode counter, per-episode records, loop RNG states
 
 A checkpoint directory is written in full first; only then is ``checkpoint.json`` replaced (write to
 a temporary file, fsync, ``os.replace``), and only then are older checkpoint directories removed.
 A process killed at any moment therefore leaves a pointer to a complete checkpoint.
+
+Agent state (the protocol of ``fastmbrl.agents.base``): nested dicts are flattened to "/"-joined
+keys; NumPy arrays go to ``agent.npz`` (dtype and shape kept), the other values to ``agent.json``.
 """
 import json
 import os
 import shutil
 
-from fastmbrl._io import atomic_write_text
+import numpy as np
+
+from fastmbrl._io import atomic_savez, atomic_write_text
 
 CHECKPOINT_FORMAT_VERSION = 1
 POINTER = "checkpoint.json"
+_POINTER_KEYS = ("format_version", "episode", "dir")
 
 
-def save_checkpoint(out_dir, episode, buffer, model, state):
+def _flatten(state, prefix, arrays, plain):
+    if not isinstance(state, dict):
+        raise TypeError(f"state_dict: expected a dict, got {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"state_dict: keys must be non-empty strings without '/', got {key!r}")
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _flatten(value, name + "/", arrays, plain)
+            if not value:
+                plain[name] = {}
+        elif isinstance(value, np.ndarray):
+            if value.dtype == object:
+                raise TypeError(f"state_dict: {name!r} is an object array")
+            arrays[name] = value
+        elif isinstance(value, np.generic):
+            plain[name] = value.item()
+        else:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"state_dict: {name!r} is neither an array nor JSON-serialisable "
+                                f"({type(value).__name__})") from None
+            plain[name] = value
+
+
+def _unflatten(flat):
+    out = {}
+    for name, value in flat.items():
+        parts = name.split("/")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def save_agent_state(folder, state):
+    """Write an agent's ``state_dict()`` into ``folder`` as agent.npz and agent.json."""
+    arrays, plain = {}, {}
+    _flatten(state, "", arrays, plain)
+    atomic_savez(os.path.join(folder, "agent.npz"), **{f"a{i}": a for i, a in
+                                                        enumerate(arrays.values())})
+    atomic_write_text(os.path.join(folder, "agent.json"), json.dumps(
+        {"arrays": list(arrays), "values": plain}, indent=1))
+
+
+def load_agent_state(folder):
+    """Read what :func:`save_agent_state` wrote; None when the checkpoint has no agent state."""
+    meta_path = os.path.join(folder, "agent.json")
+    if not os.path.exists(meta_path):
+        return None
+    with open(meta_path, encoding="utf-8") as fh:
+        meta = json.load(fh)
+    if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), list) or not isinstance(
+            meta.get("values"), dict):
+        raise ValueError(f"{meta_path!r} is not an agent state file")
+    flat = dict(meta["values"])
+    with np.load(os.path.join(folder, "agent.npz"), allow_pickle=False) as data:
+        for i, name in enumerate(meta["arrays"]):
+            flat[name] = data[f"a{i}"]
+    return _unflatten(flat)
+
+
+def save_checkpoint(out_dir, episode, buffer, model, state, agent=None):
     """Write a checkpoint of a run after ``episode`` and point ``checkpoint.json`` at it.
 
     Parameters
@@ -30,11 +101,14 @@ def save_checkpoint(out_dir, episode, buffer, model, state):
     out_dir : str or os.PathLike
         The run's output folder.
     episode : int
-        Number of completed model-based episodes (0 after the random data).
+        The loop's progress counter (pets: completed model-based episodes, 0 after the random
+        data; a step-based loop counts its own units, e.g. evaluations).
     buffer : fastmbrl.buffer.ReplayBuffer
     model : fastmbrl.models.GaussianEnsemble or None
     state : dict
         JSON-serialisable loop state (records, RNG states, ...).
+    agent : object with ``state_dict()``, optional
+        Its state is stored with the checkpoint (see ``fastmbrl.agents.base``).
 
     Returns
     -------
@@ -49,6 +123,8 @@ def save_checkpoint(out_dir, episode, buffer, model, state):
     buffer.save(os.path.join(ckpt, "buffer.npz"))
     if model is not None:
         model.save(os.path.join(ckpt, "model.npz"))
+    if agent is not None:
+        save_agent_state(ckpt, agent.state_dict())
     atomic_write_text(os.path.join(ckpt, "state.json"),
                       json.dumps({"episode": episode, **state}, indent=1))
     atomic_write_text(os.path.join(out_dir, POINTER), json.dumps(
@@ -66,8 +142,14 @@ def has_checkpoint(out_dir):
     return os.path.isfile(os.path.join(os.fspath(out_dir), POINTER))
 
 
-def load_checkpoint(out_dir):
+def load_checkpoint(out_dir, agent=None):
     """Read the checkpoint ``checkpoint.json`` points at.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+    agent : object with ``load_state_dict``, optional
+        Receives the stored agent state (an error if the checkpoint holds none).
 
     Returns
     -------
@@ -75,11 +157,13 @@ def load_checkpoint(out_dir):
     buffer : ReplayBuffer
     model : GaussianEnsemble or None
     state : dict
+        The loop state; ``state["agent"]`` is the stored agent state (nested dict) or None.
 
     Raises
     ------
     ValueError
-        If there is no checkpoint, or it is of another format version or incomplete.
+        If there is no checkpoint, or it is of another format version, incomplete or damaged
+        (the message names the file).
     """
     from fastmbrl.buffer import ReplayBuffer
     from fastmbrl.models import GaussianEnsemble
@@ -91,19 +175,40 @@ def load_checkpoint(out_dir):
             meta = json.load(fh)
     except FileNotFoundError:
         raise ValueError(f"resume: no checkpoint in {out_dir!r} (missing {POINTER})") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ValueError(f"resume: unreadable {pointer!r} ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"resume: {pointer!r} has checkpoint format "
                          f"{meta.get('format_version') if isinstance(meta, dict) else meta!r}, "
                          f"expected {CHECKPOINT_FORMAT_VERSION}")
+    missing = [k for k in _POINTER_KEYS if k not in meta]
+    if missing or not isinstance(meta["dir"], str) or isinstance(meta["episode"], bool) or \
+            not isinstance(meta["episode"], int):
+        raise ValueError(f"resume: {pointer!r} is damaged (expected keys {', '.join(_POINTER_KEYS)}"
+                         f" with an integer episode and a folder name, got {meta!r})")
     ckpt = os.path.join(out_dir, meta["dir"])
+    state_path = os.path.join(ckpt, "state.json")
     try:
-        with open(os.path.join(ckpt, "state.json"), encoding="utf-8") as fh:
+        with open(state_path, encoding="utf-8") as fh:
             state = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ValueError(f"resume: checkpoint {ckpt!r} is incomplete ({exc})") from None
-    buffer = ReplayBuffer.load(os.path.join(ckpt, "buffer.npz"))
-    model_path = os.path.join(ckpt, "model.npz")
-    model = GaussianEnsemble.load(model_path) if os.path.exists(model_path) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"resume: {state_path!r} is damaged (expected a JSON object)")
+    # Any failure reading the binary files (truncated zip, missing member, bad header) is reported
+    # as a damaged checkpoint naming the file.
+    path = os.path.join(ckpt, "buffer.npz")
+    try:
+        buffer = ReplayBuffer.load(path)
+        path = os.path.join(ckpt, "model.npz")
+        model = GaussianEnsemble.load(path) if os.path.exists(path) else None
+        path = os.path.join(ckpt, "agent.json")
+        state["agent"] = load_agent_state(ckpt)
+    except Exception as exc:  # noqa: BLE001 - every reader error becomes one message
+        raise ValueError(f"resume: checkpoint file {path!r} is damaged "
+                         f"({type(exc).__name__}: {exc})") from None
+    if agent is not None:
+        if state["agent"] is None:
+            raise ValueError(f"resume: checkpoint {ckpt!r} holds no agent state")
+        agent.load_state_dict(state["agent"])
     return int(meta["episode"]), buffer, model, state

@@ -1,4 +1,10 @@
-"""Package-wide constants: default dtype, numerical floors, test tolerances."""
+"""Package-wide constants (UPPER_CASE): default dtype, numerical floors, test tolerances, the
+allowed values of run settings.
+
+The split: this module holds constants only, with no run concept; ``fastmbrl.config`` holds the
+frozen-dataclass run configuration (RunConfig and its sections) and reads its allowed values and
+defaults from here. A name is defined in one of the two, never both.
+"""
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
@@ -13,3 +19,15 @@ ATOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 # Activation codes shared by the C kernels, the Numba kernels and the NumPy twins.
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "silu": 3}
+
+# Hidden activations a model may use (the subset of ACTIVATIONS with a name users choose).
+HIDDEN_ACTIVATIONS = ("silu", "relu", "tanh")
+
+# Run-configuration choices: planner names (config name -> fastmbrl.planning class) and particle
+# propagation modes of the PETS agent.
+PLANNERS = {"cem": "CEM", "icem": "ICEM", "mppi": "MPPI", "rs": "RandomShooting"}
+PROPAGATION_MODES = ("ts1", "tsinf", "expectation")
+
+# Episode bound used when the environment has no time limit and algorithm.max_episode_steps is
+# unset: without it an episode could never end (a warning says when it applies).
+DEFAULT_MAX_EPISODE_STEPS = 1000

@@ -1,16 +1,73 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then ``os.replace``.
 
 A reader (or a run resumed after a crash) sees either the old file or the complete new one, never a
-partial write.
+partial write. The temporary file is ``<path>.tmp<pid>``; a process killed between creating it and
+the replace leaves it behind, and :func:`remove_stale_temporaries` (run by every atomic write for its
+own target, and by the training loops on their output folder) deletes the ones whose writer is gone.
 """
 import os
+import re
 
 import numpy as np
+
+_TMP = re.compile(r"^(?P<target>.+)\.tmp(?P<pid>\d+)$")
+
+
+def temporary_path(path):
+    """The temporary file name this process uses while writing ``path`` atomically."""
+    return f"{os.fspath(path)}.tmp{os.getpid()}"
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True          # exists (owned by someone else) or cannot tell: keep the file
+    return True
+
+
+def remove_stale_temporaries(folder, target=None):
+    """Delete ``*.tmp<pid>`` files in ``folder`` left by atomic writes of dead processes.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    target : str, optional
+        Only temporaries of this file name (default: all).
+
+    Returns
+    -------
+    list of str : the paths removed
+    """
+    folder = os.fspath(folder)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP.match(name)
+        if m is None or (target is not None and m.group("target") != target):
+            continue
+        if _process_alive(int(m.group("pid"))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def _atomic_write(path, mode, write):
     path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
+    tmp = temporary_path(path)
     try:
         with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
             write(fh)
@@ -20,6 +77,7 @@ def _atomic_write(path, mode, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    remove_stale_temporaries(os.path.dirname(path) or ".", os.path.basename(path))
 
 
 def atomic_write_text(path, text):

@@ -1,13 +1,16 @@
-"""The ``fastmbrl`` command: run PETS on an environment, resume a run, list envs, plot results.
+"""The ``fastmbrl`` command: train on an environment, resume a run, list envs, plot results.
 
     fastmbrl run Pendulum-v1 --episodes 10 --seed 0 --out runs/pendulum
+    fastmbrl run Pendulum-v1 --algorithm random --episodes 3
     fastmbrl run Pendulum-v1 --set planner.horizon=20 --set model.hidden=64,64
     fastmbrl run --resume runs/pendulum
     fastmbrl envs
     fastmbrl plot runs/pendulum
 
-Bad arguments, unknown environments and unreadable files end with one clear line on stderr and a
-non-zero exit status (2), never a traceback.
+Bad arguments, unknown environments, impossible settings and unreadable or damaged run folders
+end with one clear line on stderr and exit status 2, never a traceback (settings are checked before
+anything is written, so a refused run leaves no folder to resume). Any other failure prints one
+line and exits with 1; ``FASTMBRL_DEBUG=1`` shows its traceback.
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ import time
 
 __all__ = ["main"]
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -31,12 +35,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser():
+    from fastmbrl.algorithms import available
+
     parser = _Parser(prog="fastmbrl", description="Fast model-based RL (PETS) on a plain CPU.")
     sub = parser.add_subparsers(dest="command", metavar="{run,envs,plot}", parser_class=_Parser)
-    p_run = sub.add_parser("run", help="run PETS on an environment (or resume a run)",
-                           description="Run Algorithm 1 (PETS) on an environment.")
+    p_run = sub.add_parser("run", help="train on an environment (or resume a run)",
+                           description="Train an algorithm (default PETS, Algorithm 1) on an "
+                                       "environment.")
     p_run.add_argument("env", nargs="?", help="environment id (see 'fastmbrl envs')")
-    p_run.add_argument("--episodes", type=int, help="model-based episodes (default: the env's)")
+    p_run.add_argument("--algorithm", metavar="NAME",
+                       help=f"one of {', '.join(available())} (default pets)")
+    p_run.add_argument("--episodes", type=int, help="episodes, for episode-based algorithms "
+                                                    "such as pets (default: the env's)")
+    p_run.add_argument("--steps", type=int, help="environment steps, for step-based algorithms "
+                                                 "(pets refuses it)")
     p_run.add_argument("--seed", type=int, help="random seed (default 0)")
     p_run.add_argument("--out", metavar="DIR", help="output folder (default runs/ENV-sSEED)")
     p_run.add_argument("--config", metavar="FILE", help="JSON file of settings (see fastmbrl.config)")
@@ -131,26 +143,35 @@ def _cmd_plot(args):
 
 
 def _cmd_run(args):
+    from fastmbrl import algorithms
     from fastmbrl import config as cfg_mod
     from fastmbrl import envs
     from fastmbrl._checkpoint import has_checkpoint
-    from fastmbrl.loop import run
 
+    for name in ("episodes", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise _UsageError(f"--{name}: expected a non-negative integer, got {value}")
+    if args.algorithm is not None:
+        algorithms.get(args.algorithm)          # unknown names: ValueError listing the known ones
     if args.resume:
-        if args.env or args.config or args.overrides or args.seed is not None or args.out:
-            raise _UsageError("run --resume DIR takes no ENV, --config, --set, --seed or --out "
-                              "(the run's config.json is used; --episodes may extend it)")
+        if args.env or args.config or args.overrides or args.seed is not None or args.out or \
+                args.algorithm:
+            raise _UsageError("run --resume DIR takes no ENV, --algorithm, --config, --set, --seed "
+                              "or --out (the run's config.json is used; --episodes or --steps may "
+                              "extend it)")
         if not os.path.isdir(args.resume):
             raise _UsageError(f"--resume: no such folder {args.resume!r}")
         if not os.path.isfile(os.path.join(args.resume, "config.json")):
             raise _UsageError(f"--resume: {args.resume!r} is not a fastmbrl run folder "
                               "(no config.json)")
-        with open(os.path.join(args.resume, "config.json"), encoding="utf-8") as fh:
-            saved = json.load(fh)
+        saved = algorithms._read_saved_config(args.resume)
+        saved_cfg = cfg_mod.from_dict({k: v for k, v in saved.items() if k != "env"})
         env_id, out_dir, resume = saved.get("env"), args.resume, True
-        config, seed = None, None
-        total = args.episodes or saved.get("algorithm", {}).get("episodes")
-        show = not args.quiet and saved.get("algorithm", {}).get("progress", True)
+        if not isinstance(env_id, str):
+            raise _UsageError(f"--resume: {args.resume!r}/config.json names no environment")
+        config, seed, algorithm = None, None, None
+        alg = saved_cfg.algorithm
     else:
         if not args.env:
             raise _UsageError("run: give an environment id (see 'fastmbrl envs') or --resume DIR")
@@ -171,26 +192,31 @@ def _cmd_run(args):
                 file_values = {k: v for k, v in file_values.items() if k != "env"}
             layered = cfg_mod.from_dict(file_values, base=layered)
         layered = cfg_mod.apply_overrides(layered, args.overrides)
-        if args.episodes is not None and args.episodes < 0:
-            raise _UsageError(f"--episodes: expected a non-negative integer, got {args.episodes}")
         if args.seed is not None and args.seed < 0:
             raise _UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
-        config, seed = layered, args.seed
+        config, seed, algorithm = layered, args.seed, args.algorithm
         seed_used = layered.seed if seed is None else seed
         out_dir = args.out or os.path.join("runs", f"{env_id}-s{seed_used}")
         if has_checkpoint(out_dir):
             raise _UsageError(f"--out: {out_dir!r} already holds a run; continue it with "
                               f"'fastmbrl run --resume {out_dir}' or choose another --out")
         resume = False
-        total = args.episodes if args.episodes is not None else layered.algorithm.episodes
-        show = not args.quiet and layered.algorithm.progress
+        alg = layered.algorithm
+    name = algorithm or alg.name
+    budget = algorithms.get(name).BUDGET
+    if budget == "steps":
+        total = args.steps if args.steps is not None else alg.steps
+    else:
+        total = args.episodes if args.episodes is not None else alg.episodes
+    show = not args.quiet and alg.progress
     console = _ConsoleCallback(total, show_bar=show and sys.stderr.isatty())
-    print(f"fastmbrl: {'resuming' if resume else 'running'} PETS on {env_id}, "
-          f"{total} episodes, output in {out_dir}")
+    print(f"fastmbrl: {'resuming' if resume else 'running'} {name} on {env_id}, "
+          f"{total} {budget}, output in {out_dir}")
     t0 = time.perf_counter()
     try:
-        result = run(env_id, agent="pets", episodes=args.episodes, seed=seed, config=config,
-                     callbacks=[console], out_dir=out_dir, resume=resume)
+        result = algorithms.run(env_id, algorithm=algorithm, episodes=args.episodes,
+                                steps=args.steps, seed=seed, config=config, callbacks=[console],
+                                out_dir=out_dir, resume=resume)
     except KeyboardInterrupt:
         sys.stderr.write(f"\nfastmbrl: interrupted; continue with 'fastmbrl run --resume "
                          f"{out_dir}'\n")
@@ -218,7 +244,8 @@ def main(argv=None):
 
     Returns
     -------
-    int : 0 on success, 2 on bad input, 130 when interrupted
+    int : 0 on success, 2 on bad input or a damaged run folder, 1 on any other failure, 130
+    when interrupted
     """
     from fastmbrl.config import ConfigError
     from fastmbrl.envs import UnknownEnvError
@@ -238,5 +265,15 @@ def main(argv=None):
         sys.stderr.write(f"fastmbrl: error: {exc}\n")
         return EXIT_USAGE
     except (ValueError, TypeError, OSError) as exc:
-        sys.stderr.write(f"fastmbrl: error: {exc}\n")
+        sys.stderr.write(f"fastmbrl: error: {_one_line(exc)}\n")
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the command line never shows a traceback
+        if os.environ.get("FASTMBRL_DEBUG"):
+            raise
+        sys.stderr.write(f"fastmbrl: error: {type(exc).__name__}: {_one_line(exc)} (set "
+                         f"FASTMBRL_DEBUG=1 for the traceback)\n")
+        return EXIT_FAILURE
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())

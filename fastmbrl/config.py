@@ -1,18 +1,32 @@
-"""Run configuration: frozen dataclasses split into model, planner and algorithm settings.
+"""Run configuration: one frozen :class:`RunConfig` made of frozen dataclass sections.
+
+The split: this module defines the run configuration (the dataclasses, their checks, JSON and
+``--set`` parsing); the constants it checks against (allowed activations, planner names,
+propagation modes, the default episode bound) live in ``fastmbrl._config`` and are only imported
+here.
 
 A run is described by one :class:`RunConfig`. It resolves in layers, each overriding the last:
 the dataclass defaults, the environment's defaults (``fastmbrl.envs`` specs), a JSON file
 (``--config``), then ``key=value`` overrides (``--set planner.horizon=20``). ``to_dict`` and
 ``from_dict`` round-trip through plain JSON types; unknown keys and ill-typed values are refused
 with a message naming the key.
+
+Sections. Every field of RunConfig whose value is a frozen dataclass is a section: ``model``,
+``planner`` (PETS's agent) and ``algorithm`` (the outer loop, shared by every algorithm, with the
+algorithm's ``name``). A new algorithm adds its own section by adding one field, e.g.
+``sac: SACConfig = field(default_factory=SACConfig)``; JSON files, ``--set sac.lr=3e-4``,
+``to_dict`` and ``from_dict`` then work for it with no other change. A section checks its own
+value ranges in a ``checks()`` method returning ``(name, ok, expected)`` triples.
 """
 import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
 
+from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES
+
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
-           "apply_overrides", "parse_override", "ConfigError"]
+           "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -48,6 +62,22 @@ class ModelConfig:
     dtype: str = "float32"
     """'float32' or 'float64'."""
 
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section."""
+        return [
+            ("ensemble_size", self.ensemble_size >= 1, "at least 1"),
+            ("num_elites", 1 <= self.num_elites <= self.ensemble_size,
+             "between 1 and ensemble_size"),
+            ("activation", self.activation in HIDDEN_ACTIVATIONS, " or ".join(HIDDEN_ACTIVATIONS)),
+            ("lr", self.lr > 0, "positive"),
+            ("weight_decay", self.weight_decay >= 0, "non-negative"),
+            ("max_epochs", self.max_epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("holdout_frac", 0 <= self.holdout_frac < 1, "in [0, 1)"),
+            ("patience", self.patience >= 1, "at least 1"),
+            ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+        ]
+
 
 @dataclass(frozen=True)
 class PlannerConfig:
@@ -72,23 +102,60 @@ class PlannerConfig:
     options: dict = field(default_factory=dict)
     """Extra keyword arguments passed to the optimizer's constructor (e.g. MPPI's temperature)."""
 
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section (``options`` are checked
+        by building the optimizer before a run writes anything)."""
+        return [
+            ("name", self.name in PLANNERS, ", ".join(PLANNERS)),
+            ("horizon", self.horizon >= 1, "at least 1"),
+            ("population", self.population >= 2, "at least 2"),
+            ("elite_frac", 0 < self.elite_frac <= 1, "in (0, 1]"),
+            ("iterations", self.iterations >= 1, "at least 1"),
+            ("alpha", 0 <= self.alpha < 1, "in [0, 1)"),
+            ("particles", self.particles >= 1, "at least 1"),
+            ("propagation", self.propagation in PROPAGATION_MODES, ", ".join(PROPAGATION_MODES)),
+        ]
+
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    """Settings of the outer loop (Algorithm 1 of the course notes)."""
+    """Settings of the outer loop, shared by every algorithm (PETS: Algorithm 1 of the notes)."""
 
+    name: str = "pets"
+    """The algorithm (``fastmbrl.algorithms.available()``): 'pets', or 'random' (the baseline)."""
     episodes: int = 10
-    """Episodes of model-based control after the random data."""
+    """Episodes after the random data (episode-based algorithms such as pets)."""
+    steps: typing.Optional[int] = None
+    """Environment steps after the random data (step-based algorithms); pets refuses it."""
     initial_steps: int = 200
     """Transitions collected with uniformly random actions before the first fit."""
     max_episode_steps: typing.Optional[int] = None
-    """Cap on an episode's length; None keeps the environment's own time limit."""
+    """Cap on an episode's length; None keeps the environment's own time limit (and, when the
+    environment has none, cuts episodes at ``fastmbrl._config.DEFAULT_MAX_EPISODE_STEPS`` = 1000
+    steps with a warning)."""
     buffer_capacity: int = 200_000
     """Replay buffer capacity (transitions); the oldest are overwritten beyond it."""
     warm_start: bool = True
     """Refit the model from its current weights (True) or from a fresh initialisation (False)."""
     progress: bool = True
     """Show a progress bar while acting (command line only)."""
+
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section."""
+        from fastmbrl.algorithms import available
+
+        names = available()
+        return [
+            ("name", self.name in names, "one of " + ", ".join(names)),
+            ("episodes", self.episodes >= 0, "non-negative"),
+            ("steps", self.steps is None or self.steps >= 0, "non-negative or null"),
+            ("initial_steps", self.initial_steps >= 1, "at least 1"),
+            ("max_episode_steps", self.max_episode_steps is None or self.max_episode_steps >= 1,
+             "at least 1 or null"),
+            ("buffer_capacity", self.buffer_capacity >= self.initial_steps,
+             f"at least algorithm.initial_steps ({self.initial_steps}), or the random data "
+             "could never be collected"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -107,7 +174,15 @@ class RunConfig:
     """Outer-loop settings."""
 
 
-_SECTIONS = {"model": ModelConfig, "planner": PlannerConfig, "algorithm": AlgorithmConfig}
+def sections():
+    """``{name: dataclass}`` of RunConfig's sections, in field order."""
+    return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)
+            if f.default_factory is not dataclasses.MISSING
+            and dataclasses.is_dataclass(f.default_factory)}
+
+
+_SECTIONS = sections()
+_SCALARS = ("env", "seed")
 
 
 def to_dict(config):
@@ -213,7 +288,8 @@ def from_dict(values, base=None):
         elif key == "seed":
             changes[key] = _coerce("seed", value, int, 0)
         else:
-            raise ConfigError(f"{key}: unknown setting; known: env, seed, model, planner, algorithm")
+            raise ConfigError(f"{key}: unknown setting; known: "
+                              f"{', '.join(_SCALARS + tuple(_SECTIONS))}")
     config = dataclasses.replace(config, **changes)
     validate(config)
     return config
@@ -221,39 +297,14 @@ def from_dict(values, base=None):
 
 def validate(config):
     """Check value ranges that types alone do not catch; raise ConfigError naming the key."""
-    m, p, a = config.model, config.planner, config.algorithm
-    checks = [
-        ("model.ensemble_size", m.ensemble_size >= 1, "at least 1"),
-        ("model.num_elites", 1 <= m.num_elites <= m.ensemble_size, "between 1 and ensemble_size"),
-        ("model.activation", m.activation in ("silu", "relu", "tanh"), "silu, relu or tanh"),
-        ("model.lr", m.lr > 0, "positive"),
-        ("model.weight_decay", m.weight_decay >= 0, "non-negative"),
-        ("model.max_epochs", m.max_epochs >= 1, "at least 1"),
-        ("model.batch_size", m.batch_size >= 1, "at least 1"),
-        ("model.holdout_frac", 0 <= m.holdout_frac < 1, "in [0, 1)"),
-        ("model.patience", m.patience >= 1, "at least 1"),
-        ("model.dtype", m.dtype in ("float32", "float64"), "float32 or float64"),
-        ("planner.name", p.name in ("cem", "icem", "mppi", "rs"), "cem, icem, mppi or rs"),
-        ("planner.horizon", p.horizon >= 1, "at least 1"),
-        ("planner.population", p.population >= 2, "at least 2"),
-        ("planner.elite_frac", 0 < p.elite_frac <= 1, "in (0, 1]"),
-        ("planner.iterations", p.iterations >= 1, "at least 1"),
-        ("planner.alpha", 0 <= p.alpha < 1, "in [0, 1)"),
-        ("planner.particles", p.particles >= 1, "at least 1"),
-        ("planner.propagation", p.propagation in ("ts1", "tsinf", "expectation"),
-         "ts1, tsinf or expectation"),
-        ("algorithm.episodes", a.episodes >= 0, "non-negative"),
-        ("algorithm.initial_steps", a.initial_steps >= 1, "at least 1"),
-        ("algorithm.max_episode_steps", a.max_episode_steps is None or a.max_episode_steps >= 1,
-         "at least 1 or null"),
-        ("algorithm.buffer_capacity", a.buffer_capacity >= 1, "at least 1"),
-        ("seed", config.seed >= 0, "non-negative"),
-    ]
-    for key, ok, want in checks:
-        if not ok:
-            section, _, name = key.partition(".")
-            got = getattr(getattr(config, section), name) if name else getattr(config, key)
-            raise ConfigError(f"{key}: expected {want}, got {got!r}")
+    if not config.seed >= 0:
+        raise ConfigError(f"seed: expected non-negative, got {config.seed!r}")
+    for section in _SECTIONS:
+        values = getattr(config, section)
+        for name, ok, want in values.checks():
+            if not ok:
+                raise ConfigError(f"{section}.{name}: expected {want}, got "
+                                  f"{getattr(values, name)!r}")
 
 
 def parse_override(text):

@@ -1,4 +1,22 @@
-"""The agent protocol (``act``/``reset``) and action-space handling shared by the agents."""
+"""The agent protocol (``act``/``reset``, and ``state_dict``/``load_state_dict`` for agents with
+state) and action-space handling shared by the agents.
+
+State protocol. An agent whose behaviour depends on more than its constructor arguments (learned
+weights, optimizer moments, a random generator that advances across episodes, step counters) has
+
+    state_dict() -> dict
+        Everything needed to continue exactly: values are NumPy arrays, JSON scalars (int, float,
+        str, bool, None), lists of them, or nested dicts of the same (keys: str without "/").
+        Arrays are returned as copies or are not mutated later by the agent.
+    load_state_dict(state) -> None
+        Restore what ``state_dict`` returned (possibly after a save/load round trip, in which
+        arrays keep dtype and shape, and tuples come back as lists). Validate first, then commit,
+        so a bad state leaves the agent as it was.
+
+Training loops save ``state_dict()`` in every checkpoint and call ``load_state_dict`` on resume
+(``fastmbrl._checkpoint``). Agents without state (RandomAgent is reseeded by the loop, PETS is
+rebuilt each episode from a derived seed) need neither; :func:`has_state` tells them apart.
+"""
 import numpy as np
 
 from fastmbrl._validate import as_float_array
@@ -16,6 +34,12 @@ class Agent:
 
     def reset(self):
         """Forget per-episode state (warm-start plans, kept elites)."""
+
+
+def has_state(agent):
+    """True if ``agent`` follows the state protocol (has ``state_dict`` and ``load_state_dict``)."""
+    return callable(getattr(agent, "state_dict", None)) and callable(
+        getattr(agent, "load_state_dict", None))
 
 
 def action_bounds(action_space, name="action_space"):

@@ -18,7 +18,7 @@ def _run(key):
         return fm.run(LinearSystem(), reward_fn=linear_reward, config=GOLDEN,
                       seed=int(key.rsplit("s", 1)[1]))
     if key == "linear-random-s1":
-        return fm.run(LinearSystem(), agent="random", reward_fn=linear_reward, config=GOLDEN,
+        return fm.run(LinearSystem(), algorithm="random", reward_fn=linear_reward, config=GOLDEN,
                       seed=1)
     assert key == "pendulum-pets-s0"
     config = {**GOLDEN, "algorithm": {"initial_steps": 50, "episodes": 1, "max_episode_steps": 30}}

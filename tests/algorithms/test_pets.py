@@ -1,58 +1,18 @@
-"""The MBRL loop (fastmbrl.run): learning on a tiny linear system, reproducibility, checkpoints and
-resume, outputs, callbacks and bad input."""
+"""The PETS loop (fastmbrl.run, algorithm "pets"): learning on a tiny linear system,
+reproducibility, checkpoints and resume, outputs, callbacks and bad input."""
 import json
 import os
 
-import gymnasium as gym
 import numpy as np
 import pytest
-from numba import njit
 
 import fastmbrl as fm
 from fastmbrl import _checkpoint
+from fastmbrl.algorithms._common import STREAM_ENV, Callback, derive_seed
 from fastmbrl.config import ConfigError, RunConfig
 from fastmbrl.envs import UnknownEnvError
-from fastmbrl.loop import Callback
-
-STEP = 0.2        # x' = x + STEP * a, a in [-1, 1]^2
-EPISODE_STEPS = 20
-
-
-@njit(cache=True)
-def linear_reward(obs, act, next_obs):
-    """-||x'||^2, the tiny system's reward (tests only)."""
-    out = np.empty(obs.shape[0], dtype=obs.dtype)
-    for i in range(obs.shape[0]):
-        out[i] = -(next_obs[i, 0] ** 2 + next_obs[i, 1] ** 2)
-    return out
-
-
-class LinearSystem(gym.Env):
-    """x' = x + 0.2 a in the plane, reward -||x'||^2, start uniform in [-1, 1]^2, 20 steps."""
-
-    def __init__(self):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.x = None
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.x = self.np_random.uniform(-1.0, 1.0, size=2)
-        self.t = 0
-        return self.x.copy(), {}
-
-    def step(self, action):
-        self.x = self.x + STEP * np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        self.t += 1
-        return self.x.copy(), -float(self.x @ self.x), False, self.t >= EPISODE_STEPS, {}
-
-
-TINY = {"model": {"hidden": [32, 32], "ensemble_size": 3, "num_elites": 3, "max_epochs": 60,
-                  "patience": 10, "batch_size": 64, "weight_decay": 0.0},
-        "planner": {"horizon": 5, "population": 100, "iterations": 3, "particles": 4,
-                    "elite_frac": 0.1},
-        "algorithm": {"initial_steps": 100, "episodes": 3}}
+from tests.algorithms.systems import (EPISODE_STEPS, STEP, TINY, LinearSystem,
+                                      linear_reward)
 
 
 def run_tiny(**kwargs):
@@ -80,8 +40,7 @@ def test_pets_solves_tiny_linear_system():
     assert len(result.buffer) == 100 + 3 * EPISODE_STEPS
     random_return = np.mean([r.ret for r in result.initial_records]) * (EPISODE_STEPS / 20)
     # The optimal return from each episode's own start state (the loop seeds env.reset per episode).
-    from fastmbrl.loop import _STREAM_ENV, _derive_seed
-    best = [greedy_return(_derive_seed(0, _STREAM_ENV, ep)) for ep in (1, 2, 3)]
+    best = [greedy_return(derive_seed(0, STREAM_ENV, ep)) for ep in (1, 2, 3)]
     # Solved: the last episode's cost is within 25% (+0.2) of the optimum, far from random.
     assert result.returns[-1] >= 1.25 * best[-1] - 0.2
     assert result.returns[-1] > 0.3 * random_return
@@ -161,8 +120,8 @@ def test_out_dir_holds_config_results_curve_checkpoint(tmp_path):
     assert os.listdir(tmp_path / "checkpoints") == ["ep0002"]   # older ones removed
 
 
-def test_random_agent_and_env_object(tmp_path):
-    result = fm.run(LinearSystem(), agent="random", reward_fn=linear_reward, episodes=2,
+def test_random_algorithm_and_env_object(tmp_path):
+    result = fm.run(LinearSystem(), algorithm="random", reward_fn=linear_reward, episodes=2,
                     config={"algorithm": {"initial_steps": 20}})
     assert result.model is None and len(result.records) == 2
     assert np.all(result.fit_times == 0)
@@ -175,8 +134,10 @@ def test_bad_input_is_named():
         fm.run("Nope-v0")
     with pytest.raises(ValueError, match="resume"):
         fm.run("Pendulum-v1", resume=True)
-    with pytest.raises(ValueError, match="agent"):
-        fm.run("Pendulum-v1", agent="sac")
+    with pytest.raises(ValueError, match="algorithm: expected one of pets, random, got 'nope'"):
+        fm.run("Pendulum-v1", algorithm="nope")
+    with pytest.raises(ValueError, match="steps: pets counts episodes"):
+        fm.run(LinearSystem(), reward_fn=linear_reward, steps=100)
     with pytest.raises(ConfigError, match="planner.horizn"):
         fm.run("Pendulum-v1", config={"planner": {"horizn": 3}})
     with pytest.raises(TypeError, match="env"):

@@ -1,0 +1,472 @@
+"""What every training loop needs: the run context, episode collection, evaluation, records,
+callbacks, results files, checkpoint/resume and seeded random streams.
+
+An algorithm module (``fastmbrl/algorithms/<name>.py``) receives a :class:`RunContext` built here
+(environment resolved, configuration resolved and checked, output folder ready) and returns a
+:class:`RunResult`. Everything in this module is algorithm-agnostic.
+"""
+import copy
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastmbrl import config as _cfg
+from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
+from fastmbrl._io import atomic_write_text, remove_stale_temporaries, temporary_path
+
+__all__ = ["RunContext", "RunResult", "EpisodeRecord", "Callback", "as_callback", "derive_seed",
+           "collect_episode", "collect_initial_data", "evaluate", "write_results", "summary",
+           "save_run_checkpoint", "load_run_checkpoint", "RESULTS_FIELDS", "STREAM_ENV",
+           "STREAM_PLANNER", "STREAM_RANDOM_ACTIONS", "STREAM_INITIAL_ENV", "STREAM_MODEL",
+           "STREAM_AGENT", "STREAM_EVAL_ENV"]
+
+log = logging.getLogger("fastmbrl.algorithms")
+
+# ---------------------------------------------------------------------------------------------
+# seeded random streams
+# ---------------------------------------------------------------------------------------------
+# Independent streams derived from the run seed (SeedSequence entropy [seed, stream, i]). The
+# numbers are part of the results' identity: never renumber, only append.
+(STREAM_ENV, STREAM_PLANNER, STREAM_RANDOM_ACTIONS, STREAM_INITIAL_ENV, STREAM_MODEL,
+ STREAM_AGENT, STREAM_EVAL_ENV) = range(7)
+
+
+def derive_seed(seed, stream, index):
+    """A 32-bit seed for item ``index`` of random ``stream`` of the run seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed), stream, int(index)]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# records and results
+# ---------------------------------------------------------------------------------------------
+RESULTS_FIELDS = ("episode", "return", "length", "terminated", "fit_time", "fit_epochs",
+                  "holdout_mse", "act_time", "env_time", "ms_per_action", "wall_time",
+                  "buffer_size", "steps")
+
+
+@dataclass
+class EpisodeRecord:
+    """What happened in one episode (pets: episode 0, -1, ... are the random-action data) or, for
+    a step-based algorithm, one evaluation.
+
+    Times are wall-clock seconds: ``fit_time`` model/agent training before the episode,
+    ``act_time`` all ``agent.act`` calls, ``env_time`` all ``env.step`` calls, ``wall_time`` since
+    the run started (summed over resumed sessions). ``steps`` counts environment steps of the run
+    so far, random data included.
+    """
+
+    episode: int
+    ret: float
+    length: int
+    terminated: bool
+    fit_time: float = 0.0
+    fit_epochs: int = 0
+    holdout_mse: float = float("nan")
+    act_time: float = 0.0
+    env_time: float = 0.0
+    wall_time: float = 0.0
+    buffer_size: int = 0
+    steps: int = 0
+
+    @property
+    def ms_per_action(self):
+        """Mean time per action in milliseconds."""
+        return 1000.0 * self.act_time / max(self.length, 1)
+
+    def to_dict(self):
+        """The record as a flat dict with the RESULTS_FIELDS keys."""
+        d = dataclasses.asdict(self)
+        d["return"] = d.pop("ret")
+        d["ms_per_action"] = self.ms_per_action
+        return {k: d[k] for k in RESULTS_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict`."""
+        kw = {k: d[k] for k in RESULTS_FIELDS if k not in ("return", "ms_per_action")}
+        return cls(ret=float(d["return"]), **kw)
+
+
+@dataclass
+class RunResult:
+    """The outcome of ``fastmbrl.run``.
+
+    Attributes
+    ----------
+    config : RunConfig
+        The resolved configuration.
+    records : list of EpisodeRecord
+        One per episode (pets: model-based episodes 1..n) or per evaluation (step-based).
+    initial_records : list of EpisodeRecord
+        The random-action episodes that made the initial data.
+    model, agent, buffer :
+        The trained model (or None), the last agent and the replay buffer.
+    stopped_early : bool
+        True when a callback asked to stop before the budget was spent.
+    out_dir : str or None
+    """
+
+    config: object
+    records: list
+    initial_records: list
+    model: object
+    agent: object
+    buffer: object
+    stopped_early: bool = False
+    out_dir: object = None
+
+    steps = property(lambda self: np.array([r.steps for r in self.records], dtype=np.int64),
+                     doc="int64 array (records,): environment steps of the run so far")
+    returns = property(lambda self: np.array([r.ret for r in self.records]),
+                       doc="float64 array (records,): return of each episode (eval mean)")
+    wall_times = property(lambda self: np.array([r.wall_time for r in self.records]),
+                          doc="float64 array (records,): seconds since the run started")
+    lengths = property(lambda self: np.array([r.length for r in self.records], dtype=np.int64),
+                       doc="int64 array (records,): steps of each episode")
+    fit_times = property(lambda self: np.array([r.fit_time for r in self.records]),
+                         doc="float64 array (records,): seconds spent training")
+    act_times = property(lambda self: np.array([r.act_time for r in self.records]),
+                         doc="float64 array (records,): seconds spent in agent.act")
+    env_times = property(lambda self: np.array([r.env_time for r in self.records]),
+                         doc="float64 array (records,): seconds spent in env.step")
+
+
+def write_results(out_dir, config, records, initial_records, summary=None):
+    """Write results.csv, results.json and learning_curve.png into ``out_dir`` (atomically)."""
+    from fastmbrl._plot import plot_learning_curve
+
+    rows = [r.to_dict() for r in records]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULTS_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    atomic_write_text(os.path.join(out_dir, "results.csv"), buf.getvalue())
+    payload = {"env": config.env, "algorithm": config.algorithm.name, "seed": config.seed,
+               "episodes": rows, "initial": [r.to_dict() for r in initial_records],
+               "summary": summary or {}}
+    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(payload, indent=1))
+    baseline = float(np.mean([r.ret for r in initial_records])) if initial_records else None
+    final = os.path.join(out_dir, "learning_curve.png")
+    tmp = temporary_path(final)
+    plot_learning_curve(tmp, [r.ret for r in records], baseline=baseline)
+    os.replace(tmp, final)
+
+
+def summary(records, initial_records, wall_time):
+    """The ``summary`` block of results.json."""
+    returns = [r.ret for r in records]
+    return {"episodes": len(records),
+            "steps": records[-1].steps if records else None,
+            "random_return": float(np.mean([r.ret for r in initial_records]))
+            if initial_records else None,
+            "best_return": max(returns) if returns else None,
+            "last_return": returns[-1] if returns else None,
+            "fit_time": float(sum(r.fit_time for r in records)),
+            "act_time": float(sum(r.act_time for r in records)),
+            "env_time": float(sum(r.env_time for r in records)),
+            "wall_time": wall_time}
+
+
+# ---------------------------------------------------------------------------------------------
+# callbacks
+# ---------------------------------------------------------------------------------------------
+class Callback:
+    """Hooks into a run. Override any; a plain callable is used as ``on_episode_end``.
+
+    Returning True from ``on_episode_end`` (or ``on_step``) stops the run after the current
+    episode (after its checkpoint is written).
+    """
+
+    def on_run_start(self, config, start_episode):
+        """Called once, before the first episode this call runs."""
+
+    def on_fit_end(self, episode, history):
+        """Called after each model refit with the model's FitHistory."""
+
+    def on_step(self, episode, step, max_steps):
+        """Called after each environment step of a learning episode (max_steps: the episode's
+        step limit, or None when unknown)."""
+
+    def on_episode_end(self, record):
+        """Called after each episode / evaluation record (and its checkpoint)."""
+
+
+_HOOKS = ("on_run_start", "on_fit_end", "on_step", "on_episode_end")
+
+
+class _CallableCallback(Callback):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_episode_end(self, record):
+        return self.fn(record)
+
+
+class _DuckCallback(Callback):
+    """Any object with some of Callback's hook methods (the missing ones do nothing)."""
+
+    def __init__(self, obj):
+        for hook in _HOOKS:
+            if callable(getattr(obj, hook, None)):
+                setattr(self, hook, getattr(obj, hook))
+
+
+def as_callback(cb):
+    """A Callback from a Callback, an object with some hook methods, or a callable."""
+    if isinstance(cb, Callback):
+        return cb
+    if any(callable(getattr(cb, h, None)) for h in _HOOKS):
+        return _DuckCallback(cb)
+    if callable(cb):
+        return _CallableCallback(cb)
+    raise TypeError(f"callbacks: expected Callback objects or callables, got {cb!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run context
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RunContext:
+    """Everything an algorithm module's ``run(ctx)`` starts from.
+
+    Attributes
+    ----------
+    config : RunConfig
+        Resolved and checked (``config.algorithm.name`` is the algorithm).
+    env : fastmbrl.envs.ResolvedEnv
+        The training environment with its reward/termination functions.
+    max_episode_steps : int or None
+        The cap to pass to :func:`collect_episode` (None: the environment's time limit ends
+        episodes); set to ``DEFAULT_MAX_EPISODE_STEPS`` when the environment has no limit.
+    step_limit : int or None
+        An episode's actual step limit (shown by progress bars).
+    callbacks : list of Callback
+    out_dir : str or None
+    resume : bool
+        True when ``out_dir`` holds a checkpoint to continue from.
+    t_start : float
+        ``time.perf_counter()`` when the call started.
+    env_kwargs : dict
+        The environment constructor's keywords (for :meth:`make_env`).
+    """
+
+    config: object
+    env: object
+    max_episode_steps: object
+    step_limit: object
+    callbacks: list = field(default_factory=list)
+    out_dir: object = None
+    resume: bool = False
+    t_start: float = 0.0
+    env_kwargs: dict = field(default_factory=dict)
+
+    def make_env(self):
+        """A fresh instance of the training environment (for evaluation on its own instance)."""
+        spec = self.env.spec
+        if spec is not None:
+            return spec.factory(**self.env_kwargs)
+        if self.env.env.spec is not None:
+            import gymnasium as gym
+
+            return gym.make(self.env.env.spec, **self.env_kwargs)
+        return copy.deepcopy(self.env.env)
+
+    def on_step_hook(self, episode):
+        """An ``on_step(step) -> stop`` function that forwards to the callbacks, or None."""
+        if not self.callbacks:
+            return None
+        cbs, limit = self.callbacks, self.step_limit
+
+        def on_step(step):
+            stop = False
+            for cb in cbs:
+                stop = bool(cb.on_step(episode, step, limit)) or stop
+            return stop
+        return on_step
+
+
+def episode_limits(config, env):
+    """``(max_episode_steps, step_limit)`` for a run: see :class:`RunContext`.
+
+    An environment without a time limit and no ``algorithm.max_episode_steps`` would never end an
+    episode; then episodes are cut at ``DEFAULT_MAX_EPISODE_STEPS`` and a warning says so.
+    """
+    max_steps = config.algorithm.max_episode_steps
+    env_limit = env.time_limit
+    if max_steps is None and env_limit is None:
+        log.warning("%s declares no time limit and algorithm.max_episode_steps is unset: episodes "
+                    "are cut at %d steps (set algorithm.max_episode_steps to change it)",
+                    env.env_id, DEFAULT_MAX_EPISODE_STEPS)
+        max_steps = DEFAULT_MAX_EPISODE_STEPS
+    step_limit = max_steps if env_limit is None else min(max_steps or env_limit, env_limit)
+    return max_steps, step_limit
+
+
+def prepare_output(out_dir, config):
+    """Create ``out_dir``, remove stale temporaries of killed writes, write config.json."""
+    os.makedirs(out_dir, exist_ok=True)
+    for folder in [out_dir] + [os.path.join(out_dir, "checkpoints", d) for d in
+                               (os.listdir(os.path.join(out_dir, "checkpoints"))
+                                if os.path.isdir(os.path.join(out_dir, "checkpoints")) else ())]:
+        for path in remove_stale_temporaries(folder):
+            log.info("removed %s, left by a killed write", path)
+    atomic_write_text(os.path.join(out_dir, "config.json"),
+                      json.dumps(_cfg.to_dict(config), indent=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# collecting data and evaluating
+# ---------------------------------------------------------------------------------------------
+def collect_episode(env, policy, buffer, env_seed, max_steps, on_step=None):
+    """Run one episode of ``policy`` in ``env``, adding every transition to ``buffer``.
+
+    Parameters
+    ----------
+    env : gymnasium.Env
+    policy : callable
+        ``policy(obs (D_obs,)) -> action (D_act,)``.
+    buffer : ReplayBuffer or None
+        Receives each transition (None: nothing is stored, e.g. evaluation).
+    env_seed : int or None
+        Passed to ``env.reset``.
+    max_steps : int or None
+        Cut the episode (as a truncation) after this many steps.
+    on_step : callable, optional
+        ``on_step(step) -> stop`` after each step; a true value stops the run after this episode.
+
+    Returns
+    -------
+    record : EpisodeRecord
+        Return, length, termination and the act/env time split (``episode`` left 0).
+    stop : bool
+    """
+    obs, _ = env.reset(seed=env_seed)
+    ret, length, terminated, act_time, env_time, stop = 0.0, 0, False, 0.0, 0.0, False
+    while True:
+        t0 = time.perf_counter()
+        action = policy(obs)
+        t1 = time.perf_counter()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        t2 = time.perf_counter()
+        act_time += t1 - t0
+        env_time += t2 - t1
+        length += 1
+        truncated = bool(truncated) or (max_steps is not None and length >= max_steps)
+        if buffer is not None:
+            buffer.add(obs, action, float(reward), next_obs, bool(terminated), truncated)
+        ret += float(reward)
+        obs = next_obs
+        if on_step is not None and on_step(length):
+            stop = True
+        if terminated or truncated:
+            break
+    return EpisodeRecord(episode=0, ret=ret, length=length, terminated=bool(terminated),
+                         act_time=act_time, env_time=env_time), stop
+
+
+def collect_initial_data(ctx, buffer):
+    """Algorithm 1, line 1: fill ``buffer`` with ``algorithm.initial_steps`` transitions of
+    uniformly random actions; returns the EpisodeRecords (episodes 0, -1, -2, ...)."""
+    cfg, env = ctx.config, ctx.env.env
+    rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_RANDOM_ACTIONS, 0))
+    low = env.action_space.low.astype(np.float64)
+    high = env.action_space.high.astype(np.float64)
+    dtype = env.action_space.dtype
+
+    def random_policy(obs):
+        return rng.uniform(low, high).astype(dtype)
+
+    records, k, steps = [], 0, 0
+    target = cfg.algorithm.initial_steps
+    while steps < target:
+        remaining = target - steps
+        cap = remaining if ctx.max_episode_steps is None else min(ctx.max_episode_steps,
+                                                                   remaining)
+        rec, _ = collect_episode(env, random_policy, buffer,
+                                 derive_seed(cfg.seed, STREAM_INITIAL_ENV, k), cap)
+        steps += rec.length
+        rec.episode = -k
+        rec.buffer_size = len(buffer)
+        rec.steps = steps
+        rec.wall_time = time.perf_counter() - ctx.t_start
+        records.append(rec)
+        k += 1
+    return records
+
+
+def evaluate(policy, env, n_episodes, seed, max_steps=None):
+    """Mean return of ``policy`` over ``n_episodes`` episodes on ``env`` (nothing is stored).
+
+    Give it its own environment instance (``RunContext.make_env()``) so the training
+    environment's state is untouched.
+
+    Parameters
+    ----------
+    policy : callable
+        ``policy(obs) -> action`` (typically a deterministic actor).
+    env : gymnasium.Env
+    n_episodes : int
+    seed : int
+        Episode k is reset with ``derive_seed(seed, STREAM_EVAL_ENV, k)``.
+    max_steps : int, optional
+
+    Returns
+    -------
+    mean_return : float
+    records : list of EpisodeRecord
+    """
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
+        raise ValueError(f"n_episodes: expected a positive integer, got {n_episodes!r}")
+    records = [collect_episode(env, policy, None, derive_seed(seed, STREAM_EVAL_ENV, k),
+                               max_steps)[0] for k in range(n_episodes)]
+    return float(np.mean([r.ret for r in records])), records
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+def save_run_checkpoint(ctx, episode, buffer, model, records, initial_records, agent=None,
+                        extra=None):
+    """Checkpoint the run after ``episode`` (a no-op without ``out_dir``); the agent's
+    ``state_dict()`` is stored when ``agent`` is given."""
+    if ctx.out_dir is None:
+        return
+    state = {"records": [r.to_dict() for r in records],
+             "initial_records": [r.to_dict() for r in initial_records], **(extra or {})}
+    save_checkpoint(ctx.out_dir, episode, buffer, model, state, agent=agent)
+
+
+def load_run_checkpoint(ctx, agent=None):
+    """The last checkpoint of ``ctx.out_dir`` checked against the environment, or None when the
+    run starts fresh.
+
+    Returns
+    -------
+    None or (episode, buffer, model, records, initial_records, state)
+    """
+    if not (ctx.resume and has_checkpoint(ctx.out_dir)):
+        if ctx.resume:
+            log.info("resume: no checkpoint in %s yet; starting fresh", ctx.out_dir)
+        return None
+    done, buffer, model, state = load_checkpoint(ctx.out_dir, agent=agent)
+    try:
+        records = [EpisodeRecord.from_dict(d) for d in state["records"]]
+        initial = [EpisodeRecord.from_dict(d) for d in state["initial_records"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"resume: checkpoint in {ctx.out_dir!r} has damaged records "
+                         f"({type(exc).__name__}: {exc})") from None
+    dims = (ctx.env.obs_dim, ctx.env.act_dim)
+    if (buffer.obs_dim, buffer.act_dim) != dims:
+        raise ValueError(f"resume: checkpoint buffer has dims {(buffer.obs_dim, buffer.act_dim)}"
+                         f", the environment {dims}")
+    log.info("resuming %s after %d (%d transitions)", ctx.out_dir, done, len(buffer))
+    return done, buffer, model, records, initial, state
