@@ -132,7 +132,7 @@ class EnsembleTrainer:
     def _buffers(self, rows):
         if rows == self._rows:
             return
-        E, dt = self.net.n_members, self.net.dtype
+        E, dt = self.net.ensemble_size, self.net.dtype
         self._xb = np.empty((E, rows, int(self.net.layer_dims[0])), dt)
         self._yb = np.empty((E, rows, self.d_out), dt)
         self._rows = rows
@@ -180,7 +180,7 @@ class EnsembleTrainer:
             Mean over rows of ``sum_d (y - mean)^2 exp(-lv) + lv`` (the training loss per member).
         """
         self._buffers(batch_size)
-        E, d = self.net.n_members, self.d_out
+        E, d = self.net.ensemble_size, self.d_out
         n = X.shape[0]
         sse = np.zeros(E)
         nll = np.zeros(E)
@@ -222,7 +222,7 @@ class EnsembleTrainer:
         """
         t0 = time.perf_counter()
         net = self.net
-        E = net.n_members
+        E = net.ensemble_size
         num_elites = E if num_elites is None else int(num_elites)
         n = X.shape[0]
 

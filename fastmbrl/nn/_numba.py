@@ -159,7 +159,7 @@ def _bias_activation(h, b, activation, ebuf):
 
 
 @njit(**_JIT)
-def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h0, h1, ebuf):
+def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, out, h0, h1, ebuf):
     """Forward pass of one ensemble member over a block of rows (inference only).
 
     Parameters
@@ -168,7 +168,7 @@ def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h
         All members' parameters in the layout of ``fastmbrl.nn._flat``.
     layer_dims : int64 array (L+1,)
         ``(D0, D1, ..., DL)``.
-    n_members : int
+    ensemble_size : int
         E, members stored in ``flat``.
     member : int
         The member to run, ``0 <= member < E``.
@@ -194,10 +194,10 @@ def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h
         w_size = fan_in * fan_out
         w_start = offset + member * w_size
         w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
-        offset += n_members * w_size
+        offset += ensemble_size * w_size
         b_start = offset + member * fan_out
         b = flat[b_start:b_start + fan_out]
-        offset += n_members * fan_out
+        offset += ensemble_size * fan_out
         if layer == n_layers - 1:
             np.dot(src, w, out)
             for i in range(rows):

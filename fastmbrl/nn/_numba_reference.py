@@ -32,14 +32,14 @@ def _bias_activation(h, b, activation, ebuf):
     h[...] = z
 
 
-def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h0, h1, ebuf):
+def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, out, h0, h1, ebuf):
     """Reference forward pass of one ensemble member over a block of rows; writes ``out``.
 
     Parameters
     ----------
     flat : float array (n_params,), layout of ``fastmbrl.nn._flat``
     layer_dims : int64 array (L+1,)
-    n_members : int
+    ensemble_size : int
     member : int
     activation : int
     x : float array (rows, D0)
@@ -53,9 +53,9 @@ def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h
         fan_in, fan_out = int(layer_dims[layer]), int(layer_dims[layer + 1])
         w_size = fan_in * fan_out
         w = flat[offset + member * w_size:offset + (member + 1) * w_size].reshape(fan_in, fan_out)
-        offset += n_members * w_size
+        offset += ensemble_size * w_size
         b = flat[offset + member * fan_out:offset + (member + 1) * fan_out]
-        offset += n_members * fan_out
+        offset += ensemble_size * fan_out
         h = h @ w
         if layer < n_layers - 1:
             _bias_activation(h, b, activation, ebuf)

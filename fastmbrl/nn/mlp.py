@@ -56,14 +56,14 @@ class EnsembleMLP:
         self.dtype = check_dtype("dtype", dtype)
         self.activation = activation
         self.activation_code = ACTIVATIONS[activation]
-        self.n_members = int(ensemble_size)
+        self.ensemble_size = int(ensemble_size)
         self.layer_dims = np.array((int(in_dim),) + hidden + (int(out_dim),), dtype=np.int64)
         self.n_layers = len(self.layer_dims) - 1
-        self.offsets = param_offsets(self.layer_dims, self.n_members)
+        self.offsets = param_offsets(self.layer_dims, self.ensemble_size)
         self.flat = np.zeros(self.offsets[-1], dtype=self.dtype)
         self.grad_flat = np.zeros_like(self.flat)
-        self.params = unflatten(self.flat, self.layer_dims, self.n_members)
-        self.grads = unflatten(self.grad_flat, self.layer_dims, self.n_members)
+        self.params = unflatten(self.flat, self.layer_dims, self.ensemble_size)
+        self.grads = unflatten(self.grad_flat, self.layer_dims, self.ensemble_size)
         rng = np.random.default_rng(seed)
         for layer in range(self.n_layers):
             W = self.params[2 * layer]
@@ -81,12 +81,12 @@ class EnsembleMLP:
 
     @property
     def shapes(self):
-        return param_shapes(self.layer_dims, self.n_members)
+        return param_shapes(self.layer_dims, self.ensemble_size)
 
     def _buffers(self, rows):
         """(Re)allocate per-layer buffers when the batch size changes; reused otherwise."""
         if rows != self._cache_rows:
-            E = self.n_members
+            E = self.ensemble_size
             self._z = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
             self._y = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
             self._dz = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
@@ -97,8 +97,8 @@ class EnsembleMLP:
         if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
             got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
             raise TypeError(f"{name}: expected a {np.dtype(self.dtype).name} array, got {got}")
-        if x.ndim != 3 or x.shape[0] != self.n_members or x.shape[2] != width:
-            raise ValueError(f"{name}: expected shape ({self.n_members}, B, {width}) "
+        if x.ndim != 3 or x.shape[0] != self.ensemble_size or x.shape[2] != width:
+            raise ValueError(f"{name}: expected shape ({self.ensemble_size}, B, {width}) "
                              f"(ensemble_size, rows, width), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
@@ -157,5 +157,5 @@ class EnsembleMLP:
 
     def __repr__(self):
         dims = "x".join(str(int(d)) for d in self.layer_dims)
-        return (f"EnsembleMLP({dims}, ensemble_size={self.n_members}, activation={self.activation!r}, "
+        return (f"EnsembleMLP({dims}, ensemble_size={self.ensemble_size}, activation={self.activation!r}, "
                 f"dtype={np.dtype(self.dtype).name})")

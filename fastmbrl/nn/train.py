@@ -194,7 +194,7 @@ class GaussianTrainStep:
         self.v = np.zeros_like(net.flat)
         self._bm = np.zeros(2 * D, dtype=self.dtype)
         self._bv = np.zeros(2 * D, dtype=self.dtype)
-        self.member_loss = np.zeros(net.n_members, dtype=np.float64)
+        self.member_loss = np.zeros(net.ensemble_size, dtype=np.float64)
         self._work = np.empty(0, dtype=self.dtype)
         self._work_key = None
         _install_blas_hooks()
@@ -215,7 +215,7 @@ class GaussianTrainStep:
 
     def _check_batch(self, x, target):
         net = self.net
-        E, D = net.n_members, self.out_features
+        E, D = net.ensemble_size, self.out_features
         for name, arr, width in (("x", x, net.in_dim), ("target", target, D)):
             if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype:
                 got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
@@ -237,7 +237,7 @@ class GaussianTrainStep:
         chunk = min(rows, MAX_CHUNK_ROWS)
         key = (chunk, nt)
         if self._work_key is None or chunk > self._work_key[0]:
-            size = _kernels._train_workspace_size(self.net.layer_dims, self.net.n_members, chunk, nt)
+            size = _kernels._train_workspace_size(self.net.layer_dims, self.net.ensemble_size, chunk, nt)
             self._work = np.empty(max(int(size), 1), dtype=self.dtype)
             self._work_key = key
         return self._work, chunk

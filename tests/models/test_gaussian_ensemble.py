@@ -89,7 +89,7 @@ def test_arrays_are_live_views_refreshed_after_fit():
     model = small_model(ensemble_size=4, num_elites=2)
     arr = model.arrays()
     assert np.shares_memory(arr.flat, model.net.flat)
-    assert arr.n_members == 4 and arr.activation == fm._config.ACTIVATIONS["silu"]
+    assert arr.ensemble_size == 4 and arr.activation == fm._config.ACTIVATIONS["silu"]
     np.testing.assert_array_equal(arr.layer_dims, [4, 16, 16, 6])
     model.fit(obs, act, nxt, max_epochs=2, progress=False)
     arr2 = model.arrays()
