@@ -27,7 +27,7 @@ Design
   a time, the variance bound in one contiguous vectorizable pass, the sample scatter row by row.
 * The bounded variance is taken in closed form (one exp, no log):
   ``exp(min + softplus(max - softplus(max - raw) - min)) = exp(min) + exp(max) / (1 + exp(max - raw))``.
-  Its tiled ``exp(min)``, ``exp(max)`` live at the start of ``ebuf`` (``2 B D_out`` elements).
+  Its ``exp(min)``, ``exp(max)`` tiled over 64 rows live at the start of ``ebuf``.
 * A VJP can be added beside these kernels: the forward quantities it needs (``x_buf``, ``y_buf``,
   ``std_buf``, ``order``) are all caller-owned buffers.
 """
@@ -93,41 +93,55 @@ def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_s
         c += 1
 
 
+# rows of the tiled exp(min_logvar), exp(max_logvar) that _bounded_var divides against
+_TILE_ROWS = 64
+
+
 @njit(**_JIT)
-def _bounded_var(y, max_logvar, min_logvar, ebuf, var_out):
-    """Normalised variance ``exp(lv)`` of the soft-bounded log-variance of each row, in closed form.
+def _bounded_var(y, max_logvar, min_logvar, take_sqrt, ebuf, var_out):
+    """Normalised variance ``exp(lv)`` (or its square root) of the soft-bounded log-variance.
 
     Parameters
     ----------
     y : float array (B, 2 D_out)
         Network outputs; columns ``D_out..`` are the raw log-variances.
     max_logvar, min_logvar : float arrays (D_out,)
-    ebuf : float array (>= 2 B D_out,), scratch (tiled ``exp(min)``, ``exp(max)``)
+    take_sqrt : bool
+        Write the standard deviation ``exp(lv / 2)`` instead.
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch (tiled ``exp(min)``, ``exp(max)``)
     var_out : float array (B, D_out), C-contiguous, written
 
     Notes
     -----
     ``lv = min + softplus(max - softplus(max - raw) - min)`` (PETS' soft bounds) and
     ``exp(lv) = exp(min) + exp(max) / (1 + exp(max - raw))``. The exps run in one vectorizable
-    pass over ``var_out`` and the division in one more against the tiled bounds.
+    pass over ``var_out``, the division (and square root) in one more, 64 rows at a time against
+    ``exp(min)``, ``exp(max)`` tiled over 64 rows (the loops vectorize over the flat index).
     """
     n_rows, d_out = var_out.shape
     n_flat = n_rows * d_out
-    min_tiled = ebuf[:n_flat]
-    max_tiled = ebuf[n_flat:2 * n_flat]
+    n_tile = min(n_rows, _TILE_ROWS) * d_out
+    min_tiled = ebuf[:n_tile]
+    max_tiled = ebuf[n_tile:2 * n_tile]
     for d in range(d_out):
         e_min = np.exp(min_logvar[d])
         e_max = np.exp(max_logvar[d])
-        for j in range(n_rows):
-            min_tiled[j * d_out + d] = e_min
-            max_tiled[j * d_out + d] = e_max
+        for q in range(d, n_tile, d_out):
+            min_tiled[q] = e_min
+            max_tiled[q] = e_max
     for j in range(n_rows):
         for d in range(d_out):
             var_out[j, d] = max_logvar[d] - y[j, d_out + d]
     flat = var_out.reshape(-1)
-    _exp_inplace(flat, ebuf[2 * n_flat:])
-    for q in range(n_flat):
-        flat[q] = min_tiled[q] + max_tiled[q] / (1.0 + flat[q])
+    _exp_inplace(flat, ebuf[2 * n_tile:])
+    for base in range(0, n_flat, n_tile):
+        block = flat[base:min(base + n_tile, n_flat)]
+        if take_sqrt:
+            for q in range(block.shape[0]):
+                block[q] = math.sqrt(min_tiled[q] + max_tiled[q] / (1.0 + block[q]))
+        else:
+            for q in range(block.shape[0]):
+                block[q] = min_tiled[q] + max_tiled[q] / (1.0 + block[q])
 
 
 @njit(**_JIT)
@@ -157,7 +171,7 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
     x_buf, y_buf, std_buf : float arrays (B, D_in), (B, 2 D_out), (B, D_out), scratch; written
         with the normalised input, the network output (by position) and the normalised std.
     h0, h1 : float arrays (>= B max(hidden widths),), scratch
-    ebuf : float array (>= 2 B D_out,), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
     next_obs_out : float array (B, D_obs), written
     reward_out : float array (B,), written when D_out > D_obs (learned reward), else untouched
 
@@ -177,10 +191,7 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
         if hi > lo:
             _mlp_forward_flat(flat, layer_dims, ensemble_size, block_members[k], activation,
                               x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
-    _bounded_var(y_buf, max_logvar, min_logvar, ebuf, std_buf)
-    std_flat = std_buf.reshape(-1)
-    for q in range(n_rows * d_out):
-        std_flat[q] = math.sqrt(std_flat[q])
+    _bounded_var(y_buf, max_logvar, min_logvar, True, ebuf, std_buf)
     for j in range(n_rows):
         i = order[j]
         for d in range(d_out):
@@ -274,7 +285,7 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         The model (see ``_model_step_grouped``).
     x_buf, y_buf : float arrays (B, D_in), (B, 2 D_out), scratch
     h0, h1 : float arrays (>= B max(hidden widths),), scratch
-    ebuf : float array (>= 2 B D_out,), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
     mean_out, var_out : float arrays (M, B, D_out), C-contiguous, written
         Columns ``< D_obs``: the next observation (the change added back on delta columns);
         column D_obs (learned reward head): the reward.
@@ -292,7 +303,7 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         _mlp_forward_flat(flat, layer_dims, ensemble_size, members[m], activation, x_buf, y_buf,
                           h0, h1, ebuf)
         var_m = var_out[m]
-        _bounded_var(y_buf, max_logvar, min_logvar, ebuf, var_m)
+        _bounded_var(y_buf, max_logvar, min_logvar, False, ebuf, var_m)
         for i in range(n_rows):
             for d in range(d_out):
                 v = out_mean[d] + out_std[d] * y_buf[i, d]
