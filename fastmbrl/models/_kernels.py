@@ -58,39 +58,32 @@ def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_s
     x_out : float array (B, D_in), written
     """
     n_rows = x_out.shape[0]
-    d_act = act.shape[1]
-    c = 0
-    for k in range(plain_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        col = plain_idx[k]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (obs[i, col] - mu) * inv
-        c += 1
-    for k in range(angle_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        col = angle_idx[k]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (math.sin(obs[i, col]) - mu) * inv
-        c += 1
-    for k in range(angle_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        col = angle_idx[k]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (math.cos(obs[i, col]) - mu) * inv
-        c += 1
-    for a in range(d_act):
+    n_plain = plain_idx.shape[0]
+    n_angle = angle_idx.shape[0]
+    # column c of the input: 0 plain obs, 1 sin, 2 cos (of an angle obs), 3 action; column by
+    # column so that each column's 1 / std is taken once (the kind is loop-invariant)
+    for c in range(x_out.shape[1]):
+        if c < n_plain:
+            kind, col = 0, plain_idx[c]
+        elif c < n_plain + n_angle:
+            kind, col = 1, angle_idx[c - n_plain]
+        elif c < n_plain + 2 * n_angle:
+            kind, col = 2, angle_idx[c - n_plain - n_angle]
+        else:
+            kind, col = 3, c - n_plain - 2 * n_angle
         mu = in_mean[c]
         inv = 1.0 / in_std[c]
         for j in range(n_rows):
             i = j if identity else order[j]
-            x_out[j, c] = (act[i, a] - mu) * inv
-        c += 1
+            # each branch keeps its own precision (sin/cos in float64, as math returns them)
+            if kind == 0:
+                x_out[j, c] = (obs[i, col] - mu) * inv
+            elif kind == 1:
+                x_out[j, c] = (math.sin(obs[i, col]) - mu) * inv
+            elif kind == 2:
+                x_out[j, c] = (math.cos(obs[i, col]) - mu) * inv
+            else:
+                x_out[j, c] = (act[i, col] - mu) * inv
 
 
 # rows of the tiled exp(min_logvar), exp(max_logvar) that _bounded_var divides against
