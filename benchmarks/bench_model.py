@@ -68,7 +68,7 @@ class TorchStep:
         groups.append({"params": self.b + [self.tmax, self.tmin], "weight_decay": 0.0})
         self.opt = torch.optim.Adam(groups, lr=model.lr, fused=True)
         self.penalty = model.logvar_penalty
-        self.member_loss = np.zeros(net.n_members)
+        self.member_loss = np.zeros(net.ensemble_size)
 
     def outputs(self, x):
         F = self.torch.nn.functional
@@ -107,7 +107,7 @@ class TorchTrainer(EnsembleTrainer):
     def evaluate(self, X, Y, batch_size=256):
         torch = self.step.torch
         with torch.no_grad():
-            E = self.net.n_members
+            E = self.net.ensemble_size
             x = torch.from_numpy(X).unsqueeze(0).expand(E, -1, -1)
             y = torch.from_numpy(Y).unsqueeze(0)
             mean, lv = self.step.outputs(x)

@@ -59,7 +59,7 @@ def make_arrays(cfg, seed=0):
     d_out = cfg["d_obs"]
     f32 = np.float32
     return ModelArrays(
-        flat=flat, layer_dims=dims, n_members=cfg["E"], activation=3,
+        flat=flat, layer_dims=dims, ensemble_size=cfg["E"], activation=3,
         members=np.sort(rng.choice(cfg["E"], cfg["elites"], replace=False)).astype(np.int64),
         angle_mask=np.zeros(cfg["d_obs"], bool), delta_mask=np.ones(cfg["d_obs"], bool),
         in_mean=np.zeros(d_in, f32), in_std=np.ones(d_in, f32),

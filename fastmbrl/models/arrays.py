@@ -1,9 +1,9 @@
 """ModelArrays: everything compiled code needs to run a fitted GaussianEnsemble, as plain arrays.
 
-This is the contract between ``fastmbrl.models`` (which produces it with
-``GaussianEnsemble.arrays()``) and the compiled rollout in ``fastmbrl.planning`` (which consumes it).
-``predict_from_arrays`` below is the NumPy reference of what one model step computes; the model's own
-``predict`` and the Numba rollout are both tested against it.
+This is the input contract of the one compiled model step (``fastmbrl.models._kernels``, NumPy
+twin in ``fastmbrl.models._reference``): ``GaussianEnsemble.arrays()`` produces it, and
+``predict_from_arrays`` / ``step_from_arrays`` below (what ``GaussianEnsemble.predict/sample`` and
+``ModelEnv.step`` call), and the planners' compiled rollout in ``fastmbrl.planning``, consume it.
 
 One model step, for a batch of rows (obs (B, D_obs), act (B, D_act)):
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastmbrl.nn._flat import unflatten
+from fastmbrl import backend
 
 
 class ModelArrays(NamedTuple):
@@ -33,7 +33,7 @@ class ModelArrays(NamedTuple):
     ----------
     flat : float array (n_params,)        all members' weights, layout of fastmbrl.nn._flat
     layer_dims : int64 array (L+1,)       (D_in, hidden..., 2 * D_out)
-    n_members : int                       E, members stored in ``flat``
+    ensemble_size : int                   E, members stored in ``flat``
     activation : int                      hidden activation code (fastmbrl._config.ACTIVATIONS)
     members : int64 array (M,)            members to use when planning (the elites), M <= E
     angle_mask : bool array (D_obs,)      observation dims fed to the network as (sin, cos)
@@ -46,7 +46,7 @@ class ModelArrays(NamedTuple):
 
     flat: np.ndarray
     layer_dims: np.ndarray
-    n_members: int
+    ensemble_size: int
     activation: int
     members: np.ndarray
     angle_mask: np.ndarray
@@ -60,30 +60,70 @@ class ModelArrays(NamedTuple):
     has_reward: bool
 
 
-def _softplus(x):
-    return np.logaddexp(0.0, x)
+def check_members(name, members, n_rows, ensemble_size):
+    """``members`` as an int64 array (B,) of member indices; an int is repeated for every row.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, unless every value is an integer in ``[0, ensemble_size)`` and there is one
+        per row.
+    """
+    m = np.asarray(members)
+    if m.ndim == 0:
+        m = np.full(n_rows, m)
+    if m.shape != (n_rows,) or m.dtype.kind not in "iu" or np.any(m < 0) \
+            or np.any(m >= ensemble_size):
+        raise ValueError(f"{name}: expected integers in [0, {ensemble_size}) for each of {n_rows} "
+                         f"rows, shape ({n_rows},), got {members!r}")
+    return m.astype(np.int64)
 
 
-def _activate(z, code):
-    if code == 0:
-        return z
-    if code == 1:
-        return np.maximum(z, 0)
-    if code == 2:
-        return np.tanh(z)
-    if code == 3:
-        return z / (1 + np.exp(-z))
-    raise ValueError(f"activation: unknown code {code}")
+def _model_kernels():
+    """The compiled model-step kernels, or their NumPy twins under FASTMBRL_PUREPYTHON=1."""
+    if backend.use_compiled():
+        from fastmbrl.models import _kernels as k
+    else:
+        from fastmbrl.models import _reference as k
+    return k
 
 
-def model_inputs(arrays, obs, act):
-    """Step 1: the network input (B, D_in) for raw obs (B, D_obs) and act (B, D_act)."""
-    m = arrays.angle_mask
-    return np.concatenate([obs[:, ~m], np.sin(obs[:, m]), np.cos(obs[:, m]), act], axis=1)
+def _arg(a, dtype=None):
+    """A C-contiguous, writable array (Numba types read-only arrays apart: one more compilation)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.writeable else a.copy()
+
+
+def kernel_model_args(arrays):
+    """The model arguments of the model-step kernels, in their order, all in the weights' dtype.
+
+    Returns
+    -------
+    tuple
+        ``(flat, layer_dims, ensemble_size, activation, plain_idx, angle_idx, delta_mask,
+        in_mean, in_std, out_mean, out_std, max_logvar, min_logvar)``
+    """
+    dtype = np.asarray(arrays.flat).dtype
+    angle = np.asarray(arrays.angle_mask, dtype=bool)
+    return (_arg(arrays.flat), _arg(arrays.layer_dims, np.int64), int(arrays.ensemble_size),
+            int(arrays.activation), np.flatnonzero(~angle).astype(np.int64),
+            np.flatnonzero(angle).astype(np.int64), _arg(arrays.delta_mask, bool),
+            _arg(arrays.in_mean, dtype), _arg(arrays.in_std, dtype), _arg(arrays.out_mean, dtype),
+            _arg(arrays.out_std, dtype), _arg(arrays.max_logvar, dtype),
+            _arg(arrays.min_logvar, dtype))
+
+
+def _scratch(layer_dims, n_rows, d_out, dtype):
+    """x_buf, y_buf, h0, h1, ebuf for ``n_rows`` rows (sizes of the kernels' docstrings)."""
+    dims = np.asarray(layer_dims)
+    max_hidden = int(max(dims[1:-1])) if len(dims) > 2 else 1
+    return (np.empty((n_rows, int(dims[0])), dtype), np.empty((n_rows, int(dims[-1])), dtype),
+            np.empty(n_rows * max_hidden, dtype), np.empty(n_rows * max_hidden, dtype),
+            np.empty(2 * n_rows * max(max_hidden, d_out), dtype))
 
 
 def predict_from_arrays(arrays, obs, act, members=None):
-    """Reference model step: per-member Gaussian over the targets, in raw units.
+    """Per-member Gaussian over the targets, in raw units (the model-step kernel, all rows).
 
     Parameters
     ----------
@@ -97,29 +137,61 @@ def predict_from_arrays(arrays, obs, act, members=None):
     next_mean : (M, B, D_obs)   mean of the next observation (change already added back)
     next_var : (M, B, D_obs)    its variance
     reward_mean, reward_var : (M, B) each, or None when the model has no reward head
+
+    Notes
+    -----
+    Inputs are not validated here (``GaussianEnsemble.predict`` does); they are cast to the
+    weights' dtype.
     """
-    dims = arrays.layer_dims
-    params = unflatten(arrays.flat, dims, arrays.n_members)
-    members = np.arange(arrays.n_members) if members is None else np.asarray(members)
-    x = (model_inputs(arrays, obs, act) - arrays.in_mean) / arrays.in_std
-    n_layers = len(dims) - 1
-    outs = []
-    for e in members:
-        h = x
-        for layer in range(n_layers):
-            h = h @ params[2 * layer][e] + params[2 * layer + 1][e]
-            if layer < n_layers - 1:
-                h = _activate(h, arrays.activation)
-        outs.append(h)
-    out = np.stack(outs)                                   # (M, B, 2 D_out)
-    d_out = dims[-1] // 2
-    lv = arrays.max_logvar - _softplus(arrays.max_logvar - out[..., d_out:])
-    lv = arrays.min_logvar + _softplus(lv - arrays.min_logvar)
-    mean = arrays.out_mean + arrays.out_std * out[..., :d_out]
-    var = arrays.out_std ** 2 * np.exp(lv)
-    d_obs = obs.shape[1]
-    next_mean = mean[..., :d_obs] + np.where(arrays.delta_mask, obs, 0.0)
-    next_var = var[..., :d_obs]
-    if arrays.has_reward:
-        return next_mean, next_var, mean[..., d_obs], var[..., d_obs]
-    return next_mean, next_var, None, None
+    model = kernel_model_args(arrays)
+    dtype = model[0].dtype
+    obs, act = _arg(obs, dtype), _arg(act, dtype)
+    members = (np.arange(arrays.ensemble_size, dtype=np.int64) if members is None
+               else _arg(members, np.int64).reshape(-1))
+    d_obs, d_out = obs.shape[1], model[9].shape[0]
+    mean = np.empty((members.size, obs.shape[0], d_out), dtype)
+    var = np.empty_like(mean)
+    _model_kernels()._model_predict(obs, act, members, *model,
+                                    *_scratch(model[1], obs.shape[0], d_out, dtype), mean, var)
+    if d_out > d_obs:
+        return mean[..., :d_obs], var[..., :d_obs], mean[..., d_obs], var[..., d_obs]
+    return mean, var, None, None
+
+
+def step_from_arrays(arrays, obs, act, members, noise):
+    """One reparameterized model step: ``next = mean + std * noise`` for member ``members[row]``.
+
+    Parameters
+    ----------
+    arrays : ModelArrays
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    members : int array (B,), values in ``[0, E)``
+    noise : float array (B, D_out)
+        Standard normal draws, one column per target (D_obs, plus the reward with a reward head);
+        zeros give the members' means.
+
+    Returns
+    -------
+    next_obs : (B, D_obs)
+    reward : (B,) from the learned reward head, or None without one
+
+    Notes
+    -----
+    One member's forward pass per row (``fastmbrl.models._kernels._model_step``). Inputs are not
+    validated here (``ModelEnv.step`` and ``GaussianEnsemble.sample`` do).
+    """
+    model = kernel_model_args(arrays)
+    dtype = model[0].dtype
+    obs, act, noise = _arg(obs, dtype), _arg(act, dtype), _arg(noise, dtype)
+    members = _arg(members, np.int64)
+    n, d_obs, d_out = obs.shape[0], obs.shape[1], model[9].shape[0]
+    e = int(arrays.ensemble_size)
+    x_buf, y_buf, h0, h1, ebuf = _scratch(model[1], n, d_out, dtype)
+    next_obs = np.empty((n, d_obs), dtype)
+    reward = np.empty(n, dtype)
+    _model_kernels()._model_step(
+        obs, act, members, noise, *model, np.empty(n, np.int64), np.empty(e + 1, np.int64),
+        np.empty(e, np.int64), x_buf, y_buf, np.empty((n, d_out), dtype), h0, h1, ebuf, next_obs,
+        reward)
+    return next_obs, (reward if d_out > d_obs else None)

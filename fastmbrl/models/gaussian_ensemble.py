@@ -4,8 +4,9 @@ Each of E members maps (s, a) to a diagonal Gaussian over the next state, traine
 likelihood on its own bootstrap resample. The notes' tricks (section 4.2) are built in: the network
 outputs a log-variance (softly bounded between learnable limits, PETS), predicts state changes,
 feeds angles as (sin, cos), and standardizes inputs and targets with statistics from the data.
-The maths of one prediction is written out in ``fastmbrl.models.arrays``;
-:meth:`GaussianEnsemble.arrays` hands the same numbers to compiled code.
+The maths of one prediction is written out in ``fastmbrl.models.arrays``; it runs in one compiled
+model-step kernel (``fastmbrl.models._kernels``) that ``predict``, ``sample``, ``ModelEnv`` and the
+planners' rollout share, fed by :meth:`GaussianEnsemble.arrays`.
 """
 import io
 import json
@@ -17,10 +18,11 @@ from threadpoolctl import threadpool_limits
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
 from fastmbrl._io import atomic_savez
 from fastmbrl._validate import as_float_array, check_dtype, check_int
-from fastmbrl.models.arrays import ModelArrays
+from fastmbrl.models.arrays import ModelArrays, check_members, predict_from_arrays, step_from_arrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
-from fastmbrl.nn import EnsembleMLP, GaussianTrainStep, soft_bound_logvar
+from fastmbrl.nn import EnsembleMLP, GaussianTrainStep
+from fastmbrl.nn.optim import parse_weight_decay
 
 MODEL_FORMAT_VERSION = 1
 
@@ -158,15 +160,8 @@ class GaussianEnsemble:
                 raise ValueError(f"weight_decay: expected 'pets', a float or {n_layers} floats, "
                                  f"got {weight_decay!r}")
             decays = pets_weight_decay(n_layers)
-        elif np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * n_layers
         else:
-            decays = [float(w) for w in weight_decay]
-            if len(decays) != n_layers:
-                raise ValueError(f"weight_decay: expected {n_layers} values (one per layer), "
-                                 f"got {len(decays)}")
-        if any(not (w >= 0) for w in decays):
-            raise ValueError(f"weight_decay: expected non-negative values, got {decays}")
+            decays = parse_weight_decay(weight_decay, n_layers, "weight matrix")
         self.weight_decay = decays
 
         # ---- parameters, normalizers, optimizers
@@ -191,12 +186,6 @@ class GaussianEnsemble:
         self.n_fits = 0
         self.history = None
         self._arrays = None
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def n_members(self):
-        """E, the number of members."""
-        return self.ensemble_size
 
     def __repr__(self):
         dims = "x".join(str(int(d)) for d in self.net.layer_dims)
@@ -387,27 +376,8 @@ class GaussianEnsemble:
         self.min_logvar += lv_shift
 
     # ------------------------------------------------------------------ querying
-    def _forward(self, obs, act):
-        """Normalized-space outputs for all members: mean_n (E, B, D_out), logvar (E, B, D_out)."""
-        x = self.input_normalizer.normalize(self.model_inputs(obs, act))
-        xe = np.ascontiguousarray(np.broadcast_to(x, (self.ensemble_size,) + x.shape))
-        out = self.net.forward(xe)
-        d = self.out_dim
-        lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
-        return out[..., :d].copy(), lv
-
-    def _predict_all(self, obs, act):
-        mean_n, lv = self._forward(obs, act)
-        on = self.output_normalizer
-        mean = self.output_normalizer.denormalize(mean_n, out=mean_n)
-        var = np.exp(lv, out=lv)
-        var *= np.square(on.std)
-        d = self.obs_dim
-        next_mean = mean[..., :d]
-        next_mean += np.where(self.delta_mask, obs, 0).astype(self.dtype)
-        if self.learn_reward:
-            return next_mean, var[..., :d], mean[..., d], var[..., d]
-        return next_mean, var[..., :d], None, None
+    def _all_members(self):
+        return np.arange(self.ensemble_size, dtype=np.int64)
 
     def predict(self, obs, act, return_reward=False):
         """Per-member Gaussian over the next observation, in raw units.
@@ -427,62 +397,68 @@ class GaussianEnsemble:
 
         Notes
         -----
-        The same computation as ``fastmbrl.models.arrays.predict_from_arrays(model.arrays(), ...)``
-        with all members.
+        One call of the compiled model step (``fastmbrl.models._kernels._model_predict``) through
+        ``fastmbrl.models.arrays.predict_from_arrays(model.arrays(), obs, act)``.
         """
         if return_reward and not self.learn_reward:
             raise ValueError("return_reward: the model has no reward head (learn_reward=False)")
         obs, act = self._check_obs_act(obs, act)
-        obs, act = obs.astype(self.dtype, copy=False), act.astype(self.dtype, copy=False)
-        mean, var, r_mean, r_var = self._predict_all(obs, act)
+        mean, var, r_mean, r_var = predict_from_arrays(self.arrays(), obs, act, self._all_members())
         if return_reward:
             return mean, var, r_mean, r_var
         return mean, var
 
-    def sample(self, obs, act, rng, members=None, return_reward=False):
+    def sample(self, obs, act, rng=None, members=None, return_reward=False, *, noise=None):
         """Draw one next observation per row from one member's Gaussian (PETS' TS-1 step).
 
         Parameters
         ----------
         obs : float array (B, D_obs)
         act : float array (B, D_act)
-        rng : numpy.random.Generator
+        rng : numpy.random.Generator, optional
+            Draws the members (when ``members`` is None) and the noise (when ``noise`` is None).
         members : int or int array (B,), optional
             The member to use for each row; default a uniformly random elite per row.
         return_reward : bool
             Also return a sampled reward (B,) (needs ``learn_reward``).
+        noise : float array (B, D_out), optional
+            Standard normal draws (D_out = D_obs, plus 1 with a reward head): the sample is then
+            reparameterized, ``next = mean + std * noise`` in raw units (zeros give the mean).
+            Default: ``rng.standard_normal((B, D_obs))``, then ``rng.standard_normal(B)`` for the
+            reward when it is returned.
 
         Returns
         -------
         next_obs : array (B, D_obs)
         reward : array (B,), only with ``return_reward``
+
+        Notes
+        -----
+        One member's forward pass per row (``fastmbrl.models._kernels._model_step``).
         """
         if return_reward and not self.learn_reward:
             raise ValueError("return_reward: the model has no reward head (learn_reward=False)")
-        if not isinstance(rng, np.random.Generator):
+        if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
         obs, act = self._check_obs_act(obs, act)
-        obs, act = obs.astype(self.dtype, copy=False), act.astype(self.dtype, copy=False)
         B = obs.shape[0]
+        if (members is None or noise is None) and rng is None:
+            raise ValueError("rng: a numpy.random.Generator is required unless both members and "
+                             "noise are given, got None")
         if members is None:
             members = self.elites[rng.integers(0, self.elites.size, size=B)]
         else:
-            members = np.asarray(members)
-            if members.ndim == 0:
-                members = np.full(B, members)
-            if members.shape != (B,) or members.dtype.kind not in "iu" or np.any(members < 0) \
-                    or np.any(members >= self.ensemble_size):
-                raise ValueError(f"members: expected integers in [0, {self.ensemble_size}) for "
-                                 f"each of {B} rows, got {members!r}")
-        mean, var, r_mean, r_var = self._predict_all(obs, act)
-        rows = np.arange(B)
-        m, v = mean[members, rows], var[members, rows]
-        noise = rng.standard_normal(m.shape).astype(self.dtype)
-        next_obs = m + np.sqrt(v) * noise
+            members = check_members("members", members, B, self.ensemble_size)
+        if noise is None:
+            noise = np.zeros((B, self.out_dim), self.dtype)
+            noise[:, :self.obs_dim] = rng.standard_normal((B, self.obs_dim))
+            if return_reward:
+                noise[:, self.obs_dim] = rng.standard_normal(B)
+        else:
+            noise = as_float_array("noise", noise, ndim=2, shape=(B, self.out_dim))
+        next_obs, reward = step_from_arrays(self.arrays(), obs, act, members, noise)
         if return_reward:
-            r = r_mean[members, rows] + np.sqrt(r_var[members, rows]) * rng.standard_normal(
-                B).astype(self.dtype)
-            return next_obs, r
+            return next_obs, reward
         return next_obs
 
     def uncertainty(self, obs, act, members=None):
@@ -520,7 +496,7 @@ class GaussianEnsemble:
         """
         if self._arrays is None or self._arrays.members is not self.elites:
             self._arrays = ModelArrays(
-                flat=self.net.flat, layer_dims=self.net.layer_dims, n_members=self.ensemble_size,
+                flat=self.net.flat, layer_dims=self.net.layer_dims, ensemble_size=self.ensemble_size,
                 activation=ACTIVATIONS[self.activation], members=self.elites,
                 angle_mask=self.angle_mask, delta_mask=self.delta_mask,
                 in_mean=self.input_normalizer.mean, in_std=self.input_normalizer.std,

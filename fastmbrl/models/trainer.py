@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmbrl.nn import soft_bound_logvar
 
 
 class _NonFinite(Exception):
@@ -132,7 +131,7 @@ class EnsembleTrainer:
     def _buffers(self, rows):
         if rows == self._rows:
             return
-        E, dt = self.net.n_members, self.net.dtype
+        E, dt = self.net.ensemble_size, self.net.dtype
         self._xb = np.empty((E, rows, int(self.net.layer_dims[0])), dt)
         self._yb = np.empty((E, rows, self.d_out), dt)
         self._rows = rows
@@ -180,7 +179,7 @@ class EnsembleTrainer:
             Mean over rows of ``sum_d (y - mean)^2 exp(-lv) + lv`` (the training loss per member).
         """
         self._buffers(batch_size)
-        E, d = self.net.n_members, self.d_out
+        E, d = self.net.ensemble_size, self.d_out
         n = X.shape[0]
         sse = np.zeros(E)
         nll = np.zeros(E)
@@ -193,14 +192,12 @@ class EnsembleTrainer:
             if k < batch_size:      # pad with a valid row; padded rows are not counted below
                 xb[:, k:] = X[start]
                 yb[:, k:] = Y[start]
-            out = self.net.forward(xb)
+            out, _ = self.net.forward(xb)
             if not np.isfinite(out).all():      # weights broken by the last update
                 return np.full(E, np.nan), np.full(E, np.nan)
-            lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
-            err2 = np.square(out[:, :k, :d] - yb[:, :k])
-            sse += err2.sum(axis=(1, 2), dtype=np.float64)
-            lvk = lv[:, :k]
-            nll += (err2 * np.exp(-lvk) + lvk).sum(axis=(1, 2), dtype=np.float64)
+            sse += np.square(out[:, :k, :d] - yb[:, :k]).sum(axis=(1, 2), dtype=np.float64)
+            # the NLL as the train step defines it (its evaluation mode, no update), real rows only
+            nll += k * self.step.evaluate(xb[:, :k], yb[:, :k])
         return sse / (n * d), nll / n
 
     # ------------------------------------------------------------------ the fit
@@ -222,7 +219,7 @@ class EnsembleTrainer:
         """
         t0 = time.perf_counter()
         net = self.net
-        E = net.n_members
+        E = net.ensemble_size
         num_elites = E if num_elites is None else int(num_elites)
         n = X.shape[0]
 

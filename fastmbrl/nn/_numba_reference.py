@@ -5,11 +5,12 @@ They are the ground truth the compiled kernels are tested against, and what runs
 """
 import numpy as np
 
+from fastmbrl.nn._reference import _activation_forward
+
 
 def _silu_bias_f32(h, b, ebuf):
     """Reference of the float32 fused bias + SiLU: in place ``h = silu(h + b)``."""
-    z = h + b
-    h[...] = z / (1.0 + np.exp(-z))
+    h[...] = _activation_forward(h + b, 3)
 
 
 def _exp_inplace(x, ebuf):
@@ -22,24 +23,17 @@ def _exp_inplace(x, ebuf):
 
 def _bias_activation(h, b, activation, ebuf):
     """Reference fused bias + activation: in place ``h = act(h + b)`` (codes of ACTIVATIONS)."""
-    z = h + b
-    if activation == 1:
-        z = np.maximum(z, 0)
-    elif activation == 2:
-        z = np.tanh(z)
-    elif activation == 3:
-        z = z / (1 + np.exp(-z))
-    h[...] = z
+    h[...] = _activation_forward(h + b, activation)
 
 
-def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h0, h1, ebuf):
+def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, out, h0, h1, ebuf):
     """Reference forward pass of one ensemble member over a block of rows; writes ``out``.
 
     Parameters
     ----------
     flat : float array (n_params,), layout of ``fastmbrl.nn._flat``
     layer_dims : int64 array (L+1,)
-    n_members : int
+    ensemble_size : int
     member : int
     activation : int
     x : float array (rows, D0)
@@ -53,9 +47,9 @@ def _mlp_forward_flat(flat, layer_dims, n_members, member, activation, x, out, h
         fan_in, fan_out = int(layer_dims[layer]), int(layer_dims[layer + 1])
         w_size = fan_in * fan_out
         w = flat[offset + member * w_size:offset + (member + 1) * w_size].reshape(fan_in, fan_out)
-        offset += n_members * w_size
+        offset += ensemble_size * w_size
         b = flat[offset + member * fan_out:offset + (member + 1) * fan_out]
-        offset += n_members * fan_out
+        offset += ensemble_size * fan_out
         h = h @ w
         if layer < n_layers - 1:
             _bias_activation(h, b, activation, ebuf)

@@ -174,7 +174,7 @@ def _adam_update(param, grad, m, v, seg_end, seg_decay, lr, beta1, beta2, eps, s
         start = end
 
 
-def _train_workspace_size(layer_dims, n_members, chunk_rows, n_threads):
+def _train_workspace_size(layer_dims, ensemble_size, chunk_rows, n_threads):
     """Scratch elements ``_gaussian_train_step`` needs; the twin allocates its own, so 0."""
     return 0
 
@@ -258,7 +258,7 @@ def _gaussian_train_step(x, target, flat, grad_flat, layer_dims, activation, bou
     return loss
 
 
-def _unflatten(flat, layer_dims, n_members):
+def _unflatten(flat, layer_dims, ensemble_size):
     # local import keeps this module importable on its own
     from fastmbrl.nn._flat import unflatten
-    return unflatten(flat, layer_dims, n_members)
+    return unflatten(flat, layer_dims, ensemble_size)

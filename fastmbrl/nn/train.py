@@ -16,6 +16,7 @@ import numpy as np
 from fastmbrl._validate import check_int
 from fastmbrl.nn import _kernels
 from fastmbrl.nn.mlp import EnsembleMLP
+from fastmbrl.nn.optim import parse_weight_decay
 
 __all__ = ["GaussianTrainStep"]
 
@@ -160,16 +161,7 @@ class GaussianTrainStep:
                              f"got {self.min_logvar}")
         self.bounds_grad = np.zeros(2 * D, dtype=self.dtype)
 
-        n_arrays = len(net.params)
-        if np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * n_arrays
-        else:
-            decays = [float(d) for d in weight_decay]
-            if len(decays) != n_arrays:
-                raise ValueError(f"weight_decay: expected a float or {n_arrays} values (one per "
-                                 f"array of net.params), got {len(decays)}")
-        if any(not np.isfinite(d) or d < 0 for d in decays):
-            raise ValueError(f"weight_decay: expected finite values >= 0, got {decays}")
+        decays = parse_weight_decay(weight_decay, len(net.params), "array of net.params")
         self.weight_decay = decays
         self._seg_end = np.cumsum([p.size for p in net.params]).astype(np.int64)
         self._seg_decay = np.array(decays, dtype=np.float64)
@@ -194,7 +186,7 @@ class GaussianTrainStep:
         self.v = np.zeros_like(net.flat)
         self._bm = np.zeros(2 * D, dtype=self.dtype)
         self._bv = np.zeros(2 * D, dtype=self.dtype)
-        self.member_loss = np.zeros(net.n_members, dtype=np.float64)
+        self.member_loss = np.zeros(net.ensemble_size, dtype=np.float64)
         self._work = np.empty(0, dtype=self.dtype)
         self._work_key = None
         _install_blas_hooks()
@@ -215,7 +207,7 @@ class GaussianTrainStep:
 
     def _check_batch(self, x, target):
         net = self.net
-        E, D = net.n_members, self.out_features
+        E, D = net.ensemble_size, self.out_features
         for name, arr, width in (("x", x, net.in_dim), ("target", target, D)):
             if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype:
                 got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
@@ -237,7 +229,7 @@ class GaussianTrainStep:
         chunk = min(rows, MAX_CHUNK_ROWS)
         key = (chunk, nt)
         if self._work_key is None or chunk > self._work_key[0]:
-            size = _kernels._train_workspace_size(self.net.layer_dims, self.net.n_members, chunk, nt)
+            size = _kernels._train_workspace_size(self.net.layer_dims, self.net.ensemble_size, chunk, nt)
             self._work = np.empty(max(int(size), 1), dtype=self.dtype)
             self._work_key = key
         return self._work, chunk

@@ -2,10 +2,10 @@
 
 Design
 ------
-* ``_rollout_values`` runs the whole horizon for a block of candidates in one call: for each step it
-  gathers the network input in member-block order, runs each member's forward pass on its contiguous
-  block (``fastmbrl.nn._numba._mlp_forward_flat``), samples the next state with noise the caller
-  drew, and calls the (Numba) reward and termination functions on the whole step at once.
+* ``_rollout_values`` runs the whole horizon for a block of candidates in one call: each step is one
+  call of the model-step kernel (``fastmbrl.models._kernels._model_step_grouped``: network input in
+  member-block order, each member's forward pass on its contiguous block, the next state sampled
+  with noise the caller drew), then the (Numba) reward and termination functions on the whole step.
 * Rows are particles: row ``i`` belongs to candidate ``i // N``. ``perms[t, j]`` is the particle
   placed at position ``j`` of step ``t``'s network input; member ``m`` owns the positions
   ``[m R // M, (m+1) R // M)`` (a new permutation per step is "ts1", one for all steps "tsinf").
@@ -16,7 +16,7 @@ Design
   may run two calls at once on disjoint candidates (``nogil=True``); nothing here allocates except
   what the user's reward and termination functions return. The caller fills the noise and shuffle
   uniforms with ``_fill_normal``/``_fill_uniform`` (counter-based SplitMix64 streams keyed from its
-  NumPy generator: vectorized, 10x cheaper than ``Generator.standard_normal`` for config (a)).
+  NumPy generator: vectorized, much cheaper than ``Generator.standard_normal``).
 * CEM's per-iteration sampling and elite refit are here too (``_cem_sample``, ``_cem_refit``).
 """
 import math
@@ -24,13 +24,10 @@ import math
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._numba import _bits_from_f32, _exp_inplace, _f32_from_bits, _mlp_forward_flat
+from fastmbrl.models._kernels import _model_predict, _model_step_grouped
+from fastmbrl.nn._numba import _bits_from_f32, _f32_from_bits
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
-
-PROP_TS1 = 0
-PROP_TSINF = 1
-PROP_EXPECTATION = 2
 
 REWARD_FN = 0        # call the compiled reward function inside the rollout
 REWARD_LEARNED = 1   # the model's reward head
@@ -106,10 +103,10 @@ def _shuffle_rows(uniforms, perm_out):
 
 @njit(**_JIT)
 def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims,
-                    n_members, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
+                    ensemble_size, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
-                    y_buf, acc_buf, h0, h1, ebuf, values_out):
+                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out):
     """Roll ``P`` action sequences through the ensemble from ``obs0`` and score them.
 
     Parameters
@@ -129,7 +126,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     noise : float array (H, R, D_out)
         Standard normal noise for sampling each target column of each particle ("expectation":
         ignored, may be (1, 1, D_out)).
-    flat, layer_dims, n_members, activation :
+    flat, layer_dims, ensemble_size, activation :
         The ensemble network (see ``fastmbrl.models.arrays.ModelArrays``).
     members : int64 array (M,)
         Members used (the elites).
@@ -153,41 +150,32 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         Action of each particle row at each step.
     rewards : float array (H, R), written in reward modes 0 and 1.
     dones : bool array (H, R), written (False unless term_mode is 1).
-    x_buf, y_buf, acc_buf : float arrays (R, D_in), (R, 2 D_out), (R, D_out), scratch
-    h0, h1 : float arrays (>= R max(hidden widths),), scratch of ``_mlp_forward_flat``
-    ebuf : float array (>= 2 R max(hidden widths, D_out),), scratch: its first ``2 R D_out``
-        elements hold ``exp(min_logvar)`` and ``exp(max_logvar)`` tiled over the rows; the rest
-        goes to the network kernels (whose float32 and float64 paths no longer need any)
+    x_buf, y_buf, std_buf : float arrays (R, D_in), (R, 2 D_out), (R, D_out), scratch of the
+        model step
+    pred_mean, pred_var : float arrays (1, R, D_out) ("expectation"; else (1, 1, D_out), unused)
+    h0, h1 : float arrays (>= R max(hidden widths),), scratch of the network
+    ebuf : float array (>= 2 R D_out,), scratch of the model step
     values_out : float array (P,)
         Written with the candidates' values when neither mode is 2.
 
     Notes
     -----
-    One step for particle ``i`` run by member ``e``: network output ``(mu, raw)``,
-    ``lv = min_lv + softplus(max_lv - softplus(max_lv - raw) - min_lv)``,
-    ``y = out_mean + out_std * (mu + exp(lv / 2) * eps)``, next = obs + y on delta columns.
-    Chua et al. (2018), "Deep reinforcement learning in a handful of trials", Sec. 4-5 (PETS).
+    Each step is one call of the model-step kernel (``fastmbrl.models._kernels``):
+    ``_model_step_grouped`` with this step's permutation as the row order and member ``m`` on the
+    positions ``[m R // M, (m+1) R // M)`` (ts1, tsinf), or ``_model_predict`` per member
+    (expectation). Chua et al. (2018), "Deep reinforcement learning in a handful of trials",
+    Sec. 4-5 (PETS).
     """
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles
     d_obs = obs0.shape[0]
     d_out = out_mean.shape[0]
-    n_plain = plain_idx.shape[0]
-    n_angle = angle_idx.shape[0]
     n_used = members.shape[0]
     n_perm_steps = perms.shape[0]
-    exp_min = np.exp(min_logvar)
-    exp_max = np.exp(max_logvar)
-    # exp(min_logvar), exp(max_logvar) repeated for every row, in ebuf (free during the rollout)
-    n_flat = n_rows * d_out
-    min_tiled = ebuf[:n_flat]
-    max_tiled = ebuf[n_flat:2 * n_flat]
-    scratch = ebuf[2 * n_flat:]
-    if propagation != 2:
-        for j in range(n_rows):
-            for d in range(d_out):
-                min_tiled[j * d_out + d] = exp_min[d]
-                max_tiled[j * d_out + d] = exp_max[d]
+    # member m's block of positions (M + 1 integers: the one allocation besides the user functions)
+    block_starts = np.empty(n_used + 1, dtype=np.int64)
+    for m in range(n_used + 1):
+        block_starts[m] = (m * n_rows) // n_used
 
     for s in range(n_perm_steps):
         _shuffle_rows(perm_uniforms[s], perms[s])
@@ -206,95 +194,36 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         obs = states[t]
         nxt = states[t + 1]
         acts = act_rows[t]
-        perm = perms[t if n_perm_steps > 1 else 0]
-        expectation = propagation == 2
-
-        # ---- network input, in member-block order (identity order for "expectation"); column by
-        # column so each column's 1 / std is taken once instead of one division per element
-        c = 0
-        for k in range(n_plain):
-            mu = in_mean[c]
-            inv = 1.0 / in_std[c]
-            col = plain_idx[k]
-            for j in range(n_rows):
-                i = j if expectation else perm[j]
-                x_buf[j, c] = (obs[i, col] - mu) * inv
-            c += 1
-        for k in range(n_angle):
-            mu = in_mean[c]
-            inv = 1.0 / in_std[c]
-            col = angle_idx[k]
-            for j in range(n_rows):
-                i = j if expectation else perm[j]
-                x_buf[j, c] = (math.sin(obs[i, col]) - mu) * inv
-            c += 1
-        for k in range(n_angle):
-            mu = in_mean[c]
-            inv = 1.0 / in_std[c]
-            col = angle_idx[k]
-            for j in range(n_rows):
-                i = j if expectation else perm[j]
-                x_buf[j, c] = (math.cos(obs[i, col]) - mu) * inv
-            c += 1
-        for a in range(d_act):
-            mu = in_mean[c]
-            inv = 1.0 / in_std[c]
-            for j in range(n_rows):
-                i = j if expectation else perm[j]
-                x_buf[j, c] = (acts[i, a] - mu) * inv
-            c += 1
-
-        if expectation:
+        if propagation == 2:
             # ---- every member on every row; the next state is the mean of the members' means
-            for j in range(n_rows):
-                for d in range(d_out):
-                    acc_buf[j, d] = 0.0
+            for i in range(n_rows):
+                for d in range(d_obs):
+                    nxt[i, d] = 0.0
+                if reward_mode == 1:
+                    rewards[t, i] = 0.0
             for m in range(n_used):
-                _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation, x_buf, y_buf,
-                                  h0, h1, scratch)
-                for j in range(n_rows):
-                    for d in range(d_out):
-                        acc_buf[j, d] += out_mean[d] + out_std[d] * y_buf[j, d]
+                _model_predict(obs, acts, members[m:m + 1], flat, layer_dims, ensemble_size,
+                               activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                               out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1,
+                               ebuf, pred_mean, pred_var)
+                for i in range(n_rows):
+                    for d in range(d_obs):
+                        nxt[i, d] += pred_mean[0, i, d]
+                    if reward_mode == 1:
+                        rewards[t, i] += pred_mean[0, i, d_obs]
             inv = 1.0 / n_used
             for i in range(n_rows):
                 for d in range(d_obs):
-                    v = acc_buf[i, d] * inv
-                    if delta_mask[d]:
-                        v += obs[i, d]
-                    nxt[i, d] = v
+                    nxt[i, d] *= inv
                 if reward_mode == 1:
-                    rewards[t, i] = acc_buf[i, d_obs] * inv
+                    rewards[t, i] *= inv
         else:
-            # ---- one member per contiguous block, then sample each particle's next state
-            for m in range(n_used):
-                lo = (m * n_rows) // n_used
-                hi = ((m + 1) * n_rows) // n_used
-                if hi > lo:
-                    _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation,
-                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, scratch)
-            # exp of the doubly soft-bounded log-variance in closed form (one exp, no log):
-            #   exp(min + softplus(max - softplus(max - raw) - min))
-            #     = exp(min) + exp(max) / (1 + exp(max - raw)),
-            # the exps taken in one vectorizable pass over a contiguous copy (acc_buf is free here)
-            # and the standard deviations in one more contiguous pass against the tiled bounds
-            # (the division and square root vectorize there, not in the permuted scatter below)
-            for j in range(n_rows):
-                for d in range(d_out):
-                    acc_buf[j, d] = max_logvar[d] - y_buf[j, d_out + d]
-            acc_flat = acc_buf.reshape(-1)
-            _exp_inplace(acc_flat, scratch)
-            for q in range(n_flat):
-                acc_flat[q] = math.sqrt(min_tiled[q] + max_tiled[q] / (1.0 + acc_flat[q]))
-            for j in range(n_rows):
-                i = perm[j]
-                for d in range(d_out):
-                    v = out_mean[d] + out_std[d] * (y_buf[j, d] + acc_buf[j, d] * noise[t, i, d])
-                    if d < d_obs:
-                        if delta_mask[d]:
-                            v += obs[i, d]
-                        nxt[i, d] = v
-                    elif reward_mode == 1:
-                        rewards[t, i] = v
+            # ---- one member per contiguous block of this step's permutation, sampled
+            _model_step_grouped(obs, acts, perms[t if n_perm_steps > 1 else 0], block_starts,
+                                members, noise[t], flat, layer_dims, ensemble_size, activation,
+                                plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                                out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
+                                ebuf, nxt, rewards[t])
 
         # ---- reward and termination of the whole step, compiled user code
         if reward_mode == 0:
@@ -327,7 +256,7 @@ def _cem_sample(mean, var, lower, upper, z, samples):
     -----
     ``std = sqrt(min(var, min(mean - lower, upper - mean)**2 / 4))`` keeps two standard deviations
     inside the bounds (as mbrl-lib does). One compiled call replaces about ten NumPy operations
-    per CEM iteration (config (a) spends ~60 us per iteration outside the rollout).
+    per CEM iteration.
     """
     n_cand, horizon, d_act = samples.shape
     for h in range(horizon):
@@ -476,8 +405,6 @@ def _fill_normal(key, out):
     ``out[h + q] = r sin(2 pi v)`` with ``r = sqrt(-2 log u)``. float32: polynomial log and
     sine/cosine on a quarter turn (errors about 1e-7), vectorized; float64: ``math`` functions.
     |draws| <= sqrt(2 log 2**24) = 5.77 (a Gaussian exceeds it with probability 8e-9).
-    Measured 15000 float32 draws: about 6 us, against 50 us for NumPy's Box-Muller and 150 us for
-    ``Generator.standard_normal`` (config (a) needs 15000 per objective call).
     """
     n = out.shape[0]
     half = (n + 1) // 2

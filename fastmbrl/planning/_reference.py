@@ -1,16 +1,12 @@
 """NumPy twins of ``fastmbrl.planning._kernels`` (same names and signatures).
 
 The ground truth for the compiled rollout, and what runs when ``FASTMBRL_PUREPYTHON=1``. Written
-step by step with whole-array NumPy operations; the member forward pass is the NumPy twin in
-``fastmbrl.nn._numba_reference``.
+step by step with whole-array NumPy operations; each step is the model-step twin in
+``fastmbrl.models._reference``.
 """
 import numpy as np
 
-from fastmbrl.nn._numba_reference import _mlp_forward_flat
-
-PROP_TS1 = 0
-PROP_TSINF = 1
-PROP_EXPECTATION = 2
+from fastmbrl.models._reference import _model_predict, _model_step_grouped
 
 REWARD_FN = 0
 REWARD_LEARNED = 1
@@ -29,10 +25,6 @@ def _zero_reward(obs, act, next_obs):
 def _never_done(obs, act, next_obs):
     """Placeholder termination function: a bool array (N,) of False."""
     return np.zeros(obs.shape[0], dtype=bool)
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
 
 
 def _masked_returns(rewards, dones, n_particles, values_out):
@@ -61,16 +53,16 @@ def _shuffle_rows(uniforms, perm_out):
 
 
 def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, flat, layer_dims,
-                    n_members, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
+                    ensemble_size, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
-                    y_buf, acc_buf, h0, h1, ebuf, values_out):
+                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out):
     """Reference of the compiled rollout; see ``fastmbrl.planning._kernels._rollout_values``."""
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles
     d_obs = obs0.shape[0]
-    d_out = out_mean.shape[0]
     n_used = len(members)
+    block_starts = (np.arange(n_used + 1) * n_rows) // n_used
     for s in range(perms.shape[0]):
         _shuffle_rows(perm_uniforms[s], perms[s])
     states[0] = obs0
@@ -79,38 +71,23 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     for t in range(horizon):
         obs, nxt, acts = states[t], states[t + 1], act_rows[t]
         if propagation == 2:
-            order = np.arange(n_rows)
-        else:
-            order = perms[t if perms.shape[0] > 1 else 0]
-        o = obs[order]
-        inputs = np.concatenate([o[:, plain_idx], np.sin(o[:, angle_idx]), np.cos(o[:, angle_idx]),
-                                 acts[order]], axis=1)
-        x_buf[...] = (inputs - in_mean) / in_std
-        if propagation == 2:
-            acc = np.zeros((n_rows, d_out))
+            mean = np.zeros((n_rows, out_mean.shape[0]), dtype=obs.dtype)
             for m in range(n_used):
-                _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation, x_buf, y_buf,
-                                  h0, h1, ebuf)
-                acc += out_mean + out_std * y_buf[:, :d_out]
-            acc /= n_used
-            acc_buf[...] = acc
-            nxt[...] = acc[:, :d_obs] + np.where(delta_mask, obs, 0.0)
+                _model_predict(obs, acts, members[m:m + 1], flat, layer_dims, ensemble_size,
+                               activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                               out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1,
+                               ebuf, pred_mean, pred_var)
+                mean += pred_mean[0]
+            mean /= n_used
+            nxt[...] = mean[:, :d_obs]
             if reward_mode == 1:
-                rewards[t] = acc[:, d_obs]
+                rewards[t] = mean[:, d_obs]
         else:
-            for m in range(n_used):
-                lo, hi = (m * n_rows) // n_used, ((m + 1) * n_rows) // n_used
-                if hi > lo:
-                    _mlp_forward_flat(flat, layer_dims, n_members, members[m], activation,
-                                      x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
-            raw = y_buf[:, d_out:]
-            lv = max_logvar - _softplus(max_logvar - raw)
-            lv = min_logvar + _softplus(lv - min_logvar)
-            acc_buf[...] = max_logvar - raw      # the kernel's exp scratch, kept for parity
-            sample = out_mean + out_std * (y_buf[:, :d_out] + np.exp(0.5 * lv) * noise[t, order])
-            nxt[order] = sample[:, :d_obs] + np.where(delta_mask, obs[order], 0.0)
-            if reward_mode == 1:
-                rewards[t, order] = sample[:, d_obs]
+            _model_step_grouped(obs, acts, perms[t if perms.shape[0] > 1 else 0], block_starts,
+                                members, noise[t], flat, layer_dims, ensemble_size, activation,
+                                plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                                out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
+                                ebuf, nxt, rewards[t])
         if reward_mode == 0:
             rewards[t] = reward_fn(obs, acts, nxt)
         if term_mode == 1:

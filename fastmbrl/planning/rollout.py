@@ -161,14 +161,14 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
                         f"{flat.shape}")
     dtype = flat.dtype
     dims = _writable(np.ascontiguousarray(arrays.layer_dims, dtype=np.int64))
-    n_members = int(arrays.n_members)
+    ensemble_size = int(arrays.ensemble_size)
     n_params = 0
     dims_list = dims.tolist()   # Python ints: arithmetic on NumPy scalars costs ~1 us a layer
     for fan_in, fan_out in zip(dims_list[:-1], dims_list[1:]):
-        n_params += n_members * (fan_in * fan_out + fan_out)
+        n_params += ensemble_size * (fan_in * fan_out + fan_out)
     if flat.size != n_params:
         raise ValueError(f"model.flat: expected {n_params} parameters for layer_dims {tuple(dims)} "
-                         f"and {n_members} members, got {flat.size}")
+                         f"and {ensemble_size} members, got {flat.size}")
     angle_mask = np.asarray(arrays.angle_mask, dtype=bool)
     delta_mask = _writable(np.ascontiguousarray(arrays.delta_mask, dtype=bool))
     d_obs = angle_mask.shape[0]
@@ -186,9 +186,9 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
         raise ValueError(f"model: network input width {dims[0]} implies {d_act} action dims, the "
                          f"action space has {act_dim}")
     members = _writable(np.ascontiguousarray(arrays.members, dtype=np.int64))
-    if members.ndim != 1 or members.size == 0 or members.min() < 0 or members.max() >= n_members:
+    if members.ndim != 1 or members.size == 0 or members.min() < 0 or members.max() >= ensemble_size:
         raise ValueError(f"model.members: expected a non-empty 1-D array of indices in "
-                         f"[0, {n_members}), got {np.asarray(arrays.members)!r}")
+                         f"[0, {ensemble_size}), got {np.asarray(arrays.members)!r}")
     if int(arrays.activation) not in (0, 1, 2, 3):
         raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
 
@@ -202,7 +202,7 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
 
     d_in = int(dims[0])
     cast = ModelArrays(
-        flat=flat, layer_dims=dims, n_members=n_members, activation=int(arrays.activation),
+        flat=flat, layer_dims=dims, ensemble_size=ensemble_size, activation=int(arrays.activation),
         members=members, angle_mask=angle_mask, delta_mask=delta_mask,
         in_mean=vec("in_mean", arrays.in_mean, d_in), in_std=vec("in_std", arrays.in_std, d_in),
         out_mean=vec("out_mean", arrays.out_mean, d_out),
@@ -227,7 +227,10 @@ class _Buffers:
         self.dones = np.zeros((horizon, n_rows), dtype=np.bool_)
         self.x = np.zeros((n_rows, int(dims[0])), dtype=dtype)
         self.y = np.zeros((n_rows, int(dims[-1])), dtype=dtype)
-        self.acc = np.zeros((n_rows, d_out), dtype=dtype)
+        self.std = np.zeros((n_rows, d_out), dtype=dtype)
+        pred_rows = 1 if noisy else n_rows          # "expectation": one member's mean and variance
+        self.pred_mean = np.zeros((1, pred_rows, d_out), dtype=dtype)
+        self.pred_var = np.zeros((1, pred_rows, d_out), dtype=dtype)
         self.h0 = np.zeros(n_rows * max_hidden, dtype=dtype)
         self.h1 = np.zeros(n_rows * max_hidden, dtype=dtype)
         self.ebuf = np.zeros(2 * n_rows * max(max_hidden, d_out), dtype=dtype)
@@ -440,11 +443,12 @@ class ModelRollout:
             k._fill_normal(keys[1], buf.noise.reshape(-1))
         args = (
             actions, bound.obs, n_part, buf.perm_uniforms, buf.perms, buf.noise, arrays.flat,
-            arrays.layer_dims, arrays.n_members, arrays.activation, arrays.members, bound.plain_idx,
-            bound.angle_idx, arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean,
-            arrays.out_std, arrays.max_logvar, arrays.min_logvar, PROPAGATIONS[self.propagation],
-            bound.reward_mode, bound.term_mode, bound.kernel_reward_fn, bound.kernel_term_fn,
-            buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.acc, buf.h0, buf.h1,
+            arrays.layer_dims, arrays.ensemble_size, arrays.activation, arrays.members,
+            bound.plain_idx, bound.angle_idx, arrays.delta_mask, arrays.in_mean, arrays.in_std,
+            arrays.out_mean, arrays.out_std, arrays.max_logvar, arrays.min_logvar,
+            PROPAGATIONS[self.propagation], bound.reward_mode, bound.term_mode,
+            bound.kernel_reward_fn, bound.kernel_term_fn, buf.states, buf.act_rows, buf.rewards,
+            buf.dones, buf.x, buf.y, buf.std, buf.pred_mean, buf.pred_var, buf.h0, buf.h1,
             buf.ebuf, values_out)
         if backend.use_compiled():
             # the argument types are fixed for a bound objective: look the entry point up once
@@ -570,7 +574,7 @@ def warmup(dtypes=(np.float32, np.float64)):
     for dtype in dtypes:
         dims = np.array([2, 4, 2], dtype=np.int64)
         arrays = ModelArrays(
-            flat=np.zeros(param_offsets(dims, 1)[-1], dtype=dtype), layer_dims=dims, n_members=1,
+            flat=np.zeros(param_offsets(dims, 1)[-1], dtype=dtype), layer_dims=dims, ensemble_size=1,
             activation=3, members=np.zeros(1, dtype=np.int64), angle_mask=np.zeros(1, bool),
             delta_mask=np.ones(1, bool), in_mean=np.zeros(2, dtype), in_std=np.ones(2, dtype),
             out_mean=np.zeros(1, dtype), out_std=np.ones(1, dtype),

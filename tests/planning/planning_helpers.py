@@ -5,7 +5,7 @@ from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.nn._flat import param_offsets
 
 
-def random_arrays(d_obs=3, d_act=1, hidden=(16, 16), n_members=5, members=None, activation=3,
+def random_arrays(d_obs=3, d_act=1, hidden=(16, 16), ensemble_size=5, members=None, activation=3,
                   has_reward=False, angle_dims=(), dtype=np.float64, seed=0, weight_scale=0.3):
     """A ModelArrays with random weights and normalisers (the work is that of a real model)."""
     rng = np.random.default_rng(seed)
@@ -14,12 +14,12 @@ def random_arrays(d_obs=3, d_act=1, hidden=(16, 16), n_members=5, members=None, 
     d_in = d_obs + int(angle_mask.sum()) + d_act
     d_out = d_obs + int(has_reward)
     dims = np.array([d_in, *hidden, 2 * d_out], dtype=np.int64)
-    flat = (rng.standard_normal(param_offsets(dims, n_members)[-1]) * weight_scale).astype(dtype)
+    flat = (rng.standard_normal(param_offsets(dims, ensemble_size)[-1]) * weight_scale).astype(dtype)
     delta_mask = np.ones(d_obs, dtype=bool)
     delta_mask[-1] = False
     return ModelArrays(
-        flat=flat, layer_dims=dims, n_members=n_members, activation=activation,
-        members=np.arange(n_members) if members is None else np.asarray(members),
+        flat=flat, layer_dims=dims, ensemble_size=ensemble_size, activation=activation,
+        members=np.arange(ensemble_size) if members is None else np.asarray(members),
         angle_mask=angle_mask, delta_mask=delta_mask,
         in_mean=rng.standard_normal(d_in).astype(dtype) * 0.1,
         in_std=(1.0 + rng.random(d_in)).astype(dtype),
@@ -39,16 +39,16 @@ def linear_arrays(slopes, d_act=1, logvar=-60.0, has_reward=False, dtype=np.floa
     min_lv)``. With ``has_reward`` the reward head predicts ``sum(obs)`` for every member.
     """
     slopes = np.asarray(slopes, dtype=np.float64)
-    n_members = slopes.size
+    ensemble_size = slopes.size
     d_obs = d_act
     d_in = d_obs + d_act
     d_out = d_obs + int(has_reward)
     dims = np.array([d_in, d_in, 2 * d_out], dtype=np.int64)
-    w0 = np.zeros((n_members, d_in, d_in))
-    b0 = np.zeros((n_members, d_in))
-    w1 = np.zeros((n_members, d_in, 2 * d_out))
-    b1 = np.zeros((n_members, 2 * d_out))
-    for e in range(n_members):
+    w0 = np.zeros((ensemble_size, d_in, d_in))
+    b0 = np.zeros((ensemble_size, d_in))
+    w1 = np.zeros((ensemble_size, d_in, 2 * d_out))
+    b1 = np.zeros((ensemble_size, 2 * d_out))
+    for e in range(ensemble_size):
         w0[e] = np.eye(d_in)
         for k in range(d_obs):
             w1[e, k, k] = slopes[e]
@@ -58,8 +58,8 @@ def linear_arrays(slopes, d_act=1, logvar=-60.0, has_reward=False, dtype=np.floa
         b1[e, d_out:] = logvar
     flat = np.concatenate([w0.ravel(), b0.ravel(), w1.ravel(), b1.ravel()]).astype(dtype)
     return ModelArrays(
-        flat=flat, layer_dims=dims, n_members=n_members, activation=0,
-        members=np.arange(n_members), angle_mask=np.zeros(d_obs, dtype=bool),
+        flat=flat, layer_dims=dims, ensemble_size=ensemble_size, activation=0,
+        members=np.arange(ensemble_size), angle_mask=np.zeros(d_obs, dtype=bool),
         delta_mask=np.zeros(d_obs, dtype=bool), in_mean=np.zeros(d_in, dtype=dtype),
         in_std=np.ones(d_in, dtype=dtype), out_mean=np.zeros(d_out, dtype=dtype),
         out_std=np.ones(d_out, dtype=dtype), max_logvar=np.full(d_out, 0.5, dtype=dtype),

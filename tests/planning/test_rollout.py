@@ -63,12 +63,12 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
         term_fn = _compiled_function_handle(term_fn, dtype, d_obs, d_act, "termination_fn")
     args = (
         actions.astype(dtype), obs0.astype(dtype), n_particles, buf.perm_uniforms, buf.perms,
-        buf.noise, arrays.flat, arrays.layer_dims, arrays.n_members, arrays.activation,
+        buf.noise, arrays.flat, arrays.layer_dims, arrays.ensemble_size, arrays.activation,
         arrays.members, np.flatnonzero(~arrays.angle_mask), np.flatnonzero(arrays.angle_mask),
         arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean, arrays.out_std,
         arrays.max_logvar, arrays.min_logvar, propagation, reward_mode, term_mode, reward_fn,
-        term_fn, buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.acc, buf.h0,
-        buf.h1, buf.ebuf, values)
+        term_fn, buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std,
+        buf.pred_mean, buf.pred_var, buf.h0, buf.h1, buf.ebuf, values)
     if module is _kernels:
         _entry_point(args, (np.dtype(dtype).name, reward_fn.sig, term_fn.sig))(*args)
     else:

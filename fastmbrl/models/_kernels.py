@@ -1,0 +1,306 @@
+"""The one compiled model step of a GaussianEnsemble (Numba): inputs -> next-state Gaussian/sample.
+
+Every use of the learned model goes through these kernels: ``GaussianEnsemble.predict`` and
+``sample``, ``ModelEnv.step`` and the planners' rollout (``fastmbrl.planning._kernels``, which calls
+them from its own compiled horizon loop). The NumPy twins with the same names and signatures are in
+``fastmbrl.models._reference``.
+
+Design
+------
+* One model step, for rows ``obs (B, D_obs)``, ``act (B, D_act)`` (the maths is written out in
+  ``fastmbrl.models.arrays``): network input ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``,
+  normalised; one ensemble member's forward pass (``fastmbrl.nn._numba._mlp_forward_flat``);
+  soft log-variance bounds; de-normalisation; the delta added back on delta columns.
+* ``_model_step``: one member per row (``members[row]``), one forward pass per row (not E), and the
+  reparameterized sample ``next = mean + std * noise`` in raw units (noise 0 gives the mean). It
+  sorts the rows by member (a counting sort into the caller's ``order_buf``) and calls
+  ``_model_step_grouped``.
+* ``_model_step_grouped`` is the hot-path specialisation the planners' rollout calls directly: the
+  rows arrive already grouped by member (positions ``block_starts[k]..block_starts[k+1]`` of
+  ``order`` run member ``block_members[k]``), so each member runs one contiguous BLAS block. The
+  rollout's per-step row permutation is such an ``order`` (ts1 / tsinf).
+* ``_model_predict``: the mean and variance of every row under each of a set of members, (M, B, D_out)
+  (what ``predict`` and the rollout's "expectation" propagation need).
+* Who allocates: the caller, always (Python wrappers in ``fastmbrl.models.arrays`` once per call,
+  the rollout once per shape). Nothing here allocates, validates or draws random numbers. Loops:
+  the input gather is column by column (one ``1 / std`` per column), the network one member block at
+  a time, the variance bound in one contiguous vectorizable pass, the sample scatter row by row.
+* The bounded variance is taken in closed form (one exp, no log):
+  ``exp(min + softplus(max - softplus(max - raw) - min)) = exp(min) + exp(max) / (1 + exp(max - raw))``.
+  Its ``exp(min)``, ``exp(max)`` tiled over 64 rows live at the start of ``ebuf``.
+* A VJP can be added beside these kernels: the forward quantities it needs (``x_buf``, ``y_buf``,
+  ``std_buf``, ``order``) are all caller-owned buffers.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from fastmbrl.nn._numba import _exp_inplace, _mlp_forward_flat
+
+_JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_std, x_out):
+    """Normalised network input of rows ``order[j]`` (or ``j`` when ``identity``) into ``x_out[j]``.
+
+    Parameters
+    ----------
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    order : int64 array (B,)
+        Row gathered into each position (ignored when ``identity``).
+    identity : bool
+    plain_idx, angle_idx : int64 arrays
+        Observation columns fed directly and as (sin, cos).
+    in_mean, in_std : float arrays (D_in,)
+    x_out : float array (B, D_in), written
+    """
+    n_rows = x_out.shape[0]
+    n_plain = plain_idx.shape[0]
+    n_angle = angle_idx.shape[0]
+    # column c of the input: 0 plain obs, 1 sin, 2 cos (of an angle obs), 3 action; column by
+    # column so that each column's 1 / std is taken once (the kind is loop-invariant)
+    for c in range(x_out.shape[1]):
+        if c < n_plain:
+            kind, col = 0, plain_idx[c]
+        elif c < n_plain + n_angle:
+            kind, col = 1, angle_idx[c - n_plain]
+        elif c < n_plain + 2 * n_angle:
+            kind, col = 2, angle_idx[c - n_plain - n_angle]
+        else:
+            kind, col = 3, c - n_plain - 2 * n_angle
+        mu = in_mean[c]
+        inv = 1.0 / in_std[c]
+        for j in range(n_rows):
+            i = j if identity else order[j]
+            # each branch keeps its own precision (sin/cos in float64, as math returns them)
+            if kind == 0:
+                x_out[j, c] = (obs[i, col] - mu) * inv
+            elif kind == 1:
+                x_out[j, c] = (math.sin(obs[i, col]) - mu) * inv
+            elif kind == 2:
+                x_out[j, c] = (math.cos(obs[i, col]) - mu) * inv
+            else:
+                x_out[j, c] = (act[i, col] - mu) * inv
+
+
+# rows of the tiled exp(min_logvar), exp(max_logvar) that _bounded_var divides against
+_TILE_ROWS = 64
+
+
+@njit(**_JIT)
+def _bounded_var(y, max_logvar, min_logvar, take_sqrt, ebuf, var_out):
+    """Normalised variance ``exp(lv)`` (or its square root) of the soft-bounded log-variance.
+
+    Parameters
+    ----------
+    y : float array (B, 2 D_out)
+        Network outputs; columns ``D_out..`` are the raw log-variances.
+    max_logvar, min_logvar : float arrays (D_out,)
+    take_sqrt : bool
+        Write the standard deviation ``exp(lv / 2)`` instead.
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch (tiled ``exp(min)``, ``exp(max)``)
+    var_out : float array (B, D_out), C-contiguous, written
+
+    Notes
+    -----
+    ``lv = min + softplus(max - softplus(max - raw) - min)`` (PETS' soft bounds) and
+    ``exp(lv) = exp(min) + exp(max) / (1 + exp(max - raw))``. The exps run in one vectorizable
+    pass over ``var_out``, the division (and square root) in one more, 64 rows at a time against
+    ``exp(min)``, ``exp(max)`` tiled over 64 rows (the loops vectorize over the flat index).
+    """
+    n_rows, d_out = var_out.shape
+    n_flat = n_rows * d_out
+    n_tile = min(n_rows, _TILE_ROWS) * d_out
+    min_tiled = ebuf[:n_tile]
+    max_tiled = ebuf[n_tile:2 * n_tile]
+    for d in range(d_out):
+        e_min = np.exp(min_logvar[d])
+        e_max = np.exp(max_logvar[d])
+        for q in range(d, n_tile, d_out):
+            min_tiled[q] = e_min
+            max_tiled[q] = e_max
+    for j in range(n_rows):
+        for d in range(d_out):
+            var_out[j, d] = max_logvar[d] - y[j, d_out + d]
+    flat = var_out.reshape(-1)
+    _exp_inplace(flat, ebuf[2 * n_tile:])
+    for base in range(0, n_flat, n_tile):
+        block = flat[base:min(base + n_tile, n_flat)]
+        if take_sqrt:
+            for q in range(block.shape[0]):
+                block[q] = math.sqrt(min_tiled[q] + max_tiled[q] / (1.0 + block[q]))
+        else:
+            for q in range(block.shape[0]):
+                block[q] = min_tiled[q] + max_tiled[q] / (1.0 + block[q])
+
+
+@njit(**_JIT)
+def _model_step_grouped(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
+                        ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean,
+                        in_std, out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf,
+                        h0, h1, ebuf, next_obs_out, reward_out):
+    """One sampled model step with the rows already grouped by member (the rollout's layout).
+
+    Parameters
+    ----------
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    order : int64 array (B,)
+        ``order[j]`` is the row at position ``j``; positions ``block_starts[k] .. block_starts[k+1]``
+        run member ``block_members[k]``.
+    block_starts : int64 array (K+1,), nondecreasing, ``block_starts[K] = B``
+    block_members : int64 array (K,), members in ``[0, E)``
+    noise : float array (B, D_out)
+        Standard normal draws, indexed by row (not position); 0 gives the mean.
+    flat, layer_dims, ensemble_size, activation :
+        The ensemble network (``fastmbrl.models.arrays.ModelArrays``).
+    plain_idx, angle_idx : int64 arrays
+    delta_mask : bool array (D_obs,)
+    in_mean, in_std : float arrays (D_in,)
+    out_mean, out_std, max_logvar, min_logvar : float arrays (D_out,)
+    x_buf, y_buf, std_buf : float arrays (B, D_in), (B, 2 D_out), (B, D_out), scratch; written
+        with the normalised input, the network output (by position) and the normalised std.
+    h0, h1 : float arrays (>= B max(hidden widths),), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
+    next_obs_out : float array (B, D_obs), written
+    reward_out : float array (B,), written when D_out > D_obs (learned reward), else untouched
+
+    Notes
+    -----
+    Row ``i`` run by member ``e``: network output ``(mu, raw)``, ``std`` from the bounded
+    log-variance, ``y = out_mean + out_std * (mu + std * eps_i)``; ``next = obs + y`` on delta
+    columns, ``y`` elsewhere; column D_obs of ``y`` is the reward. Chua et al. (2018), Sec. 4-5.
+    """
+    n_rows = obs.shape[0]
+    d_obs = obs.shape[1]
+    d_out = out_mean.shape[0]
+    _model_inputs(obs, act, order, False, plain_idx, angle_idx, in_mean, in_std, x_buf)
+    for k in range(block_members.shape[0]):
+        lo = block_starts[k]
+        hi = block_starts[k + 1]
+        if hi > lo:
+            _mlp_forward_flat(flat, layer_dims, ensemble_size, block_members[k], activation,
+                              x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
+    _bounded_var(y_buf, max_logvar, min_logvar, True, ebuf, std_buf)
+    for j in range(n_rows):
+        i = order[j]
+        for d in range(d_out):
+            v = out_mean[d] + out_std[d] * (y_buf[j, d] + std_buf[j, d] * noise[i, d])
+            if d < d_obs:
+                if delta_mask[d]:
+                    v += obs[i, d]
+                next_obs_out[i, d] = v
+            else:
+                reward_out[i] = v
+
+
+@njit(**_JIT)
+def _group_rows(members, ensemble_size, order_out, block_starts_out, block_members_out):
+    """Counting sort of the rows by member: ``order_out`` lists member 0's rows, then member 1's...
+
+    Parameters
+    ----------
+    members : int64 array (B,), values in ``[0, E)``
+    ensemble_size : int
+        E.
+    order_out : int64 array (B,), written (stable: rows keep their order within a member)
+    block_starts_out : int64 array (E+1,), written
+    block_members_out : int64 array (E,), written with ``0..E-1``
+    """
+    for e in range(ensemble_size + 1):
+        block_starts_out[e] = 0
+    for i in range(members.shape[0]):
+        block_starts_out[members[i] + 1] += 1
+    for e in range(ensemble_size):
+        block_starts_out[e + 1] += block_starts_out[e]
+        block_members_out[e] = e
+    # block_starts_out[e] doubles as member e's write cursor, then is restored
+    for i in range(members.shape[0]):
+        e = members[i]
+        order_out[block_starts_out[e]] = i
+        block_starts_out[e] += 1
+    for e in range(ensemble_size, 0, -1):
+        block_starts_out[e] = block_starts_out[e - 1]
+    block_starts_out[0] = 0
+
+
+@njit(**_JIT)
+def _model_step(obs, act, members, noise, flat, layer_dims, ensemble_size, activation, plain_idx,
+                angle_idx, delta_mask, in_mean, in_std, out_mean, out_std, max_logvar, min_logvar,
+                order_buf, block_starts, block_members, x_buf, y_buf, std_buf, h0, h1, ebuf,
+                next_obs_out, reward_out):
+    """One reparameterized model step, the member of each row given by ``members[row]``.
+
+    Parameters
+    ----------
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    members : int64 array (B,), values in ``[0, E)``
+    noise : float array (B, D_out)
+        Standard normal draws; ``next = mean + std * noise`` in raw units (0 gives the mean).
+    flat, layer_dims, ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean,
+    in_std, out_mean, out_std, max_logvar, min_logvar :
+        The model (see ``_model_step_grouped``).
+    order_buf : int64 array (B,), scratch (rows sorted by member)
+    block_starts : int64 array (E+1,), scratch
+    block_members : int64 array (E,), scratch
+    x_buf, y_buf, std_buf, h0, h1, ebuf : scratch of ``_model_step_grouped``
+    next_obs_out : float array (B, D_obs), written
+    reward_out : float array (B,), written when the model has a reward head (D_out > D_obs)
+
+    Notes
+    -----
+    One member's forward pass per row: the rows are grouped by member (``_group_rows``) and each
+    member runs once on its contiguous block.
+    """
+    _group_rows(members, ensemble_size, order_buf, block_starts, block_members)
+    _model_step_grouped(obs, act, order_buf, block_starts, block_members, noise, flat, layer_dims,
+                        ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean,
+                        in_std, out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf,
+                        h0, h1, ebuf, next_obs_out, reward_out)
+
+
+@njit(**_JIT)
+def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activation, plain_idx,
+                   angle_idx, delta_mask, in_mean, in_std, out_mean, out_std, max_logvar,
+                   min_logvar, x_buf, y_buf, h0, h1, ebuf, mean_out, var_out):
+    """Mean and variance of every row's targets under each member of ``members``, in raw units.
+
+    Parameters
+    ----------
+    obs : float array (B, D_obs)
+    act : float array (B, D_act)
+    members : int64 array (M,), values in ``[0, E)``
+    flat, ..., min_logvar :
+        The model (see ``_model_step_grouped``).
+    x_buf, y_buf : float arrays (B, D_in), (B, 2 D_out), scratch
+    h0, h1 : float arrays (>= B max(hidden widths),), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
+    mean_out, var_out : float arrays (M, B, D_out), C-contiguous, written
+        Columns ``< D_obs``: the next observation (the change added back on delta columns);
+        column D_obs (learned reward head): the reward.
+
+    Notes
+    -----
+    ``mean = out_mean + out_std * mu (+ obs)``, ``var = out_std**2 exp(lv)`` with ``lv`` the
+    soft-bounded log-variance (see ``_bounded_var``).
+    """
+    n_rows = obs.shape[0]
+    d_obs = obs.shape[1]
+    d_out = out_mean.shape[0]
+    _model_inputs(obs, act, members, True, plain_idx, angle_idx, in_mean, in_std, x_buf)
+    for m in range(members.shape[0]):
+        _mlp_forward_flat(flat, layer_dims, ensemble_size, members[m], activation, x_buf, y_buf,
+                          h0, h1, ebuf)
+        var_m = var_out[m]
+        _bounded_var(y_buf, max_logvar, min_logvar, False, ebuf, var_m)
+        for i in range(n_rows):
+            for d in range(d_out):
+                v = out_mean[d] + out_std[d] * y_buf[i, d]
+                if d < d_obs and delta_mask[d]:
+                    v += obs[i, d]
+                mean_out[m, i, d] = v
+                var_m[i, d] *= out_std[d] * out_std[d]
