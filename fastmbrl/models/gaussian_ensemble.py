@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
 from fastmbrl._io import atomic_savez
-from fastmbrl._validate import as_float_array, check_dtype, check_int
+from fastmbrl._validate import (as_float_array, check_bool, check_callable, check_dtype,
+                                check_float, check_int, check_int_sequence, check_seed)
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
@@ -111,7 +112,7 @@ class GaussianEnsemble:
                  logvar_penalty=0.01, n_threads=1):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
-        self.hidden = tuple(check_int("hidden", h) for h in hidden)
+        self.hidden = check_int_sequence("hidden", hidden, minimum=1)
         self.ensemble_size = check_int("ensemble_size", ensemble_size)
         self.num_elites = check_int("num_elites", num_elites)
         if self.num_elites > self.ensemble_size:
@@ -122,12 +123,10 @@ class GaussianEnsemble:
                              f"got {activation!r}")
         self.activation = activation
         self.dtype = check_dtype("dtype", dtype)
-        self.seed = int(seed)
-        self.learn_reward = bool(learn_reward)
-        if not lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {lr!r}")
-        self.lr = float(lr)
-        self.logvar_penalty = float(logvar_penalty)
+        self.seed = check_seed("seed", seed)
+        self.learn_reward = check_bool("learn_reward", learn_reward)
+        self.lr = check_float("lr", lr, minimum=0.0, strict_min=True)
+        self.logvar_penalty = check_float("logvar_penalty", logvar_penalty, minimum=0.0)
         self.n_threads = check_int("n_threads", n_threads)
 
         # ---- which dims are changes, which are angles
@@ -139,10 +138,8 @@ class GaussianEnsemble:
                 raise ValueError(f"predict_delta: expected a bool or {self.obs_dim} bools, "
                                  f"got {predict_delta!r}")
         self.delta_mask = delta.copy()
-        angles = np.asarray(angle_dims, dtype=np.int64).reshape(-1)
-        if np.any(angles < 0) or np.any(angles >= self.obs_dim) or len(set(angles)) != angles.size:
-            raise ValueError(f"angle_dims: expected distinct indices in [0, {self.obs_dim}), "
-                             f"got {tuple(angle_dims)}")
+        angles = np.array(check_int_sequence("angle_dims", angle_dims, minimum=0,
+                                             maximum=self.obs_dim, distinct=True), np.int64)
         self.angle_mask = np.zeros(self.obs_dim, bool)
         self.angle_mask[angles] = True
         self.angle_dims = tuple(int(a) for a in np.flatnonzero(self.angle_mask))
@@ -159,9 +156,9 @@ class GaussianEnsemble:
                                  f"got {weight_decay!r}")
             decays = pets_weight_decay(n_layers)
         elif np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * n_layers
+            decays = [check_float("weight_decay", weight_decay, minimum=0.0)] * n_layers
         else:
-            decays = [float(w) for w in weight_decay]
+            decays = [check_float("weight_decay", w, minimum=0.0) for w in weight_decay]
             if len(decays) != n_layers:
                 raise ValueError(f"weight_decay: expected {n_layers} values (one per layer), "
                                  f"got {len(decays)}")
@@ -325,10 +322,13 @@ class GaussianEnsemble:
         max_epochs = check_int("max_epochs", max_epochs)
         batch_size = check_int("batch_size", batch_size)
         patience = check_int("patience", patience)
-        if not 0.0 <= holdout_frac < 1.0:
-            raise ValueError(f"holdout_frac: expected a float in [0, 1), got {holdout_frac!r}")
-        if not min_rel_improvement >= 0.0:
-            raise ValueError(f"min_rel_improvement: expected >= 0, got {min_rel_improvement!r}")
+        holdout_frac = check_float("holdout_frac", holdout_frac, minimum=0.0, maximum=1.0,
+                                   strict_max=True)
+        min_rel_improvement = check_float("min_rel_improvement", min_rel_improvement,
+                                          minimum=0.0)
+        bootstrap = check_bool("bootstrap", bootstrap)
+        progress = check_bool("progress", progress)
+        check_callable("callback", callback)
         if holdout_metric not in ("mse", "nll"):
             raise ValueError(f"holdout_metric: expected 'mse' or 'nll', got {holdout_metric!r}")
         inputs = self.model_inputs(obs, act)
