@@ -10,8 +10,12 @@ import numpy as np
 DEFAULT_DTYPE = np.float32
 SUPPORTED_DTYPES = (np.float32, np.float64)
 
-# Standard deviations below this are treated as constant dimensions and normalised by 1.
-STD_FLOOR = 1e-6
+# A standard deviation below max(STD_REL_FLOOR[dtype] * rms, STD_ABS_FLOOR) (rms: root mean square
+# of the column) marks a constant dimension, normalised by 1. Relative, so data at any scale is
+# standardised; the relative part is a few hundred rounding units of the dtype, the absolute part
+# keeps 1 / std finite in float32.
+STD_REL_FLOOR = {np.float32: 1e-5, np.float64: 1e-10}
+STD_ABS_FLOOR = 1e-30
 
 # Relative tolerances used when comparing compiled kernels with their NumPy twins.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}

@@ -5,6 +5,7 @@ that are allocated once (``overflow="wrap"``: a ring that overwrites the oldest 
 doubled when full (``overflow="grow"``). The public attributes (``buf.obs`` ...) give the stored rows in
 insertion order: a read-only view while the ring has not wrapped, a copy after.
 """
+import io
 import os
 from typing import NamedTuple
 
@@ -39,12 +40,16 @@ class Transition(NamedTuple):
 
 
 def _as_bool_array(name, x, n):
+    """``x`` as a bool array of shape (n,); integers only if all 0 or 1 (nothing coerced)."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "biu":
         raise TypeError(f"{name}: expected booleans, got dtype {arr.dtype}")
     arr = arr.reshape(-1) if arr.ndim == 0 else arr
-    if arr.shape != (n,):
-        raise ValueError(f"{name}: expected shape ({n},), got {np.shape(x)}")
+    want = (n,)
+    if arr.shape != want:
+        raise ValueError(f"{name}: expected shape {want}, got {np.shape(x)}")
+    if arr.dtype.kind != "b" and np.any((arr != 0) & (arr != 1)):
+        raise ValueError(f"{name}: expected booleans (or 0/1), got {arr!r}")
     return arr.astype(bool)
 
 
@@ -121,9 +126,14 @@ class ReplayBuffer:
         reward : float
         terminated, truncated : bool
         """
-        self.add_batch(np.reshape(obs, (1, -1)), np.reshape(act, (1, -1)), np.reshape(reward, (1,)),
-                       np.reshape(next_obs, (1, -1)), np.reshape(terminated, (1,)),
-                       np.reshape(truncated, (1,)))
+        obs = as_float_array("obs", obs, self.dtype, shape=(self.obs_dim,))
+        act = as_float_array("act", act, self.dtype, shape=(self.act_dim,))
+        # a scalar, or one value in an array of shape (1,) (what some wrappers return)
+        reward = as_float_array("reward", np.reshape(reward, -1), self.dtype, shape=(1,))
+        next_obs = as_float_array("next_obs", next_obs, self.dtype, shape=(self.obs_dim,))
+        terminated = _as_bool_array("terminated", np.reshape(terminated, -1), 1)
+        truncated = _as_bool_array("truncated", np.reshape(truncated, -1), 1)
+        self.add_batch(obs[None], act[None], reward, next_obs[None], terminated, truncated)
 
     def add_batch(self, obs, act, reward, next_obs, terminated, truncated):
         """Store B transitions (leading axis B on every argument).
@@ -283,28 +293,45 @@ class ReplayBuffer:
         Raises
         ------
         ValueError
-            If the file is not a fastmbrl buffer, has another format version, or is inconsistent.
+            Naming ``path``, if the file is unreadable, truncated or corrupt, not a fastmbrl
+            buffer, of another format version, or inconsistent (array shapes or dtypes that do
+            not match its header, non-finite values, more rows than its capacity).
         """
         path = os.fspath(path)
         try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except OSError as exc:
             raise ValueError(f"path: {path!r} is not a readable ReplayBuffer file ({exc})") from exc
-        with data:
-            missing = [k for k in ("meta", "overflow", "dtype") + _FIELDS if k not in data.files]
-            if missing:
-                raise ValueError(f"path: {path!r} is not a ReplayBuffer file (missing {missing})")
-            meta = data["meta"]
-            if meta.shape != (5,) or int(meta[0]) != BUFFER_FORMAT_VERSION:
-                raise ValueError(f"path: {path!r} has buffer format version {meta[:1]}, expected "
-                                 f"{BUFFER_FORMAT_VERSION}")
-            _, capacity, obs_dim, act_dim, n_added = (int(v) for v in meta)
+        except Exception as exc:     # truncated or corrupt: EOFError, zipfile.BadZipFile, zlib ...
+            raise ValueError(f"path: {path!r} is not a readable ReplayBuffer file: truncated or "
+                             f"corrupt ({type(exc).__name__}: {exc})") from exc
+        missing = [k for k in ("meta", "overflow", "dtype") + _FIELDS if k not in data]
+        if missing:
+            raise ValueError(f"path: {path!r} is not a ReplayBuffer file (missing {missing})")
+        meta = data["meta"]
+        if meta.shape != (5,) or meta.dtype.kind not in "iu" or int(meta[0]) != BUFFER_FORMAT_VERSION:
+            raise ValueError(f"path: {path!r} has buffer format version {meta.reshape(-1)[:1]}, "
+                             f"expected {BUFFER_FORMAT_VERSION}")
+        _, capacity, obs_dim, act_dim, n_added = (int(v) for v in meta)
+        try:
             buf = cls(capacity, obs_dim, act_dim, dtype=np.dtype(str(data["dtype"])),
                       overflow=str(data["overflow"]))
             fields = [data[f] for f in _FIELDS]
-            n = fields[0].shape[0]
-            if n > capacity or any(v.shape[:1] != (n,) for v in fields):
-                raise ValueError(f"path: {path!r} holds inconsistent buffer arrays")
+            n = fields[0].shape[0] if fields[0].ndim else -1
+            widths = (obs_dim, act_dim, None, obs_dim, None, None)
+            for f, v, w in zip(_FIELDS, fields, widths):
+                want = (n,) if w is None else (n, w)
+                kind = "b" if f in ("terminated", "truncated") else "f"
+                if v.shape != want or v.dtype.kind != kind:
+                    raise ValueError(f"array {f!r}: expected {'bool' if kind == 'b' else 'float'}"
+                                     f" {want}, got {v.dtype} {v.shape}")
+            if n > capacity or n_added < n:
+                raise ValueError(f"{n} rows for capacity {capacity} and {n_added} rows added")
             buf.add_batch(*fields)
-            buf.n_added = n_added
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path: {path!r} holds an inconsistent buffer ({exc})") from exc
+        buf.n_added = n_added
         return buf

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmbrl.nn import soft_bound_logvar
 
 
 class _NonFinite(Exception):
@@ -57,6 +58,10 @@ class FitHistory:
         The ``num_elites`` members with the lowest ``best_holdout``, in increasing index order.
     stopped_early : bool
         True when every member ran out of patience before ``max_epochs``.
+    calibration : float64 array (E, 2)
+        For the weights each member ends with, the fraction of held-out target values (all rows
+        and target dims) inside the predicted 1-sigma and 2-sigma bands ``|y - mean| <= k sigma``;
+        a calibrated Gaussian gives 0.683 and 0.954. NaN without a holdout set.
     holdout_metric : str
     n_train, n_holdout : int
     seconds : float
@@ -74,6 +79,7 @@ class FitHistory:
     epochs_run: int
     elites: np.ndarray
     stopped_early: bool
+    calibration: np.ndarray
     holdout_metric: str
     n_train: int
     n_holdout: int
@@ -200,9 +206,42 @@ class EnsembleTrainer:
             nll += k * self.step.evaluate(xb[:, :k], yb[:, :k])
         return sse / (n * d), nll / n
 
+    def coverage(self, X, Y, batch_size=256):
+        """Per-member fraction of targets inside the predicted 1- and 2-sigma bands.
+
+        Parameters
+        ----------
+        X : float array (N, D_in), normalized inputs, N >= 1
+        Y : float array (N, D_out), normalized targets
+        batch_size : int
+
+        Returns
+        -------
+        float64 array (E, 2)
+            Fractions over rows and target dims of ``|y - mean| <= sigma`` and ``<= 2 sigma``
+            (0.683 and 0.954 for a calibrated Gaussian).
+        """
+        self._buffers(batch_size)
+        E, d = self.net.ensemble_size, self.d_out
+        n = X.shape[0]
+        inside = np.zeros((E, 2))
+        xb = self._xb
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            k = stop - start
+            xb[:, :k] = X[start:stop]
+            if k < batch_size:      # pad like evaluate(): fixed shapes, padded rows not counted
+                xb[:, k:] = X[start]
+            out, _ = self.net.forward(xb)
+            lv, _ = soft_bound_logvar(out[:, :k, d:], self.max_logvar, self.min_logvar)
+            z = np.abs(out[:, :k, :d] - Y[start:stop]) * np.exp(-0.5 * lv)
+            inside[:, 0] += np.sum(z <= 1.0, axis=(1, 2))
+            inside[:, 1] += np.sum(z <= 2.0, axis=(1, 2))
+        return inside / (n * d)
+
     # ------------------------------------------------------------------ the fit
     def fit(self, X, Y, rng, *, max_epochs=200, batch_size=256, holdout_frac=0.1, patience=5,
-            min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="mse",
+            min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="nll",
             progress=True, callback=None):
         """Train on normalized data; see ``GaussianEnsemble.fit`` for the parameters.
 
@@ -213,9 +252,9 @@ class EnsembleTrainer:
         Raises
         ------
         FloatingPointError
-            When a step produces a non-finite output or loss: each member gets back its best
-            weights so far, the bounds and the optimizer their state at the end of the last good
-            epoch, and nothing non-finite is left in the model.
+            When a step produces a non-finite output or loss. Like any exception raised during the
+            fit (a callback's, KeyboardInterrupt), it leaves the weights, the bounds and the
+            optimizer exactly as they were before the call.
         """
         t0 = time.perf_counter()
         net = self.net
@@ -248,8 +287,9 @@ class EnsembleTrainer:
             mse, nll = self.evaluate(X_hold, Y_hold, batch_size)
             return mse, nll, (mse if holdout_metric == "mse" else nll)
 
+        start_flat = net.flat.copy()
+        start_state = self.step.state_dict()
         best_params = [p.copy() for p in net.params]
-        good_state = self.step.state_dict()
         if n_hold:
             _, _, initial = score()
         else:
@@ -306,7 +346,6 @@ class EnsembleTrainer:
                     ref[significant] = cur[significant]
                     since[significant] = 0
                     since[~significant] += 1
-                good_state = self.step.state_dict()
                 waiting = int(np.sum(since < patience))
                 bar.update(epoch, train_hist[-1], hold_hist[-1] if n_hold else None, waiting)
                 if callback is not None and callback(epoch, train_hist[-1],
@@ -316,10 +355,14 @@ class EnsembleTrainer:
                     stopped_early = epoch < max_epochs
                     break
         except _NonFinite as exc:
-            self._restore(best_params, good_state)
+            self._restore(start_flat, start_state)
             raise FloatingPointError(
-                f"fit: {exc} became non-finite at epoch {epoch}; training stopped and the last "
-                f"good weights were kept (try a lower lr or check the data scale)") from None
+                f"fit: {exc} became non-finite at epoch {epoch}; training stopped and the model "
+                f"was left as it was before this fit (try a lower lr or check the data scale)"
+            ) from None
+        except BaseException:
+            self._restore(start_flat, start_state)
+            raise
         finally:
             bar.close()
 
@@ -327,9 +370,11 @@ class EnsembleTrainer:
             for p, keep in zip(net.params, best_params):
                 p[...] = keep
             order = np.argsort(best, kind="stable")
+            calibration = self.coverage(X_hold, Y_hold, batch_size)
         else:
             best_epoch[:] = epoch
             order = np.arange(E)
+            calibration = np.full((E, 2), np.nan)
         empty = np.zeros((0, E))
         return FitHistory(
             train_loss=np.asarray(train_hist, np.float64),
@@ -343,13 +388,13 @@ class EnsembleTrainer:
             epochs_run=len(train_hist),
             elites=np.sort(order[:num_elites]).astype(np.int64),
             stopped_early=stopped_early,
+            calibration=calibration,
             holdout_metric=holdout_metric,
             n_train=n_train,
             n_holdout=n_hold,
             seconds=time.perf_counter() - t0,
         )
 
-    def _restore(self, best_params, step_state):
-        for p, keep in zip(self.net.params, best_params):
-            p[...] = keep
+    def _restore(self, flat, step_state):
+        self.net.flat[...] = flat
         self.step.load_state_dict(step_state)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
-from fastmbrl._validate import check_dtype, check_int
+from fastmbrl._validate import check_dtype, check_int, check_int_sequence, check_seed
 from fastmbrl.nn import _kernels
 from fastmbrl.nn._flat import param_offsets, param_shapes, unflatten
 
@@ -69,7 +69,7 @@ class EnsembleMLP:
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
         in_dim, out_dim = check_int("in_dim", in_dim), check_int("out_dim", out_dim)
         ensemble_size = check_int("ensemble_size", ensemble_size)
-        hidden = tuple(check_int("hidden", h) for h in hidden)
+        hidden = check_int_sequence("hidden", hidden, minimum=1)
         self.dtype = check_dtype("dtype", dtype)
         self.activation = activation
         self.activation_code = ACTIVATIONS[activation]
@@ -81,7 +81,7 @@ class EnsembleMLP:
         self.grad_flat = np.zeros_like(self.flat)
         self.params = unflatten(self.flat, self.layer_dims, self.ensemble_size)
         self.grads = unflatten(self.grad_flat, self.layer_dims, self.ensemble_size)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed("seed", seed))
         for layer in range(self.n_layers):
             W = self.params[2 * layer]
             W[...] = truncated_normal(rng, W.shape, 1.0 / (2.0 * np.sqrt(W.shape[1])), self.dtype)

@@ -1,6 +1,7 @@
 """Adam with bias correction and per-parameter L2 weight decay."""
 import numpy as np
 
+from fastmbrl._validate import check_float
 from fastmbrl.nn import _kernels
 
 
@@ -50,14 +51,12 @@ def parse_weight_decay(weight_decay, n, per="parameter array"):
         Naming ``weight_decay``, on a wrong count or a negative or non-finite value.
     """
     if np.ndim(weight_decay) == 0:
-        decays = [float(weight_decay)] * n
+        decays = [check_float("weight_decay", weight_decay, minimum=0.0)] * n
     else:
-        decays = [float(d) for d in weight_decay]
+        decays = [check_float("weight_decay", d, minimum=0.0) for d in weight_decay]
         if len(decays) != n:
             raise ValueError(f"weight_decay: expected a float or {n} values (one per {per}), "
                              f"got {len(decays)}")
-    if any(not (np.isfinite(d) and d >= 0) for d in decays):
-        raise ValueError(f"weight_decay: expected finite values >= 0, got {decays}")
     return decays
 
 class Adam:
@@ -87,10 +86,12 @@ class Adam:
             if not isinstance(p, np.ndarray) or p.dtype.type not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}]: expected a float32 or float64 array")
         decays = parse_weight_decay(weight_decay, len(self.params), "parameter array")
-        if lr <= 0:
-            raise ValueError(f"lr: expected > 0, got {lr}")
-        self.lr = float(lr)
-        self.beta1, self.beta2 = (float(b) for b in betas)
+        self.lr = check_float("lr", lr, minimum=0.0, strict_min=True)
+        if len(betas) != 2:
+            raise ValueError(f"betas: expected two values in [0, 1), got {tuple(betas)}")
+        self.beta1, self.beta2 = (check_float("betas", b, minimum=0.0, maximum=1.0,
+                                              strict_max=True) for b in betas)
+        eps = check_float("eps", eps, minimum=0.0, strict_min=True)
         self.eps = float(eps)
         self.weight_decay = decays
         self.t = 0

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from fastmbrl._validate import check_int
+from fastmbrl._validate import check_float, check_int
 from fastmbrl.nn import _kernels
 from fastmbrl.nn.mlp import EnsembleMLP
 from fastmbrl.nn.optim import parse_weight_decay
@@ -165,9 +165,13 @@ class GaussianTrainStep:
         self.weight_decay = decays
         self._seg_end = np.cumsum([p.size for p in net.params]).astype(np.int64)
         self._seg_decay = np.array(decays, dtype=np.float64)
-        if not (np.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr: expected a finite value > 0, got {lr}")
-        beta1, beta2 = (float(b) for b in betas)
+        lr = check_float("lr", lr, minimum=0.0, strict_min=True)
+        if len(betas) != 2:
+            raise ValueError(f"betas: expected two values in [0, 1), got {tuple(betas)}")
+        beta1, beta2 = (check_float("betas", b, minimum=0.0, maximum=1.0, strict_max=True)
+                        for b in betas)
+        eps = check_float("eps", eps, minimum=0.0, strict_min=True)
+        bound_penalty = check_float("bound_penalty", bound_penalty, minimum=0.0)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"betas: expected two values in [0, 1), got {tuple(betas)}")
         if not (np.isfinite(bound_penalty) and bound_penalty >= 0):

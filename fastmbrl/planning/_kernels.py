@@ -142,8 +142,11 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         0 call ``reward_fn``, 1 learned reward (target column D_obs), 2 leave for the caller.
     term_mode : int
         0 never terminate, 1 call ``termination_fn``, 2 leave for the caller.
-    reward_fn, termination_fn : Numba functions ``(obs (R, D_obs), act (R, D_act), next_obs)``
-        returning float (R,) and bool (R,); placeholders when unused.
+    reward_fn, termination_fn : Numba functions ``(obs (R, D_obs), act (R, D_act), next_obs,
+        out (R,)) -> int64``: the user's functions behind ``rollout._status_wrapper``, which write
+        the step's rewards (float) or termination flags (bool) into ``out`` and return a status
+        (0 ok, 1 the user function raised, 2 its output did not have R rows); placeholders when
+        unused.
     states : float array (H+1, R, D_obs), written
         ``states[t]`` is the particles' state before step ``t``.
     act_rows : float array (H, R, D_act), written
@@ -157,6 +160,13 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     ebuf : float array (>= 2 R D_out,), scratch of the model step
     values_out : float array (P,)
         Written with the candidates' values when neither mode is 2.
+
+    Returns
+    -------
+    int
+        0, or ``(t * 2 + which) * 4 + status`` when the reward (``which`` 0) or termination
+        (``which`` 1) function failed at step ``t`` with status 1 or 2; the rollout stopped there
+        and ``values_out`` is not written.
 
     Notes
     -----
@@ -225,18 +235,21 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                 out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
                                 ebuf, nxt, rewards[t])
 
-        # ---- reward and termination of the whole step, compiled user code
+        # ---- reward and termination of the whole step, compiled user code behind a status
+        # wrapper (rollout._status_wrapper): it writes the step's row and returns 0, or 1 if the
+        # user function raised, 2 if its output had the wrong length; the rollout stops there
         if reward_mode == 0:
-            r = reward_fn(obs, acts, nxt)
-            for i in range(n_rows):
-                rewards[t, i] = r[i]
+            status = reward_fn(obs, acts, nxt, rewards[t])
+            if status != 0:
+                return (t * 2 + 0) * 4 + status
         if term_mode == 1:
-            done = termination_fn(obs, acts, nxt)
-            for i in range(n_rows):
-                dones[t, i] = done[i]
+            status = termination_fn(obs, acts, nxt, dones[t])
+            if status != 0:
+                return (t * 2 + 1) * 4 + status
 
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+    return 0
 
 
 @njit(**_JIT)

@@ -89,11 +89,16 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                 out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
                                 ebuf, nxt, rewards[t])
         if reward_mode == 0:
-            rewards[t] = reward_fn(obs, acts, nxt)
+            status = reward_fn(obs, acts, nxt, rewards[t])
+            if status != 0:
+                return (t * 2 + 0) * 4 + status
         if term_mode == 1:
-            dones[t] = termination_fn(obs, acts, nxt)
+            status = termination_fn(obs, acts, nxt, dones[t])
+            if status != 0:
+                return (t * 2 + 1) * 4 + status
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+    return 0
 
 
 def _cem_sample(mean, var, lower, upper, z, samples):

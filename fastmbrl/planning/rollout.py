@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 
 import numpy as np
+from numba import njit
 from numba.core.types import WrapperAddressProtocol
 
 from fastmbrl import backend
@@ -70,6 +71,115 @@ def _kernels():
 
 _ENTRY_LOCK = threading.Lock()
 _ENTRY_POINTS = {}
+_WRAPPERS = {}      # id(user function) -> (function, its status wrapper), shared by all rollouts
+
+
+@njit(cache=True, nogil=True)
+def _zero_reward_status(obs, act, next_obs, out):
+    """Status-wrapper form of ``_kernels._zero_reward`` (module level, so cached on disk)."""
+    for i in range(out.shape[0]):
+        out[i] = 0
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _never_done_status(obs, act, next_obs, out):
+    """Status-wrapper form of ``_kernels._never_done`` (module level, so cached on disk)."""
+    for i in range(out.shape[0]):
+        out[i] = False
+    return 0
+
+
+class _Placeholders(dict):
+    def get(self, fn, default=None):
+        if not self:
+            from fastmbrl.planning import _kernels as k
+            self[k._zero_reward] = _zero_reward_status
+            self[k._never_done] = _never_done_status
+        return dict.get(self, fn, default)
+
+
+_PLACEHOLDER_WRAPPERS = _Placeholders()
+
+
+def _expected_signature(what, dtype, d_obs, d_act):
+    dt = np.dtype(dtype).name
+    out = f"{dt} (N,)" if what == "reward_fn" else "bool (N,)"
+    return (f"{what}(obs: {dt} (N, {d_obs}), act: {dt} (N, {d_act}), next_obs: {dt} (N, {d_obs}))"
+            f" -> {out}, C-contiguous 2-D arrays in")
+
+
+def _check_user_function(fn, dtype, d_obs, d_act, what):
+    """Call ``fn`` from Python on two rows of the rollout's exact argument types; check its output.
+
+    Raises
+    ------
+    TypeError
+        If it cannot be called with that signature (wrong arity, an explicit Numba signature of
+        another dtype, ...) or returns the wrong dtype; the message gives the expected signature.
+    RuntimeError
+        If it raises anything else.
+    ValueError
+        If its output is not of shape (2,).
+    """
+    o = np.zeros((2, d_obs), dtype=dtype)
+    a = np.zeros((2, d_act), dtype=dtype)
+    expected = _expected_signature(what, dtype, d_obs, d_act)
+    try:
+        res = fn(o, a, o.copy())
+    except TypeError as exc:      # numba's typing errors and "No matching definition" included
+        raise TypeError(f"{what}: cannot be called as {expected} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                        ) from exc
+    except Exception as exc:
+        try:
+            from numba.core.errors import NumbaError
+        except ImportError:  # pragma: no cover - numba is a dependency
+            NumbaError = ()
+        if isinstance(exc, NumbaError):
+            raise TypeError(f"{what}: cannot be compiled for {expected} "
+                            f"({str(exc).splitlines()[0]})") from exc
+        raise RuntimeError(f"{what} raised {type(exc).__name__}: {exc} when called on 2 rows of "
+                           f"zeros to check it") from exc
+    res = np.asarray(res)
+    if res.shape != (2,):
+        raise ValueError(f"{what}: expected an array of shape (N,) for N rows, got shape "
+                         f"{res.shape} for N=2")
+    _check_output_dtype(res, what, expected)
+    return res
+
+
+def _check_output_dtype(res, what, expected):
+    ok = res.dtype.kind == "f" if what == "reward_fn" else res.dtype.kind == "b"
+    if not ok:
+        raise TypeError(f"{what}: returned a {res.dtype} array; expected {expected}")
+
+
+def _status_wrapper(fn):
+    """A Numba function ``(obs, act, next_obs, out) -> int64`` calling the user's ``fn``.
+
+    Numba functions passed as first-class function values cannot propagate exceptions (an
+    exception inside one crashed the process), so the kernel never calls the user's function
+    directly: this wrapper calls it through its dispatcher, where ``try/except`` works, writes its
+    output into ``out`` (the kernel's row for this step) and returns 0, or 1 if it raised, 2 if
+    its output does not have ``out``'s length. Compiled once per user function and process (a
+    closure, so not cached on disk); the kernel itself stays cached, keyed by the signature.
+    """
+    from numba import njit
+
+    @njit(nogil=True)
+    def call_with_status(obs, act, next_obs, out):
+        try:
+            res = fn(obs, act, next_obs)
+        except Exception:
+            return 1
+        if res.shape[0] != out.shape[0]:
+            return 2
+        for i in range(out.shape[0]):
+            out[i] = res[i]
+        return 0
+
+    return call_with_status
 
 
 def _compiled_function_handle(fn, dtype, d_obs, d_act, what):
@@ -79,31 +189,62 @@ def _compiled_function_handle(fn, dtype, d_obs, d_act, what):
     whose type key holds the object's address: the kernel would be recompiled in every process and
     its on-disk cache would only grow. As a ``FunctionType`` (a signature plus a C address) the
     kernel's cache key is just the signature, so one cached kernel serves every reward function.
+    What the kernel receives is :func:`_status_wrapper` around ``fn`` (signature
+    ``int64(obs, act, next_obs, out)``), so errors come back as a status instead of a crash.
     """
     from numba import typeof, types
     from numba.experimental.function_type import _get_wrapper_address
 
+    _check_user_function(fn, dtype, d_obs, d_act, what)   # compiles (or loads) fn
     o = np.zeros((2, d_obs), dtype=dtype)
     a = np.zeros((2, d_act), dtype=dtype)
-    fn(o, a, o.copy())                       # compiles (or loads) this specialisation
     argtypes = (typeof(o), typeof(a), typeof(o))
     cres = fn.overloads.get(argtypes)
     if cres is None:
-        raise TypeError(f"{what}: could not find its compiled version for {argtypes}")
+        raise TypeError(f"{what}: could not find its compiled version for {argtypes}; expected "
+                        f"{_expected_signature(what, dtype, d_obs, d_act)}")
     ret = cres.signature.return_type
     if not (isinstance(ret, types.Array) and ret.ndim == 1):
         raise TypeError(f"{what}: expected it to return a 1-D array (N,), it returns {ret}")
-    sig = ret(*argtypes)
-    return _FunctionHandle(fn, sig, _get_wrapper_address(fn, sig))
+    out_type = typeof(np.zeros(2, dtype=dtype if what == "reward_fn" else np.bool_))
+    sig = types.int64(*argtypes, out_type)
+    wrapper = _PLACEHOLDER_WRAPPERS.get(fn)
+    if wrapper is None:
+        with _ENTRY_LOCK:
+            kept = _WRAPPERS.get(id(fn))
+            if kept is None or kept[0] is not fn:
+                kept = _WRAPPERS[id(fn)] = (fn, _status_wrapper(fn))   # fn kept: id not reused
+        wrapper = kept[1]
+    wrapper.compile(sig.args)
+    return _FunctionHandle(wrapper, sig, _get_wrapper_address(wrapper, sig), user_fn=fn)
+
+
+class _PythonStatusHandle:
+    """The pure-Python twin of :func:`_status_wrapper` (``FASTMBRL_PUREPYTHON=1``)."""
+
+    def __init__(self, fn, what):
+        self.fn = fn
+        self.what = what
+
+    def __call__(self, obs, act, next_obs, out):
+        try:
+            res = np.asarray(self.fn(obs, act, next_obs))
+        except Exception:
+            return 1
+        if res.shape != out.shape:
+            return 2
+        out[...] = res
+        return 0
 
 
 class _FunctionHandle(WrapperAddressProtocol):
     """A compiled function's C address and signature (Numba's wrapper-address protocol)."""
 
-    def __init__(self, fn, sig, address):
+    def __init__(self, fn, sig, address, user_fn=None):
         self.fn = fn          # keeps the compiled code alive
         self.sig = sig
         self.address = address
+        self.user_fn = user_fn
 
     def __wrapper_address__(self):
         return self.address
@@ -383,27 +524,30 @@ class ModelRollout:
     def _function_handles(self, dtype, d_obs, d_act, reward_mode, term_mode):
         """The reward and termination functions as the kernel receives them (checked once).
 
-        Compiled code cannot check what a user function returns, so each is first called from
-        Python on two rows of the kernel's exact argument types.
+        Each is first called from Python on two rows of the kernel's exact argument types (its
+        signature, output shape and dtype are checked there), then wrapped so that the kernel
+        gets a status back: an exception or an output of the wrong length at any N stops the
+        rollout and is raised in Python (:meth:`_raise_user_failure`).
         """
         k = _kernels()
         out = []
         for fn, mode, on, placeholder, what in (
                 (self.reward_fn, reward_mode, k.REWARD_FN, k._zero_reward, "reward_fn"),
                 (self.termination_fn, term_mode, k.TERM_FN, k._never_done, "termination_fn")):
+            if fn is not None and mode != on:      # a NumPy function, called later in Python
+                later_key = ("later", id(fn), np.dtype(dtype).name, d_obs, d_act)
+                if later_key not in self._handles:
+                    _check_user_function(fn, dtype, d_obs, d_act, what)
+                    self._handles[later_key] = (fn, None)
             fn = fn if mode == on else placeholder
             key = (id(fn), np.dtype(dtype).name)
             handle = self._handles.get(key)
             if handle is None:
-                o = np.zeros((2, d_obs), dtype=dtype)
-                res = np.asarray(fn(o, np.zeros((2, d_act), dtype=dtype), o.copy()))
-                if res.shape != (2,):
-                    raise ValueError(f"{what}: expected an array of shape (N,) for N rows, got "
-                                     f"shape {res.shape} for N=2")
                 if backend.use_compiled():
                     handle = _compiled_function_handle(fn, dtype, d_obs, d_act, what)
                 else:
-                    handle = fn
+                    _check_user_function(fn, dtype, d_obs, d_act, what)
+                    handle = _PythonStatusHandle(fn, what)
                 self._handles[key] = (fn, handle)   # fn kept so its id is not reused
             else:
                 handle = handle[1]
@@ -458,10 +602,39 @@ class ModelRollout:
                 key = (np.dtype(bound.dtype).name, bound.kernel_reward_fn.sig,
                        bound.kernel_term_fn.sig)
                 ep = bound.entry_point = _entry_point(args, key)
-            ep(*args)
+            status = ep(*args)
         else:
-            k._rollout_values(*args)
+            status = k._rollout_values(*args)
+        if status:
+            self._raise_user_failure(int(status), buf)
         return buf, n_part
+
+    def _raise_user_failure(self, code, buf):
+        """Turn the kernel's failure status into the user function's error, named.
+
+        ``code = (t * 2 + which) * 4 + status`` (see ``_kernels._rollout_values``). The failing
+        call is repeated from Python on the same inputs (the step's rows, still in the buffers) so
+        the error carries the user's own exception and traceback.
+        """
+        status, which, t = code % 4, (code // 4) % 2, code // 8
+        what = "reward_fn" if which == 0 else "termination_fn"
+        fn = self.reward_fn if which == 0 else self.termination_fn
+        obs, act, nxt = buf.states[t].copy(), buf.act_rows[t].copy(), buf.states[t + 1].copy()
+        n = obs.shape[0]
+        where = f"at horizon step {t} of the rollout (N={n} rows); the rollout was stopped"
+        if status == 1:
+            try:
+                fn(obs, act, nxt)
+            except Exception as exc:
+                raise RuntimeError(f"{what} raised {type(exc).__name__}: {exc} {where}") from exc
+            raise RuntimeError(f"{what} raised an exception {where} (called again from Python on "
+                               f"the same inputs, it did not)")
+        try:
+            shape = np.shape(fn(obs, act, nxt))
+        except Exception:  # pragma: no cover - it returned once, inside the rollout
+            shape = "unknown"
+        raise ValueError(f"{what}: expected an array of shape (N,) for N={n} rows, got shape "
+                         f"{shape} {where}")
 
     def _finish_in_python(self, bound, buf, n_part, values_out):
         """Reward/termination functions that are not compiled: one call on all H * R transitions."""
@@ -470,18 +643,26 @@ class ModelRollout:
         obs = buf.states[:-1].reshape(horizon * n_rows, d_obs)
         nxt = buf.states[1:].reshape(horizon * n_rows, d_obs)
         act = buf.act_rows.reshape(horizon * n_rows, -1)
-        if bound.reward_mode == k.REWARD_LATER:
-            r = np.asarray(self.reward_fn(obs, act, nxt))
-            if r.shape != (horizon * n_rows,):
-                raise ValueError(f"reward_fn: expected an array of shape (N,) for "
-                                 f"N={horizon * n_rows} rows, got shape {r.shape}")
-            buf.rewards[...] = r.reshape(horizon, n_rows)
-        if bound.term_mode == k.TERM_LATER:
-            d = np.asarray(self.termination_fn(obs, act, nxt))
-            if d.shape != (horizon * n_rows,):
-                raise ValueError(f"termination_fn: expected an array of shape (N,) for "
-                                 f"N={horizon * n_rows} rows, got shape {d.shape}")
-            buf.dones[...] = d.reshape(horizon, n_rows).astype(bool)
+        for fn, mode, later, what in ((self.reward_fn, bound.reward_mode, k.REWARD_LATER,
+                                       "reward_fn"),
+                                      (self.termination_fn, bound.term_mode, k.TERM_LATER,
+                                       "termination_fn")):
+            if mode != later:
+                continue
+            try:
+                res = np.asarray(fn(obs, act, nxt))
+            except Exception as exc:
+                raise RuntimeError(f"{what} raised {type(exc).__name__}: {exc} (called on the "
+                                   f"rollout's N={horizon * n_rows} transitions)") from exc
+            if res.shape != (horizon * n_rows,):
+                raise ValueError(f"{what}: expected an array of shape (N,) for "
+                                 f"N={horizon * n_rows} rows, got shape {res.shape}")
+            _check_output_dtype(res, what, _expected_signature(what, bound.dtype, d_obs,
+                                                               act.shape[1]))
+            if what == "reward_fn":
+                buf.rewards[...] = res.reshape(horizon, n_rows)
+            else:
+                buf.dones[...] = res.reshape(horizon, n_rows)
         k._masked_returns(buf.rewards, buf.dones, n_part, values_out)
 
     def evaluate(self, bound, actions):

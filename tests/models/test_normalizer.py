@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastmbrl._config import STD_FLOOR
+from fastmbrl._config import STD_REL_FLOOR
 from fastmbrl.models import Normalizer
 
 
@@ -20,8 +20,10 @@ def test_fit_hand_computed_with_constant_dim():
 
 
 def test_tiny_spread_counts_as_constant():
-    x = np.zeros((4, 1))
-    x[0, 0] = STD_FLOOR / 10          # std ~ 4e-8 < STD_FLOOR
+    # the floor is relative to the column's magnitude: a spread at the rounding level of the
+    # values (std ~ 4e-13 on values ~5, below 1e-10 * 5) is a constant column
+    x = np.full((4, 1), 5.0)
+    x[0, 0] += 5.0 * STD_REL_FLOOR[np.float64] / 10
     norm = Normalizer(1, dtype=np.float64).fit(x)
     assert norm.std[0] == 1.0
     assert np.all(np.abs(norm.normalize(x)) < 1e-6)

@@ -7,7 +7,7 @@ from fastmbrl._config import ATOL, RTOL
 from fastmbrl.models.arrays import predict_from_arrays
 from fastmbrl.planning import ModelRollout, _kernels, _reference
 from fastmbrl.planning.rollout import (_Buffers, _compiled_function_handle, _entry_point,
-                                       check_model_arrays)
+                                       _PythonStatusHandle, check_model_arrays)
 from planning_helpers import linear_arrays, random_arrays
 
 DTYPES = [np.float32, np.float64]
@@ -61,6 +61,9 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
         # as the rollout does: functions go in as first-class function values (cacheable kernel)
         reward_fn = _compiled_function_handle(reward_fn, dtype, d_obs, d_act, "reward_fn")
         term_fn = _compiled_function_handle(term_fn, dtype, d_obs, d_act, "termination_fn")
+    else:       # the twin gets the same status contract in Python
+        reward_fn = _PythonStatusHandle(reward_fn, "reward_fn")
+        term_fn = _PythonStatusHandle(term_fn, "termination_fn")
     args = (
         actions.astype(dtype), obs0.astype(dtype), n_particles, buf.perm_uniforms, buf.perms,
         buf.noise, arrays.flat, arrays.layer_dims, arrays.ensemble_size, arrays.activation,
@@ -70,9 +73,10 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
         term_fn, buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std,
         buf.pred_mean, buf.pred_var, buf.h0, buf.h1, buf.ebuf, values)
     if module is _kernels:
-        _entry_point(args, (np.dtype(dtype).name, reward_fn.sig, term_fn.sig))(*args)
+        status = _entry_point(args, (np.dtype(dtype).name, reward_fn.sig, term_fn.sig))(*args)
     else:
-        module._rollout_values(*args)
+        status = module._rollout_values(*args)
+    assert status == 0
     return values, buf
 
 
