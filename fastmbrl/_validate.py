@@ -53,3 +53,50 @@ def check_int(name, value, minimum=1):
         return int(value)
     kind = ValueError if isinstance(value, (float, bool, np.floating, np.bool_)) else ArgumentTypeError
     raise kind(f"{name}: expected an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+
+
+def check_real(name, value, low=-np.inf, high=np.inf, low_open=False, high_open=False):
+    """Return ``value`` as a float after checking it is a real number in the given interval.
+
+    A bool or a string is refused with an ArgumentTypeError (nothing is coerced: ``"0.1"`` is not a
+    number); NaN, infinities and values outside ``[low, high]`` (ends open when ``low_open`` /
+    ``high_open``) with a ValueError. Both name ``name``, the expectation and what came.
+    """
+    lb = "(" if low_open else "["
+    hb = ")" if high_open else "]"
+    want = f"a finite number in {lb}{low}, {high}{hb}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise ArgumentTypeError(f"{name}: expected {want}, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    ok = np.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open
+                                                                      else v <= high)
+    if not ok:
+        raise ValueError(f"{name}: expected {want}, got {value!r}")
+    return v
+
+
+def check_time_budget(name, value):
+    """``None`` or a positive finite number of seconds (float); errors as ``check_real``."""
+    if value is None:
+        return None
+    return check_real(name, value, low=0.0, low_open=True)
+
+
+def check_seed(name, seed):
+    """``None`` or a non-negative integer (what ``numpy.random.default_rng`` takes), returned as is.
+
+    ``1.7``, ``3.0``, a bool or a string is refused (ValueError / ArgumentTypeError naming ``name``)
+    instead of being coerced or failing inside NumPy with a message that names nothing.
+    """
+    if seed is None:
+        return None
+    return check_int(name, seed, minimum=0)
+
+
+def check_bool(name, value):
+    """Return ``value`` if it is a bool (Python or NumPy); anything else is an ArgumentTypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ArgumentTypeError(f"{name}: expected True or False, got {value!r} "
+                            f"({type(value).__name__})")
