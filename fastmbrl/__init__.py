@@ -7,7 +7,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("nn", "models", "planning", "agents", "envs", "buffer", "loop", "config", "backend")
+_SUBMODULES = ("nn", "models", "planning", "agents", "envs", "buffer", "loop", "config", "backend",
+               "control")
 _LAZY_ATTRS = {
     "run": ("fastmbrl.loop", "run"),
     "ReplayBuffer": ("fastmbrl.buffer", "ReplayBuffer"),
