@@ -100,3 +100,15 @@ def check_bool(name, value):
         return bool(value)
     raise ArgumentTypeError(f"{name}: expected True or False, got {value!r} "
                             f"({type(value).__name__})")
+
+
+def alpha_in_range(alpha):
+    """The one rule for CEM/iCEM's smoothing ``alpha``: a finite number in [0, 1).
+
+    ``alpha = 1`` would keep the initial sampling distribution for ever (the elites would never
+    move it). Used by ``fastmbrl.planning.CEM``/``ICEM`` and by the configuration's
+    ``planner.alpha`` check.
+    """
+    return (isinstance(alpha, (int, float, np.integer, np.floating))
+            and not isinstance(alpha, (bool, np.bool_)) and bool(np.isfinite(alpha))
+            and 0 <= alpha < 1)

@@ -11,6 +11,8 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from fastmbrl._validate import alpha_in_range
+
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "ConfigError"]
 
@@ -238,7 +240,7 @@ def validate(config):
         ("planner.population", p.population >= 2, "at least 2"),
         ("planner.elite_frac", 0 < p.elite_frac <= 1, "in (0, 1]"),
         ("planner.iterations", p.iterations >= 1, "at least 1"),
-        ("planner.alpha", 0 <= p.alpha < 1, "in [0, 1)"),
+        ("planner.alpha", alpha_in_range(p.alpha), "in [0, 1)"),   # the planners' own rule
         ("planner.particles", p.particles >= 1, "at least 1"),
         ("planner.propagation", p.propagation in ("ts1", "tsinf", "expectation"),
          "ts1, tsinf or expectation"),

@@ -34,8 +34,8 @@ import warnings
 import numpy as np
 
 from fastmbrl import backend
-from fastmbrl._validate import (as_float_array, check_bool, check_int, check_real, check_seed,
-                                check_time_budget)
+from fastmbrl._validate import (alpha_in_range, as_float_array, check_bool, check_int, check_real,
+                                check_seed, check_time_budget)
 
 
 def _kernels():
@@ -48,17 +48,6 @@ def _kernels():
 
 def _check_fraction(name, value, low=0.0, high=1.0, closed_low=True):
     return check_real(name, value, low=low, high=high, low_open=not closed_low)
-
-
-def alpha_in_range(alpha):
-    """The one rule for CEM/iCEM's smoothing ``alpha``: a number in [0, 1).
-
-    ``alpha = 1`` would keep the initial distribution for ever (the elites would never move it).
-    ``fastmbrl.config`` applies the same function to ``planner.alpha``.
-    """
-    return (isinstance(alpha, (int, float, np.integer, np.floating))
-            and not isinstance(alpha, (bool, np.bool_)) and bool(np.isfinite(alpha))
-            and 0 <= alpha < 1)
 
 
 def _check_alpha(alpha):
