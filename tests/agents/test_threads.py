@@ -9,7 +9,7 @@ from planning_helpers import random_arrays
 
 
 class OrderedModel:
-    """A model whose ``arrays()`` (called once per plan, inside the agent's lock) logs the caller."""
+    """A model whose ``arrays()`` (once per plan, inside the agent's lock) logs the caller."""
 
     def __init__(self, arrays):
         self._arrays = arrays
