@@ -33,9 +33,10 @@ function once per worker on all ``H * R`` transitions, applying termination mask
 Deadlines (``objective.evaluate_until(actions, deadline, clock)``, what the planners call under a
 time budget): the candidates are cut into chunks sized so that one costs about
 ``BUDGET_CHUNK_SECONDS`` (from the measured seconds per particle row of this model size and
-horizon, or a conservative estimate from the layer widths before the first measurement), and a
-chunk starts only if ``clock()`` plus its estimated cost stays within the deadline. A compiled call
-cannot be interrupted, so the overrun is bounded by the estimate's error on one chunk (a fraction
+horizon, or a conservative estimate from the layer widths before the first measurement; rounded
+down to a power of two candidates so that few buffer sizes exist), and a chunk starts only if
+``clock()`` plus its estimated cost stays within the deadline. A compiled call cannot be
+interrupted, so the overrun is bounded by the estimate's error on one chunk (a fraction
 of a millisecond) and not by the population. Chunks are taken in order (by both workers), so the
 scored candidates are always a prefix. The chunks draw their random numbers from a stream of
 their own (seeded from ``seed``): results under a deadline depend on the timing, results without
@@ -63,7 +64,7 @@ MAX_CHUNKS = 8
 # Under a deadline: the target cost of one chunk, and the throughput assumed for the first chunk
 # of a model size before any measurement (low on purpose: a too-small first chunk costs little).
 BUDGET_CHUNK_SECONDS = 3e-4
-BUDGET_ASSUMED_FLOPS = 2e9
+BUDGET_ASSUMED_FLOPS = 2e10
 
 
 def chunk_bounds(n_cand, n_particles):
@@ -576,6 +577,9 @@ class ModelRollout:
         if sec_per_row is None:
             sec_per_row = self._initial_sec_per_row(bound, horizon)
         per_chunk = max(1, min(n_cand, int(BUDGET_CHUNK_SECONDS / (sec_per_row * n_part))))
+        # a power of two: each chunk size has its own buffers, so sizes must come from a small set
+        # (reallocating them at every call cost more than the chunks themselves on config (a))
+        per_chunk = 1 << (per_chunk.bit_length() - 1)
         edges = list(range(0, n_cand, per_chunk)) + [n_cand]
         n_chunks = len(edges) - 1
         keys = self._deadline_rng.bit_generator.random_raw(2 * n_chunks).reshape(n_chunks, 2)
