@@ -46,7 +46,7 @@ def latency_table(calls):
 
 
 def loop_table(envs, rates, episodes, train_episodes, horizons):
-    rows = ["| env | H | rate | mode | return (mean) | vs unhurried | period p50 / p99 / max ms | "
+    rows = ["| env | H | rate | mode | return (mean) | vs unhurried (rel.) | period p50 / p99 / max ms | "
             "within 1 ms | deadlines met | plan age p99 (steps) | replans/s |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for env_id in envs:
@@ -62,23 +62,27 @@ def loop_table(envs, rates, episodes, train_episodes, horizons):
             ref = br.loop_summary([br.control_loop(made, agent, "unhurried", 0.0, s)
                                    for s in seeds], 0.0)
             rows.append(f"| {env_id} | {horizon} | - | unhurried | {ref['return_mean']:.1f} | "
-                        f"100% | - | - | - | - | - |")
+                        f"(reference) | - | - | - | - | - |")
             sys.stderr.write(rows[-1] + f" {ref['returns']}\n")
             for hz in rates:
                 period = 1.0 / hz
                 for mode in ("null", "sync", "async"):
                     runs = [br.control_loop(made, agent, mode, period, s) for s in seeds]
                     m = br.loop_summary(runs, period)
-                    rel = (m["return_mean"] / ref["return_mean"] if ref["return_mean"]
-                           else np.nan)
+                    # signed relative difference: negative = a lower (worse) return
+                    rel = ((m["return_mean"] - ref["return_mean"]) / abs(ref["return_mean"])
+                           if ref["return_mean"] else np.nan)
+                    age = (f"{m['plan_age_steps_p99']:.1f}" if "plan_age_steps_p99" in m
+                           else "-")
+                    replans = f"{m['replans_per_s']:.0f}" if "replans_per_s" in m else "-"
+                    ret = "-" if mode == "null" else f"{m['return_mean']:.1f}"
                     rows.append(
                         f"| {env_id} | {horizon} | {hz} Hz | {mode} | "
-                        f"{m['return_mean'] if mode != 'null' else float('nan'):.1f} | "
-                        f"{rel if mode != 'null' else float('nan'):.0%} | "
+                        f"{ret} | "
+                        f"{'-' if mode == 'null' else f'{rel:+.0%}'} | "
                         f"{m['period_p50_ms']:.2f} / {m['period_p99_ms']:.2f} / "
                         f"{m['period_max_ms']:.2f} | {m['within_1ms']:.1%} | "
-                        f"{m['deadlines_met']:.1%} | {m.get('plan_age_steps_p99', '-')} | "
-                        f"{m.get('replans_per_s', float('nan')):.0f} |")
+                        f"{m['deadlines_met']:.1%} | {age} | {replans} |")
                     sys.stderr.write(rows[-1] + f" {m['returns']}\n")
             agent.close()
     return rows
