@@ -8,7 +8,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("nn", "models", "planning", "agents", "envs", "buffer", "algorithms", "config",
-               "backend")
+               "backend", "control")
 _LAZY_ATTRS = {
     "run": ("fastmbrl.algorithms", "run"),
     "ReplayBuffer": ("fastmbrl.buffer", "ReplayBuffer"),

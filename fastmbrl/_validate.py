@@ -101,6 +101,13 @@ def check_bool(name, value):
                             f"({type(value).__name__})")
 
 
+def check_time_budget(name, value):
+    """``None`` or a positive finite number of seconds (float); errors as ``check_float``."""
+    if value is None:
+        return None
+    return check_float(name, value, minimum=0.0, strict_min=True)
+
+
 def check_int_sequence(name, values, minimum=1, maximum=None, distinct=False):
     """Return a tuple of ints after checking ``values`` is a sequence of integers in range.
 
@@ -138,3 +145,15 @@ def check_callable(name, value, allow_none=True):
         raise ArgumentTypeError(f"{name}: expected a callable{' or None' if allow_none else ''}, "
                                 f"got {value!r} ({type(value).__name__})")
     return value
+
+
+def alpha_in_range(alpha):
+    """The one rule for CEM/iCEM's smoothing ``alpha``: a finite number in [0, 1).
+
+    ``alpha = 1`` would keep the initial sampling distribution for ever (the elites would never
+    move it). Used by ``fastmbrl.planning.CEM``/``ICEM`` and by the configuration's
+    ``planner.alpha`` check.
+    """
+    return (isinstance(alpha, (int, float, np.integer, np.floating))
+            and not isinstance(alpha, (bool, np.bool_)) and bool(np.isfinite(alpha))
+            and 0 <= alpha < 1)

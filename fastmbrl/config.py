@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field
 
 from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES
+from fastmbrl._validate import alpha_in_range
 
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
@@ -111,7 +112,7 @@ class PlannerConfig:
             ("population", self.population >= 2, "at least 2"),
             ("elite_frac", 0 < self.elite_frac <= 1, "in (0, 1]"),
             ("iterations", self.iterations >= 1, "at least 1"),
-            ("alpha", 0 <= self.alpha < 1, "in [0, 1)"),
+            ("alpha", alpha_in_range(self.alpha), "in [0, 1)"),   # the planners' own rule
             ("particles", self.particles >= 1, "at least 1"),
             ("propagation", self.propagation in PROPAGATION_MODES, ", ".join(PROPAGATION_MODES)),
         ]

@@ -3,16 +3,26 @@
 At each control step the agent takes a snapshot of the model (``model.arrays()``), binds it with the
 observation into the compiled rollout objective and lets a zero-order planner choose an action
 sequence; the first action is executed (course notes Sec. 5.1; Chua et al. 2018).
+
+Time budget: ``act(obs, time_budget=b)`` returns within ``b`` plus a margin of one rollout chunk's
+estimated-cost error and the final bookkeeping (target: p99 <= b + 1 ms; see
+``fastmbrl.planning.rollout`` on deadlines); the planner uses the candidates that could be scored.
+``last_plan_info`` says what each call did.
+
+Threads: one agent may be shared by several threads; ``plan``/``act``/``reset`` hold the agent's
+lock, so concurrent calls run one after the other (each sees the state the previous left) and
+never mix their buffers. For planning in the background use ``fastmbrl.control.AsyncController``.
 """
 import os
+import threading
 import time
 
 import numpy as np
 
-from fastmbrl._validate import as_float_array
+from fastmbrl._validate import as_float_array, check_bool, check_int, check_seed, check_time_budget
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.models.arrays import ModelArrays
-from fastmbrl.planning.optimizers import CEM
+from fastmbrl.planning.optimizers import CEM, check_bounds
 from fastmbrl.planning.rollout import CHUNK_ROWS, PROPAGATIONS, ModelRollout, check_model_arrays
 
 # Rows (population x particles) from which the second core is used by default (the rollout then
@@ -63,6 +73,21 @@ class PETS(Agent):
     Attributes
     ----------
     last_plan : float64 array (H, D_act) or None
+    last_plan_info : dict or None
+        What the last ``plan``/``act`` did: ``n_evaluated`` (candidate sequences scored, over all
+        iterations), ``population`` (candidates sampled), ``n_finite`` (scored with a finite
+        value), ``iterations_done``, ``budget_cut`` (the time budget stopped the planner early),
+        ``elapsed`` (seconds of the call) and ``fallback``: None, or ``"shifted"`` (the previous
+        plan advanced by the steps since it) / ``"middle"`` (the middle of the bounds, when there is
+        no previous plan) when nothing usable was scored, because the budget was too short or
+        every value was non-finite (then with a ``RuntimeWarning``; NaN is never returned).
+        Counts are None for a planner without ``last_info``.
+
+    Notes
+    -----
+    Thread safety: calls on one agent are serialized by a lock (``plan``, ``act``, ``reset``), so
+    sharing an agent between threads is safe but gives no parallelism; give each thread its own
+    agent to plan in parallel. Action bounds must have a finite width (``high - low`` finite).
     """
 
     def __init__(self, model, reward_fn, action_space, planner=None, particles=20,
@@ -76,6 +101,14 @@ class PETS(Agent):
                             f"ModelArrays, got {type(model).__name__}")
         self.model = model
         self.low, self.high, self.action_dtype = action_bounds(action_space)
+        check_bounds(self.low, self.high, 1)       # refuses widths that overflow (+-1e308)
+        seed = check_seed("seed", seed, allow_none=True)
+        if blas_threads is not None:
+            check_int("blas_threads", blas_threads)
+        if not (n_threads == "auto" or (isinstance(n_threads, (int, np.integer))
+                                        and not isinstance(n_threads, (bool, np.bool_))
+                                        and n_threads in (1, 2))):
+            raise ValueError(f"n_threads: expected 1, 2 or 'auto', got {n_threads!r}")
         self.planner = planner if planner is not None else CEM(
             horizon=15, population=350, elite_frac=0.1, iterations=5, alpha=0.1, seed=seed)
         if not callable(getattr(self.planner, "optimize", None)):
@@ -91,8 +124,10 @@ class PETS(Agent):
                                     blas_threads=blas_threads)
         self.particles = self.rollout.particles
         self.propagation = propagation
-        self.warm_start = bool(warm_start)
+        self.warm_start = check_bool("warm_start", warm_start)
         self.last_plan = None
+        self.last_plan_info = None
+        self._lock = threading.Lock()
         arrays = self._arrays()
         check_model_arrays(arrays, act_dim=self.low.shape[0])
 
@@ -106,10 +141,19 @@ class PETS(Agent):
 
     def reset(self):
         """Start a new episode: drop the warm-start plan and the planner's kept elites."""
-        self.last_plan = None
-        self.planner.reset()
+        with self._lock:
+            self.last_plan = None
+            self.planner.reset()
 
-    def plan(self, obs, time_budget=None):
+    def _shifted(self, plan, shift):
+        """``plan`` advanced by ``shift`` steps, the freed steps filled with the bounds' middle."""
+        out = np.empty_like(plan)
+        s = min(shift, plan.shape[0])
+        out[:plan.shape[0] - s] = plan[s:]
+        out[plan.shape[0] - s:] = (self.low + self.high) / 2
+        return out
+
+    def plan(self, obs, time_budget=None, shift=1):
         """Plan an action sequence from ``obs``.
 
         Parameters
@@ -117,32 +161,58 @@ class PETS(Agent):
         obs : float array (D_obs,)
             Current observation (finite).
         time_budget : float, optional
-            Seconds for this call; the planner stops iterating when its next iteration would exceed
-            what is left and returns the best plan so far.
+            Seconds for this call (positive). The planner stops iterating when its next iteration
+            would exceed what is left, and the rollout stops scoring candidates before the
+            deadline; the call returns within the budget plus a small margin (module notes).
+        shift : int >= 1
+            Control steps since the previous plan was made (1 when called once per step): the
+            warm start and the fallback advance the previous plan by that many steps.
 
         Returns
         -------
-        plan : float64 array (H, D_act), inside the action bounds
+        plan : float64 array (H, D_act), inside the action bounds, finite. When nothing usable
+            could be scored (``last_plan_info["fallback"]``), the previous plan advanced by
+            ``shift`` steps, or the middle of the bounds when there is none.
         """
         start = time.perf_counter()
+        time_budget = check_time_budget("time_budget", time_budget)
+        shift = check_int("shift", shift)
+        with self._lock:
+            return self._plan(obs, time_budget, shift, start)
+
+    def _plan(self, obs, time_budget, shift, start):
         arrays = self._arrays()
         d_obs = np.shape(arrays.angle_mask)[0]
         obs = as_float_array("obs", obs, dtype=np.float64, shape=(d_obs,))
         objective = self.rollout.objective(arrays, obs)
         init_mean = None
         if self.warm_start and self.last_plan is not None:
-            init_mean = np.empty_like(self.last_plan)
-            init_mean[:-1] = self.last_plan[1:]
-            init_mean[-1] = (self.low + self.high) / 2
+            if shift == 1:
+                init_mean = np.empty_like(self.last_plan)
+                init_mean[:-1] = self.last_plan[1:]
+                init_mean[-1] = (self.low + self.high) / 2
+            else:
+                init_mean = self._shifted(self.last_plan, shift)
         budget = None
         if time_budget is not None:
-            if not (np.isfinite(time_budget) and time_budget > 0):
-                raise ValueError(f"time_budget: expected a positive number of seconds or None, got "
-                                 f"{time_budget!r}")
             budget = max(time_budget - (time.perf_counter() - start), 1e-9)
         with self.rollout.blas_limit():
             plan = self.planner.optimize(objective, self.low, self.high, init_mean=init_mean,
                                          time_budget=budget)
+        info = getattr(self.planner, "last_info", None)
+        info = dict(info) if isinstance(info, dict) else {
+            "n_evaluated": None, "population": None, "n_finite": None,
+            "iterations_done": getattr(self.planner, "last_iterations", None),
+            "budget_cut": None, "fallback": None}
+        if info.get("fallback") is not None:
+            if self.last_plan is not None:
+                plan = self._shifted(self.last_plan, shift)
+                info["fallback"] = "shifted"
+            else:
+                plan = (self.low + self.high) / 2 * np.ones((self.planner.horizon, 1))
+                info["fallback"] = "middle"
+        info["elapsed"] = time.perf_counter() - start
+        self.last_plan_info = info
         self.last_plan = plan
         return plan
 
@@ -153,7 +223,7 @@ class PETS(Agent):
         ----------
         obs : float array (D_obs,)
         time_budget : float, optional
-            Seconds for this call (see ``plan``).
+            Seconds for this call (see ``plan``); ``last_plan_info`` reports what was done.
         """
         plan = self.plan(obs, time_budget=time_budget)
         # = np.clip (low <= high, checked at construction), cheaper per call

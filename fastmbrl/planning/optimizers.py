@@ -9,17 +9,33 @@ NumPy on (P, H, D_act) arrays, except CEM's, which are two small compiled calls 
 (``_kernels._cem_sample``/``_cem_refit``, NumPy twins in ``_reference``): at config (a)'s size the
 NumPy version cost ~60 us per iteration, 5% of the whole ``act()``.
 
-Time budget: ``optimize(..., time_budget=s)`` runs the first iteration, then starts another only if
-the elapsed time plus the estimated cost of that iteration (the last measured time per candidate
+Time budget: ``optimize(..., time_budget=s)`` starts the first iteration, then starts another only
+if the elapsed time plus the estimated cost of that iteration (the last measured time per candidate
 times its population) stays within ``s``; the best plan so far is returned. ``last_iterations``
-records how many ran.
+records how many iterations scored at least one candidate and ``last_info`` what the call did.
+
+Within an iteration, an objective that has a method ``evaluate_until(samples, deadline, clock) ->
+(values (P,), n)`` (the model rollout's objective has) is asked to score the candidates in order and
+to stop before the deadline (``clock()`` at most ``deadline``, in the optimizer's clock); only its
+first ``n`` values are read and the update uses those members alone: random shooting and iCEM keep
+the best of them, CEM and iCEM refit to the best ``min(num_elites, n)`` of them, MPPI weights only
+them. An iteration cut short ends the call. A plain callable is always evaluated whole (it cannot
+be interrupted), so with one the budget holds between iterations only.
+
+Non-finite values (NaN, +-inf: a diverged model, a reward returning NaN) mark a candidate as
+invalid: it is never chosen and never an elite. If no candidate of the call had a finite value, or
+none could be scored within the budget, the call returns its fallback: ``init_mean`` when given,
+else the middle of the bounds, with a ``RuntimeWarning`` in the non-finite case;
+``last_info["fallback"]`` says which.
 """
 import time
+import warnings
 
 import numpy as np
 
 from fastmbrl import backend
-from fastmbrl._validate import as_float_array, check_int
+from fastmbrl._validate import (alpha_in_range, as_float_array, check_bool, check_int, check_float,
+                                check_seed, check_time_budget)
 
 
 def _kernels():
@@ -31,11 +47,15 @@ def _kernels():
 
 
 def _check_fraction(name, value, low=0.0, high=1.0, closed_low=True):
-    ok = (value >= low if closed_low else value > low) and value <= high
-    if not np.isfinite(value) or not ok:
-        bracket = "[" if closed_low else "("
-        raise ValueError(f"{name}: expected a number in {bracket}{low}, {high}], got {value!r}")
-    return float(value)
+    return check_float(name, value, minimum=low, maximum=None if high == np.inf else high,
+                       strict_min=not closed_low)
+
+
+def _check_alpha(alpha):
+    if not alpha_in_range(alpha):
+        check_float("alpha", alpha, 0.0, 1.0, strict_max=True)   # raises the typed error
+        raise ValueError(f"alpha: expected a finite number in [0.0, 1.0), got {alpha!r}")
+    return float(alpha)
 
 
 def check_bounds(lower, upper, horizon):
@@ -68,6 +88,12 @@ def check_bounds(lower, upper, horizon):
         h, a = np.argwhere(lo > hi)[0]
         raise ValueError(f"lower, upper: expected lower <= upper, got lower[{h}, {a}] = "
                          f"{lo[h, a]} > upper[{h}, {a}] = {hi[h, a]}")
+    with np.errstate(over="ignore"):
+        width = hi - lo
+    if not np.isfinite(width).all():
+        h, a = np.argwhere(~np.isfinite(width))[0]
+        raise ValueError(f"lower, upper: the width upper - lower overflows float64 at [{h}, {a}] "
+                         f"({lo[h, a]} to {hi[h, a]}); the samplers need a finite width")
     return lo, hi
 
 
@@ -78,11 +104,12 @@ class _Optimizer:
         self.horizon = check_int("horizon", horizon)
         self.population = check_int("population", population)
         self.iterations = check_int("iterations", iterations)
-        self.seed = seed
+        self.seed = check_seed("seed", seed, allow_none=True)
         self.rng = np.random.default_rng(seed)
         self.clock = time.perf_counter
         self.last_iterations = 0
         self.last_best_value = -np.inf
+        self.last_info = None
         self._sec_per_candidate = None
 
     def reset(self):
@@ -91,13 +118,38 @@ class _Optimizer:
     def _population_at(self, iteration):
         return self.population
 
-    def _evaluate(self, objective, samples):
-        values = np.asarray(objective(samples), dtype=np.float64)
-        if values.shape != (samples.shape[0],):
-            raise ValueError(f"objective: expected values of shape ({samples.shape[0]},), got "
+    def _evaluate(self, objective, samples, state):
+        """Values of the candidates scored (a prefix of ``samples``, all without a deadline).
+
+        Non-finite values are mapped to -inf; ``state`` counts sampled / scored / finite members.
+        """
+        n_cand = samples.shape[0]
+        deadline = state["deadline"]
+        partial = getattr(objective, "evaluate_until", None) if deadline is not None else None
+        if partial is not None:
+            values, n = partial(samples, deadline, self.clock)
+            n = int(n)
+            if not 0 <= n <= n_cand:
+                raise ValueError(f"objective.evaluate_until: expected a count in [0, {n_cand}], "
+                                 f"got {n}")
+        else:
+            values, n = objective(samples), n_cand
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (n_cand,):
+            raise ValueError(f"objective: expected values of shape ({n_cand},), got "
                              f"{values.shape}")
-        # a diverging model gives NaN; such a candidate must never be chosen
-        return np.where(np.isnan(values), -np.inf, values)
+        if n < n_cand:
+            values = values[:n]
+            state["cut"] = True
+        # a diverging model gives NaN or inf; such a candidate must never be chosen
+        finite = np.isfinite(values)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite < n:
+            values = np.where(finite, values, -np.inf)
+        state["n_sampled"] += n_cand
+        state["n_evaluated"] += n
+        state["n_finite"] += n_finite
+        return values, n_finite
 
     def _prepare(self, lower, upper, init_mean, time_budget):
         lo, hi = check_bounds(lower, upper, self.horizon)
@@ -106,10 +158,8 @@ class _Optimizer:
                                        shape=(self.horizon, lo.shape[1]))
             # = np.clip (lo <= hi and the values are finite, both checked), at a third of its cost
             init_mean = np.minimum(np.maximum(init_mean, lo), hi)
-        if time_budget is not None and not (np.isfinite(time_budget) and time_budget > 0):
-            raise ValueError(f"time_budget: expected a positive number of seconds or None, got "
-                             f"{time_budget!r}")
-        return lo, hi, init_mean
+        time_budget = check_time_budget("time_budget", time_budget)
+        return lo, hi, init_mean, time_budget
 
     def optimize(self, objective, lower, upper, init_mean=None, time_budget=None):
         """Maximize ``objective`` over action sequences inside ``[lower, upper]``.
@@ -118,37 +168,77 @@ class _Optimizer:
         ----------
         objective : callable
             Maps float64 array (P, H, D_act) of candidates to their values (P,); larger is better.
+            It may also offer ``evaluate_until(samples, deadline, clock) -> (values (P,), n)`` to
+            be cut within an iteration under a time budget (see the module notes).
         lower, upper : float arrays (D_act,) or (H, D_act)
-            Action bounds, ``lower <= upper``.
+            Action bounds, ``lower <= upper``, with a finite width.
         init_mean : float array (H, D_act), optional
             Centre of the first sampling distribution (e.g. the previous plan shifted by one step);
-            default: the middle of the bounds.
+            default: the middle of the bounds. Also the fallback plan.
         time_budget : float, optional
-            Seconds; stop iterating when the next iteration would exceed it (at least one runs).
+            Seconds; stop iterating when the next iteration would exceed it, and cut an iteration
+            short when the objective supports ``evaluate_until``.
 
         Returns
         -------
         plan : float64 array (H, D_act), inside the bounds
+
+        Notes
+        -----
+        ``last_info`` is then a dict: ``n_evaluated`` (candidates scored), ``population``
+        (candidates sampled), ``n_finite`` (scored with a finite value), ``iterations_done``
+        (iterations that scored at least one), ``budget_cut`` (the budget stopped the call
+        early), ``fallback`` (None, or "init_mean" / "middle" when nothing usable was scored).
         """
-        lo, hi, init_mean = self._prepare(lower, upper, init_mean, time_budget)
+        lo, hi, init_mean, time_budget = self._prepare(lower, upper, init_mean, time_budget)
         start = self.clock()
         state = self._init_state(lo, hi, init_mean)
+        state.update(deadline=None if time_budget is None else start + time_budget, cut=False,
+                     n_sampled=0, n_evaluated=0, n_finite=0)
         self.last_iterations = 0
+        budget_cut = False
         for it in range(self.iterations):
             if time_budget is not None and it > 0 and self._sec_per_candidate is not None:
                 estimate = self._sec_per_candidate * self._population_at(it)
                 if self.clock() - start + estimate > time_budget:
+                    budget_cut = True
                     break
             t0 = self.clock()
-            n_evaluated = self._iterate(objective, state, it, lo, hi)
+            before = state["n_evaluated"]
+            self._iterate(objective, state, it, lo, hi)
+            n_evaluated = state["n_evaluated"] - before
             elapsed = self.clock() - t0
-            self._sec_per_candidate = elapsed / max(n_evaluated, 1)
-            self.last_iterations = it + 1
+            if n_evaluated > 0:
+                self._sec_per_candidate = elapsed / n_evaluated
+                self.last_iterations = it + 1
+            if state["cut"]:
+                budget_cut = True
+                break
         self.last_best_value = state["best_value"]
-        return self._result(state, lo, hi)
+        fallback = None
+        if state["n_finite"] == 0:
+            fallback = "middle" if init_mean is None else "init_mean"
+            if state["n_evaluated"] > 0:
+                warnings.warn(f"{type(self).__name__}: all {state['n_evaluated']} candidates "
+                              f"scored had a non-finite value (a diverged model or a reward "
+                              f"returning NaN/inf); returning the fallback plan ({fallback})",
+                              RuntimeWarning, stacklevel=2)
+            self._no_result(state)
+            plan = (lo + hi) / 2 if init_mean is None else init_mean.copy()
+        else:
+            plan = self._result(state, lo, hi)
+        self.last_info = {"n_evaluated": state["n_evaluated"], "population": state["n_sampled"],
+                          "n_finite": state["n_finite"], "iterations_done": self.last_iterations,
+                          "budget_cut": budget_cut, "fallback": fallback}
+        return plan
+
+    def _no_result(self, state):
+        """Called instead of ``_result`` when no candidate had a finite value."""
 
     @staticmethod
     def _track_best(state, samples, values):
+        if values.shape[0] == 0:
+            return
         i = int(np.argmax(values))
         if values[i] > state["best_value"] or state["best"] is None:
             state["best_value"] = float(values[i])
@@ -185,9 +275,8 @@ class RandomShooting(_Optimizer):
         samples = self.rng.uniform(lo, hi, size=(self.population,) + lo.shape)
         if it == 0 and state["init_mean"] is not None:
             samples[0] = state["init_mean"]
-        values = self._evaluate(objective, samples)
+        values, _ = self._evaluate(objective, samples, state)
         self._track_best(state, samples, values)
-        return samples.shape[0]
 
     def _result(self, state, lo, hi):
         return np.clip(state["best"], lo, hi)
@@ -226,8 +315,9 @@ class CEM(_Optimizer):
         Fraction of the population kept as elites (at least one).
     iterations : int
         Refits of the sampling distribution per call.
-    alpha : float in [0, 1]
-        Smoothing: ``mean = alpha * mean + (1 - alpha) * elite_mean`` (same for the variance).
+    alpha : float in [0, 1)
+        Smoothing: ``mean = alpha * mean + (1 - alpha) * elite_mean`` (same for the variance);
+        1 would never move the distribution (the rule ``alpha_in_range``, shared with the config).
     init_std : float or array (D_act,), optional
         Initial standard deviation; default a quarter of the bounds' width.
     return_mean_elites : bool
@@ -246,10 +336,15 @@ class CEM(_Optimizer):
                  init_std=None, return_mean_elites=True, seed=None):
         super().__init__(horizon, population, iterations, seed)
         self.elite_frac = _check_fraction("elite_frac", elite_frac, closed_low=False)
-        self.alpha = _check_fraction("alpha", alpha)
+        self.alpha = _check_alpha(alpha)
         self.num_elites = max(1, int(round(self.elite_frac * self.population)))
+        if init_std is not None:
+            std = as_float_array("init_std", init_std, dtype=np.float64)
+            if np.any(std < 0):
+                raise ValueError(f"init_std: expected a number or array (D_act,) of values >= 0, "
+                                 f"got {init_std!r}")
         self.init_std = init_std
-        self.return_mean_elites = bool(return_mean_elites)
+        self.return_mean_elites = check_bool("return_mean_elites", return_mean_elites)
 
     def _init_state(self, lo, hi, init_mean):
         mean = (lo + hi) / 2 if init_mean is None else init_mean.copy()
@@ -266,10 +361,15 @@ class CEM(_Optimizer):
         z = _truncated_normal(self.rng, (self.population,) + mean.shape)
         samples = np.empty_like(z)
         k._cem_sample(mean, var, lo, hi, z, samples)
-        values = self._evaluate(objective, samples)
+        values, n_finite = self._evaluate(objective, samples, state)
+        n = values.shape[0]
         self._track_best(state, samples, values)
-        k._cem_refit(samples, values, self.num_elites, self.alpha, mean, var)   # in place
-        return samples.shape[0]
+        if n_finite >= self.num_elites:   # the elites are all finite (-inf sorts last)
+            k._cem_refit(samples[:n], values, self.num_elites, self.alpha, mean, var)   # in place
+        elif n_finite > 0:              # fewer valid members than elites: refit to those
+            finite = values > -np.inf
+            k._cem_refit(np.ascontiguousarray(samples[:n][finite]), values[finite], n_finite,
+                         self.alpha, mean, var)
 
     def _result(self, state, lo, hi):
         plan = state["mean"] if self.return_mean_elites else state["best"]
@@ -333,8 +433,8 @@ class ICEM(_Optimizer):
     elite_frac : float in (0, 1]
         Elites as a fraction of ``population``.
     iterations : int
-    alpha : float in [0, 1]
-        Momentum of the mean and standard deviation updates.
+    alpha : float in [0, 1)
+        Momentum of the mean and standard deviation updates (the rule ``alpha_in_range``).
     noise_beta : float >= 0
         Colour of the sampling noise along time (0 white; the paper uses 2-2.5 for most tasks).
     population_decay : float >= 1
@@ -361,16 +461,12 @@ class ICEM(_Optimizer):
                  add_mean=True, init_std_frac=0.5, seed=None):
         super().__init__(horizon, population, iterations, seed)
         self.elite_frac = _check_fraction("elite_frac", elite_frac, closed_low=False)
-        self.alpha = _check_fraction("alpha", alpha)
-        if not (np.isfinite(noise_beta) and noise_beta >= 0):
-            raise ValueError(f"noise_beta: expected a number >= 0, got {noise_beta!r}")
-        if not (np.isfinite(population_decay) and population_decay >= 1):
-            raise ValueError(f"population_decay: expected a number >= 1, got {population_decay!r}")
-        self.noise_beta = float(noise_beta)
-        self.population_decay = float(population_decay)
+        self.alpha = _check_alpha(alpha)
+        self.noise_beta = check_float("noise_beta", noise_beta, minimum=0.0)
+        self.population_decay = check_float("population_decay", population_decay, minimum=1.0)
         self.keep_elites_frac = _check_fraction("keep_elites_frac", keep_elites_frac)
-        self.shift_elites = bool(shift_elites)
-        self.add_mean = bool(add_mean)
+        self.shift_elites = check_bool("shift_elites", shift_elites)
+        self.add_mean = check_bool("add_mean", add_mean)
         self.init_std_frac = _check_fraction("init_std_frac", init_std_frac, high=np.inf,
                                              closed_low=False)
         self.num_elites = max(1, int(round(self.elite_frac * self.population)))
@@ -407,10 +503,16 @@ class ICEM(_Optimizer):
             parts.append(state["kept"])
         if self.add_mean and it == self.iterations - 1:
             parts.append(mean[None])
+        if state["deadline"] is not None and len(parts) > 1:
+            # under a budget the carried elites and the mean are scored first: they are the
+            # likeliest to be good and the last candidates may not be scored at all
+            parts = parts[1:] + parts[:1]
         samples = np.clip(np.concatenate(parts) if len(parts) > 1 else samples, lo, hi)
-        values = self._evaluate(objective, samples)
+        values, n_finite = self._evaluate(objective, samples, state)
         self._track_best(state, samples, values)
-        k = min(self.num_elites, samples.shape[0])
+        k = min(self.num_elites, n_finite)    # elites among the scored, finite members only
+        if k == 0:
+            return
         order = np.argsort(-values, kind="stable")[:k]
         elites = samples[order]
         state["elites"] = elites
@@ -418,12 +520,14 @@ class ICEM(_Optimizer):
         state["kept"] = elites[:n_keep].copy() if n_keep > 0 else None
         state["mean"] = self.alpha * mean + (1 - self.alpha) * elites.mean(axis=0)
         state["std"] = self.alpha * std + (1 - self.alpha) * elites.std(axis=0)
-        return samples.shape[0]
 
     def _result(self, state, lo, hi):
         n_keep = int(round(self.keep_elites_frac * self.num_elites))
         self._kept = state["elites"][:n_keep].copy() if n_keep > 0 else None
         return np.clip(state["best"], lo, hi)
+
+    def _no_result(self, state):
+        self._kept = None
 
 
 class MPPI(_Optimizer):
@@ -454,9 +558,11 @@ class MPPI(_Optimizer):
     def __init__(self, horizon=15, population=500, iterations=1, temperature=1.0, noise_std=0.3,
                  seed=None):
         super().__init__(horizon, population, iterations, seed)
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = check_float("temperature", temperature, minimum=0.0, strict_min=True)
+        frac = as_float_array("noise_std", noise_std, dtype=np.float64)
+        if np.any(frac < 0):
+            raise ValueError(f"noise_std: expected a number or array (D_act,) of values >= 0, "
+                             f"got {noise_std!r}")
         self.noise_std = noise_std
 
     def _init_state(self, lo, hi, init_mean):
@@ -470,7 +576,8 @@ class MPPI(_Optimizer):
         mean = state["mean"]
         samples = mean + state["std"] * self.rng.standard_normal((self.population,) + mean.shape)
         np.clip(samples, lo, hi, out=samples)
-        values = self._evaluate(objective, samples)
+        values, _ = self._evaluate(objective, samples, state)
+        samples = samples[:values.shape[0]]     # the scored members alone are weighted
         self._track_best(state, samples, values)
         finite = np.isfinite(values)
         if finite.any():
@@ -478,7 +585,6 @@ class MPPI(_Optimizer):
             w[finite] = np.exp((values[finite] - values[finite].max()) / self.temperature)
             w /= w.sum()
             state["mean"] = mean + np.tensordot(w, samples - mean, axes=1)
-        return samples.shape[0]
 
     def _result(self, state, lo, hi):
         return np.clip(state["mean"], lo, hi)

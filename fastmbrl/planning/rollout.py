@@ -29,6 +29,18 @@ its first ``act()`` (Numba start-up and cache loads) against about 6 s with a co
 through a function pointer happens once per step, which costs nothing measurable.
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
+
+Deadlines (``objective.evaluate_until(actions, deadline, clock)``, what the planners call under a
+time budget): the candidates are cut into chunks sized so that one costs about
+``BUDGET_CHUNK_SECONDS`` (from the measured seconds per particle row of this model size and
+horizon, or a conservative estimate from the layer widths before the first measurement; rounded
+down to a power of two candidates so that few buffer sizes exist), and a chunk starts only if
+``clock()`` plus its estimated cost stays within the deadline. A compiled call cannot be
+interrupted, so the overrun is bounded by the estimate's error on one chunk (a fraction
+of a millisecond) and not by the population. Chunks are taken in order (by both workers), so the
+scored candidates are always a prefix. The chunks draw their random numbers from a stream of
+their own (seeded from ``seed``): results under a deadline depend on the timing, results without
+one do not and are unaffected by calls with one.
 """
 import contextlib
 import threading
@@ -49,6 +61,11 @@ PROPAGATIONS = {"ts1": 0, "tsinf": 1, "expectation": 2}
 # (>= ~300 rows of a 200-wide layer), small enough for load balancing between two threads.
 CHUNK_ROWS = 1500
 MAX_CHUNKS = 8
+
+# Under a deadline: the target cost of one chunk, and the throughput assumed for the first chunk
+# of a model size before any measurement (low on purpose: a too-small first chunk costs little).
+BUDGET_CHUNK_SECONDS = 3e-4
+BUDGET_ASSUMED_FLOPS = 2e10
 
 
 def chunk_bounds(n_cand, n_particles):
@@ -459,6 +476,12 @@ class ModelRollout:
         """Restart the random streams from ``seed`` (chunk ``c`` draws from child stream ``c``)."""
         self._seed_seq = np.random.SeedSequence(seed)
         self._rngs = []
+        # calls under a deadline draw their chunk keys from a separate stream, so that they leave
+        # the streams of calls without one untouched
+        self._deadline_rng = np.random.default_rng(np.random.SeedSequence(
+            self._seed_seq.entropy, spawn_key=(0xD7AD11E,)))
+        if not hasattr(self, "_sec_per_row"):
+            self._sec_per_row = {}
 
     def _rng(self, chunk):
         while len(self._rngs) <= chunk:
@@ -569,20 +592,24 @@ class ModelRollout:
             store[key] = buf
         return buf
 
-    def _run_chunk(self, chunk, bound, actions, values_out):
-        """Draw this chunk's random numbers and run its kernel call on its block of candidates."""
+    def _run_chunk(self, chunk, bound, actions, values_out, keys=None, slot=None):
+        """Draw this chunk's random numbers and run its kernel call on its block of candidates.
+
+        ``keys`` (2,) replaces the draw from chunk ``chunk``'s stream and ``slot`` the buffer key
+        (both used under a deadline).
+        """
         k = _kernels()
         arrays = bound.arrays
         n_cand, horizon, _ = actions.shape
         n_part = 1 if self.propagation == "expectation" else self.particles
-        buf = self._get_buffers(chunk, n_cand * n_part, horizon, arrays, bound.d_obs, bound.d_act,
-                                bound.dtype)
-        rng = self._rng(chunk)
+        buf = self._get_buffers(chunk if slot is None else slot, n_cand * n_part, horizon, arrays,
+                                bound.d_obs, bound.d_act, bound.dtype)
         if self.propagation != "expectation":
             # the chunk's stream gives two keys; compiled counter-based generators expand them
             # (measured for config (a): 15000 normals in 13 us and 5000 uniforms in 2 us, against
             # 150 and 16 us through Generator.standard_normal / random)
-            keys = rng.bit_generator.random_raw(2)
+            if keys is None:
+                keys = self._rng(chunk).bit_generator.random_raw(2)
             k._fill_uniform(keys[0], buf.perm_uniforms.reshape(-1))
             k._fill_normal(keys[1], buf.noise.reshape(-1))
         args = (
@@ -713,6 +740,84 @@ class ModelRollout:
         return values
 
 
+    def _initial_sec_per_row(self, bound, horizon):
+        dims = bound.arrays.layer_dims.tolist()
+        macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        return 2.0 * macs * horizon / BUDGET_ASSUMED_FLOPS
+
+    def evaluate_until(self, bound, actions, deadline, clock):
+        """Score candidates in order until ``deadline``; return ``(values (P,), n)``.
+
+        Only the first ``n`` values are set (the others are NaN). A chunk starts only when
+        ``clock() + estimated cost <= deadline`` (module notes); ``n`` may be 0.
+        """
+        import time
+
+        self.n_calls += 1
+        n_cand, horizon, _ = actions.shape
+        values = np.full(n_cand, np.nan, dtype=bound.dtype)
+        n_part = 1 if self.propagation == "expectation" else self.particles
+        rate_key = (self._buffer_key, horizon, n_part)
+        sec_per_row = self._sec_per_row.get(rate_key)
+        if sec_per_row is None:
+            sec_per_row = self._initial_sec_per_row(bound, horizon)
+        per_chunk = max(1, min(n_cand, int(BUDGET_CHUNK_SECONDS / (sec_per_row * n_part))))
+        # a power of two: each chunk size has its own buffers, so sizes must come from a small set
+        # (reallocating them at every call cost more than the chunks themselves on config (a))
+        per_chunk = 1 << (per_chunk.bit_length() - 1)
+        edges = list(range(0, n_cand, per_chunk)) + [n_cand]
+        n_chunks = len(edges) - 1
+        keys = self._deadline_rng.bit_generator.random_raw(2 * n_chunks).reshape(n_chunks, 2)
+        later = bound.reward_mode == 2 or bound.term_mode == 2
+        lock = threading.Lock()
+        progress = {"next": 0, "sec_per_row": sec_per_row, "done": 0, "measured": []}
+
+        def work(worker):
+            while True:
+                with lock:
+                    c = progress["next"]
+                    if c >= n_chunks:
+                        return
+                    lo, hi = edges[c], edges[c + 1]
+                    if clock() + progress["sec_per_row"] * (hi - lo) * n_part > deadline:
+                        progress["next"] = n_chunks       # the other worker stops too
+                        return
+                    progress["next"] = c + 1
+                n_compiled = len(_ENTRY_POINTS)
+                t0 = time.perf_counter()
+                buf, n_p = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi],
+                                           keys=keys[c], slot=("deadline", worker))
+                if later:
+                    self._finish_in_python(bound, buf, n_p, values[lo:hi])
+                measured = (time.perf_counter() - t0) / ((hi - lo) * n_part)
+                with lock:
+                    progress["done"] += 1
+                    if len(_ENTRY_POINTS) == n_compiled:   # not a compilation or cache load
+                        progress["measured"].append(measured)
+                        progress["sec_per_row"] = 0.5 * (progress["sec_per_row"] + measured)
+
+        with self.blas_limit():
+            if self.n_threads == 1 or n_chunks == 1:
+                work(0)
+            else:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1,
+                                                        thread_name_prefix="fastmbrl-rollout")
+                future = self._executor.submit(work, 1)
+                try:
+                    work(0)
+                finally:
+                    future.result()
+        if progress["measured"]:
+            # the median of this call's chunks: one descheduled chunk does not shrink later ones
+            self._sec_per_row[rate_key] = float(np.median(progress["measured"]))
+        elif progress["done"] == 0:
+            # nothing fitted: an estimate spoilt by a slow chunk (machine load) must not block
+            # every later call, so it decays until a chunk fits again
+            self._sec_per_row[rate_key] = 0.1 * sec_per_row
+        return values, edges[progress["done"]]
+
+
 class _Objective:
     """A ModelRollout bound to one model snapshot and observation; call it on (P, H, D_act)."""
 
@@ -737,6 +842,17 @@ class _Objective:
             raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
         actions = _writable(np.ascontiguousarray(actions, dtype=self.dtype))
         return self.rollout.evaluate(self, actions)
+
+    def evaluate_until(self, actions, deadline, clock):
+        """Score candidates (P, H, D_act) in order while ``clock()`` allows; ``(values, n)``.
+
+        See ``ModelRollout.evaluate_until``: values (P,) of which the first ``n`` are set.
+        """
+        actions = np.asarray(actions)
+        if actions.ndim != 3 or actions.shape[2] != self.d_act:
+            raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
+        actions = _writable(np.ascontiguousarray(actions, dtype=self.dtype))
+        return self.rollout.evaluate_until(self, actions, deadline, clock)
 
 
 def warmup(dtypes=(np.float32, np.float64)):
