@@ -201,6 +201,8 @@ class SAC(Agent):
         ``deterministic=True`` returns ``scale * tanh(mean) + bias``. Actions lie in the bounds.
         """
         x = as_float_array("obs", obs, dtype=self.dtype)
+        if not x.flags.writeable:
+            x = x.copy()
         single = x.ndim == 1
         if single:
             x = x.reshape(1, -1)
@@ -245,7 +247,9 @@ class SAC(Agent):
         if term.dtype.kind not in "biu" or term.shape != (B,):
             raise ValueError(f"batch.terminated: expected booleans of shape ({B},), got dtype "
                              f"{term.dtype} shape {term.shape}")
-        return obs, act, rew, nobs, np.ascontiguousarray(term, dtype=bool)
+        # the kernels take writeable arrays (one compiled signature); read-only views are copied
+        out = [x if x.flags.writeable else x.copy() for x in (obs, act, rew, nobs)]
+        return (*out, np.array(term, dtype=bool))
 
     def update(self, batch, noise=None):
         """One gradient step of critics, actor and temperature, then the Polyak update.
@@ -272,6 +276,8 @@ class SAC(Agent):
             _k._sac_draw_normals(self.rng_state, 1, eps)
         else:
             eps = as_float_array("noise", noise, dtype=self.dtype, shape=(2, B, self.act_dim))
+            if not eps.flags.writeable:
+                eps = eps.copy()
         metrics = np.zeros(6, np.float64)
         with self._blas_limit():
             _k._sac_update(*self._state_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
