@@ -174,6 +174,8 @@ class SAC(Agent):
         if not use_compiled():
             return nullcontext()
         if self._blas is None:
+            # Numba's np.dot calls scipy's OpenBLAS: load it before threadpoolctl looks for pools
+            import scipy.linalg.cython_blas  # noqa: F401
             from threadpoolctl import ThreadpoolController
             self._blas = ThreadpoolController()
         return self._blas.limit(limits=self.n_threads, user_api="blas")
