@@ -2,5 +2,6 @@
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.agents.pets import PETS
 from fastmbrl.agents.random import RandomAgent
+from fastmbrl.agents.sac import SAC
 
-__all__ = ["Agent", "PETS", "RandomAgent", "action_bounds"]
+__all__ = ["Agent", "PETS", "RandomAgent", "SAC", "action_bounds"]

@@ -1,0 +1,455 @@
+"""Numba kernels of soft actor-critic (SAC): the critic, actor and temperature steps, Polyak, sampling.
+
+Design
+------
+- Networks live in the flat layout of ``fastmbrl.nn._flat`` (``W_l (E, D_l, D_l+1), b_l (E, D_l+1)``
+  layer after layer): the actor is a 1-member ensemble ``D_obs -> hidden -> 2 D_act`` (mean, raw
+  log-std), the twin critics one 2-member ensemble ``D_obs + D_act -> hidden -> 1``.
+- Matrix products are ``np.dot`` on contiguous 2-D views, which Numba hands to scipy's BLAS
+  (``?gemm``, transposes passed as flags, no copies); everything element-wise (bias + ReLU, the
+  squashed-Gaussian head, its backward pass, Adam, Polyak) is a plain loop that LLVM vectorizes for
+  the host CPU (AVX-512 where present).
+- ``_sac_update`` is one whole gradient step (critic, actor, temperature, Polyak) in one call;
+  ``_sac_update_from`` runs n of them, drawing the minibatch indices and the Gaussian noise itself from
+  a counter-based generator (splitmix64 of key + counter), so its state is two integers and the
+  NumPy twin reproduces every draw. Layer buffers are allocated per call (``np.empty``).
+- Nothing here validates: ``fastmbrl.agents.sac.SAC`` checks shapes and dtypes. Every function has a
+  NumPy twin of the same name and signature in ``_sac_reference.py``.
+"""
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_LOG2 = 0.6931471805599453
+_HALF_LOG_2PI = 0.9189385332046727
+_TWO_PI = 6.283185307179586
+
+
+# --------------------------------------------------------------------------------------------- RNG
+@njit(cache=True)
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def _sac_sample_indices(rng_state, n_rows, out):
+    """Draw ``out.size`` row indices uniformly in [0, n_rows) from stream 0 of ``rng_state``.
+
+    rng_state : uint64 (3,) = [key, update counter, act counter]; the update counter advances.
+    Index = high 32 bits of a splitmix64 draw times n_rows, shifted down (Lemire's multiply-shift).
+    """
+    key = rng_state[0]
+    c = rng_state[1]
+    n = np.uint64(n_rows)
+    for i in range(out.size):
+        x = _mix64(key + (c + np.uint64(i)) * _GOLDEN)
+        out[i] = np.int64(((x >> np.uint64(32)) * n) >> np.uint64(32))
+    rng_state[1] = c + np.uint64(out.size)
+
+
+@njit(cache=True)
+def _sac_draw_normals(rng_state, slot, out):
+    """Fill ``out`` (any shape, C order) with standard normal draws (Box-Muller, cosine branch).
+
+    slot 1 uses the update counter, slot 2 the act counter (its key is ``key ^ golden``); the counter
+    advances by 2 per draw.
+    """
+    key = rng_state[0]
+    if slot == 2:
+        key = key ^ _GOLDEN
+    c = rng_state[slot]
+    flat = out.reshape(out.size)
+    for i in range(out.size):
+        x1 = _mix64(key + (c + np.uint64(2 * i)) * _GOLDEN)
+        x2 = _mix64(key + (c + np.uint64(2 * i + 1)) * _GOLDEN)
+        u1 = 1.0 - np.float64(x1 >> np.uint64(11)) * 1.1102230246251565e-16
+        u2 = np.float64(x2 >> np.uint64(11)) * 1.1102230246251565e-16
+        flat[i] = np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
+    rng_state[slot] = c + np.uint64(2 * out.size)
+
+
+# ------------------------------------------------------------------------------------ MLP pieces
+@njit(cache=True)
+def _layer(flat, dims, n_members, e, l):
+    """Views (W (D_l, D_l+1), b (D_l+1,)) of member e, layer l, in the flat layout."""
+    off = 0
+    for k in range(l):
+        off += n_members * (dims[k] * dims[k + 1] + dims[k + 1])
+    din = dims[l]
+    dout = dims[l + 1]
+    W = flat[off + e * din * dout: off + (e + 1) * din * dout].reshape((din, dout))
+    boff = off + n_members * din * dout
+    b = flat[boff + e * dout: boff + (e + 1) * dout]
+    return W, b
+
+
+@njit(cache=True)
+def _mlp_forward(flat, dims, n_members, e, act_code, x):
+    """Forward pass of member e on x (R, D_0): list [x, h_1, ..., h_{L-1}, y] of post-activations.
+
+    act_code 1 = ReLU, 2 = tanh on hidden layers; the output layer is linear.
+    """
+    L = dims.size - 1
+    acts = [x]
+    h = x
+    for l in range(L):
+        W, b = _layer(flat, dims, n_members, e, l)
+        z = np.dot(h, W)
+        R, D = z.shape
+        hidden = l < L - 1
+        for r in range(R):
+            for j in range(D):
+                v = z[r, j] + b[j]
+                if hidden:
+                    if act_code == 1:
+                        v = v if v > 0.0 else 0.0
+                    else:
+                        v = np.tanh(v)
+                z[r, j] = v
+        acts.append(z)
+        h = z
+    return acts
+
+
+@njit(cache=True)
+def _mlp_backward(flat, dims, n_members, e, act_code, acts, dy, grad_flat, want_grads, dx_from):
+    """Backward pass of member e through the activations ``acts`` of ``_mlp_forward``.
+
+    dy (R, D_L) is the gradient at the output. With want_grads the parameter gradients of member e
+    are written into grad_flat (same layout as flat). Returns dL/dx[:, dx_from:] (R, D_0 - dx_from),
+    or an empty (R, 0) array when dx_from == D_0 (the first layer's input gradient is then skipped).
+    """
+    L = dims.size - 1
+    d = dy
+    R = dy.shape[0]
+    dx = np.empty((R, 0), dtype=dy.dtype)
+    for l in range(L - 1, -1, -1):
+        W, b = _layer(flat, dims, n_members, e, l)
+        if want_grads:
+            gW, gb = _layer(grad_flat, dims, n_members, e, l)
+            np.dot(acts[l].T, d, gW)
+            D = d.shape[1]
+            for j in range(D):
+                gb[j] = 0.0
+            for r in range(R):
+                for j in range(D):
+                    gb[j] += d[r, j]
+        if l > 0:
+            dh = np.dot(d, W.T)
+            h = acts[l]
+            D = dh.shape[1]
+            for r in range(R):
+                for j in range(D):
+                    if act_code == 1:
+                        if h[r, j] <= 0.0:
+                            dh[r, j] = 0.0
+                    else:
+                        dh[r, j] *= 1.0 - h[r, j] * h[r, j]
+            d = dh
+        elif dx_from < dims[0]:
+            dx = np.dot(d, W[dx_from:].T)
+    return dx
+
+
+@njit(cache=True)
+def _concat_obs_act(obs, act):
+    R, O = obs.shape
+    A = act.shape[1]
+    z = np.empty((R, O + A), dtype=obs.dtype)
+    for r in range(R):
+        for j in range(O):
+            z[r, j] = obs[r, j]
+        for j in range(A):
+            z[r, O + j] = act[r, j]
+    return z
+
+
+@njit(cache=True)
+def _squash_head(out, eps, log_std_min, log_std_max, scale, bias, a_out, logp_out):
+    """Tanh-squashed Gaussian from the actor's output rows.
+
+    out (R, 2A) = [mean, raw log-std]; eps (R, A) standard normal; a_out (R, A) = scale tanh(u) + bias
+    with u = mean + exp(clip(raw)) eps; logp_out (R,) = log N(u) - sum 2 (log 2 - u - softplus(-2u)).
+    """
+    R, A = eps.shape
+    for r in range(R):
+        s = 0.0
+        for j in range(A):
+            ls = min(max(out[r, A + j], log_std_min), log_std_max)
+            e = eps[r, j]
+            u = out[r, j] + np.exp(ls) * e
+            a_out[r, j] = scale[j] * np.tanh(u) + bias[j]
+            m2u = -2.0 * u
+            sp = max(m2u, 0.0) + np.log1p(np.exp(-abs(m2u)))
+            s += -0.5 * e * e - ls - _HALF_LOG_2PI - 2.0 * (_LOG2 - u - sp)
+        logp_out[r] = s
+
+
+# ------------------------------------------------------------------------------------------ act
+@njit(cache=True)
+def _sac_act(actor, dims_a, act_code, obs, deterministic, log_std_min, log_std_max, scale, bias,
+             rng_state, a_out):
+    """Actions a_out (R, A) for obs (R, D_obs): scale tanh(mean) + bias when deterministic, else a
+    squashed-Gaussian sample with noise from the act stream (slot 2) of rng_state."""
+    acts = _mlp_forward(actor, dims_a, 1, 0, act_code, obs)
+    out = acts[len(acts) - 1]
+    R, A = a_out.shape
+    if deterministic:
+        for r in range(R):
+            for j in range(A):
+                a_out[r, j] = scale[j] * np.tanh(out[r, j]) + bias[j]
+    else:
+        eps = np.empty((R, A), dtype=obs.dtype)
+        _sac_draw_normals(rng_state, 2, eps)
+        logp = np.empty(R, dtype=obs.dtype)
+        _squash_head(out, eps, log_std_min, log_std_max, scale, bias, a_out, logp)
+
+
+# ------------------------------------------------------------------------------ the loss pieces
+@njit(cache=True)
+def _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp_next, reward, terminated,
+                        alpha, gamma, y_out):
+    """y = r + gamma (1 - terminated) (min_e Q'_e(s', a') - alpha log pi(a'|s'))."""
+    z = _concat_obs_act(next_obs, a_next)
+    B = z.shape[0]
+    q0 = _mlp_forward(target, dims_c, 2, 0, act_code, z)
+    q1 = _mlp_forward(target, dims_c, 2, 1, act_code, z)
+    y0 = q0[len(q0) - 1]
+    y1 = q1[len(q1) - 1]
+    for r in range(B):
+        qmin = min(y0[r, 0], y1[r, 0])
+        notdone = 0.0 if terminated[r] else 1.0
+        y_out[r] = reward[r] + gamma * notdone * (qmin - alpha * logp_next[r])
+
+
+@njit(cache=True)
+def _sac_critic_target(actor, dims_a, target, dims_c, act_code, next_obs, reward, terminated,
+                       eps_next, alpha, gamma, log_std_min, log_std_max, scale, bias, y_out):
+    """TD targets y_out (B,) with the next action a' = squash(actor(s'), eps_next) and the target
+    critics: y = r + gamma (1 - terminated) (min_e Q'_e(s', a') - alpha log pi(a'|s'))."""
+    acts = _mlp_forward(actor, dims_a, 1, 0, act_code, next_obs)
+    B, A = eps_next.shape
+    a_next = np.empty((B, A), dtype=next_obs.dtype)
+    logp = np.empty(B, dtype=next_obs.dtype)
+    _squash_head(acts[len(acts) - 1], eps_next, log_std_min, log_std_max, scale, bias, a_next, logp)
+    _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp, reward, terminated, alpha,
+                        gamma, y_out)
+
+
+@njit(cache=True)
+def _sac_critic_loss_grad(critic, dims_c, act_code, obs, act, y, grad_out):
+    """TD loss 0.5 sum_e mean_b (Q_e(s, a) - y)^2 (SB3) and its gradient grad_out (critic's layout).
+
+    Returns (loss, mean of Q over both members and the batch).
+    """
+    z = _concat_obs_act(obs, act)
+    B = z.shape[0]
+    loss = 0.0
+    qsum = 0.0
+    for e in range(2):
+        acts = _mlp_forward(critic, dims_c, 2, e, act_code, z)
+        q = acts[len(acts) - 1]
+        dq = np.empty((B, 1), dtype=obs.dtype)
+        for r in range(B):
+            diff = q[r, 0] - y[r]
+            loss += 0.5 * diff * diff / B
+            qsum += q[r, 0]
+            dq[r, 0] = diff / B
+        _mlp_backward(critic, dims_c, 2, e, act_code, acts, dq, grad_out, True, dims_c[0])
+    return loss, qsum / (2 * B)
+
+
+@njit(cache=True)
+def _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, eps, alpha,
+                          log_std_min, log_std_max, scale, bias, grad_out, logp_out):
+    """Actor loss mean(alpha log pi(a|s) - min_e Q_e(s, a)) with a = squash(actor(s), eps), from the
+    actor's activations ``acts``; writes its gradient (actor layout) and log pi (B,). Critics frozen."""
+    out = acts[len(acts) - 1]
+    B, A = eps.shape
+    O = obs.shape[1]
+    a = np.empty((B, A), dtype=obs.dtype)
+    _squash_head(out, eps, log_std_min, log_std_max, scale, bias, a, logp_out)
+    z = _concat_obs_act(obs, a)
+    c0 = _mlp_forward(critic, dims_c, 2, 0, act_code, z)
+    c1 = _mlp_forward(critic, dims_c, 2, 1, act_code, z)
+    q0 = c0[len(c0) - 1]
+    q1 = c1[len(c1) - 1]
+    dq0 = np.zeros((B, 1), dtype=obs.dtype)
+    dq1 = np.zeros((B, 1), dtype=obs.dtype)
+    loss = 0.0
+    for r in range(B):
+        # torch.min over the twins sends the gradient to the first minimum
+        if q1[r, 0] < q0[r, 0]:
+            qmin = q1[r, 0]
+            dq1[r, 0] = -1.0 / B
+        else:
+            qmin = q0[r, 0]
+            dq0[r, 0] = -1.0 / B
+        loss += (alpha * logp_out[r] - qmin) / B
+    da = _mlp_backward(critic, dims_c, 2, 0, act_code, c0, dq0, grad_out, False, O)
+    da1 = _mlp_backward(critic, dims_c, 2, 1, act_code, c1, dq1, grad_out, False, O)
+    dout = np.empty((B, 2 * A), dtype=obs.dtype)
+    w = alpha / B
+    for r in range(B):
+        for j in range(A):
+            raw = out[r, A + j]
+            ls = min(max(raw, log_std_min), log_std_max)
+            std = np.exp(ls)
+            e = eps[r, j]
+            u = out[r, j] + std * e
+            t = np.tanh(u)
+            # d/du of -min Q (through a = scale tanh u + bias) and of alpha log pi (squash term)
+            du = (da[r, j] + da1[r, j]) * scale[j] * (1.0 - t * t) + w * 2.0 * t
+            dout[r, j] = du
+            inside = raw >= log_std_min and raw <= log_std_max
+            dout[r, A + j] = (du * std * e - w) if inside else 0.0
+    _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, dims_a[0])
+    return loss
+
+
+@njit(cache=True)
+def _sac_actor_loss_grad(actor, dims_a, critic, dims_c, act_code, obs, eps, alpha, log_std_min,
+                         log_std_max, scale, bias, grad_out, logp_out):
+    """Actor loss mean_b(alpha log pi(a|s) - min_e Q_e(s, a)), a = squash(actor(s), eps); its
+    gradient with respect to the actor (grad_out) and log pi (logp_out (B,)). Returns the loss."""
+    acts = _mlp_forward(actor, dims_a, 1, 0, act_code, obs)
+    return _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, eps, alpha,
+                                 log_std_min, log_std_max, scale, bias, grad_out, logp_out)
+
+
+@njit(cache=True)
+def _sac_temperature_loss_grad(log_alpha, logp, target_entropy):
+    """SB3's temperature loss -mean(log_alpha (log pi + target_entropy)) and d/d log_alpha."""
+    s = 0.0
+    for r in range(logp.size):
+        s += logp[r] + target_entropy
+    g = -s / logp.size
+    return log_alpha * g, g
+
+
+@njit(cache=True)
+def _adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
+    """torch.optim.Adam (no decay, bias-corrected): step is the 1-based count after this update."""
+    bc1 = 1.0 - beta1 ** step
+    bc2s = np.sqrt(1.0 - beta2 ** step)
+    step_size = lr / bc1
+    for i in range(param.size):
+        g = grad[i]
+        mi = beta1 * m[i] + (1.0 - beta1) * g
+        vi = beta2 * v[i] + (1.0 - beta2) * g * g
+        m[i] = mi
+        v[i] = vi
+        param[i] -= step_size * mi / (np.sqrt(vi) / bc2s + eps)
+
+
+@njit(cache=True)
+def _polyak_update(target, source, tau):
+    """target <- (1 - tau) target + tau source, element-wise (SB3's polyak_update)."""
+    for i in range(target.size):
+        target[i] = target[i] * (1.0 - tau) + source[i] * tau
+
+
+# ------------------------------------------------------------------------------- the full step
+@njit(cache=True)
+def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
+                critic_v, alpha_state, steps, hp, scale, bias, obs, act, reward, next_obs,
+                terminated, eps_next, eps_cur, metrics_out):
+    """One SAC gradient step in SB3's order; everything is updated in place.
+
+    alpha_state (3,) = [log_alpha, Adam m, Adam v]; steps int64 (3,) Adam counts (critic, actor,
+    alpha); hp float64 (11,) = [gamma, tau, lr_actor, lr_critic, lr_alpha, beta1, beta2, adam_eps,
+    log_std_min, log_std_max, target_entropy]. metrics_out (6,) = [critic loss, actor loss,
+    temperature loss, alpha used, entropy estimate -mean log pi, mean Q].
+
+    alpha = exp(log_alpha) before its own step is used by the critic target and the actor loss, and the
+    temperature loss uses log pi of the actor before its step: exactly SB3's ``SAC.train``.
+    """
+    gamma, tau, lr_a, lr_c, lr_t = hp[0], hp[1], hp[2], hp[3], hp[4]
+    b1, b2, aeps, lsmin, lsmax, tent = hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
+    B, A = eps_cur.shape
+    O = obs.shape[1]
+    alpha = np.exp(np.float64(alpha_state[0]))
+    # one actor forward pass for [s'; s] (the actor does not change before its own step)
+    x2 = np.empty((2 * B, O), dtype=obs.dtype)
+    x2[:B] = next_obs
+    x2[B:] = obs
+    acts2 = _mlp_forward(actor, dims_a, 1, 0, act_code, x2)
+    out2 = acts2[len(acts2) - 1]
+    # ---- critic step
+    a_next = np.empty((B, A), dtype=obs.dtype)
+    logp_next = np.empty(B, dtype=obs.dtype)
+    _squash_head(out2[:B], eps_next, lsmin, lsmax, scale, bias, a_next, logp_next)
+    y = np.empty(B, dtype=obs.dtype)
+    _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp_next, reward, terminated,
+                        alpha, gamma, y)
+    gc = np.empty_like(critic)
+    closs, mean_q = _sac_critic_loss_grad(critic, dims_c, act_code, obs, act, y, gc)
+    steps[0] += 1
+    _adam_update(critic, gc, critic_m, critic_v, lr_c, b1, b2, aeps, steps[0])
+    # ---- actor step, with the updated critics
+    acts = [a_l[B:] for a_l in acts2]
+    acts[0] = obs
+    ga = np.empty_like(actor)
+    logp = np.empty(B, dtype=obs.dtype)
+    aloss = _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, eps_cur, alpha,
+                                  lsmin, lsmax, scale, bias, ga, logp)
+    steps[1] += 1
+    _adam_update(actor, ga, actor_m, actor_v, lr_a, b1, b2, aeps, steps[1])
+    # ---- temperature step
+    tloss, tg = _sac_temperature_loss_grad(np.float64(alpha_state[0]), logp, tent)
+    steps[2] += 1
+    g1 = np.empty(1, dtype=alpha_state.dtype)
+    g1[0] = tg
+    _adam_update(alpha_state[0:1], g1, alpha_state[1:2], alpha_state[2:3], lr_t, b1, b2, aeps,
+                 steps[2])
+    # ---- target critics
+    _polyak_update(target, critic, tau)
+    ent = 0.0
+    for r in range(B):
+        ent -= logp[r]
+    metrics_out[0] = closs
+    metrics_out[1] = aloss
+    metrics_out[2] = tloss
+    metrics_out[3] = alpha
+    metrics_out[4] = ent / B
+    metrics_out[5] = mean_q
+
+
+@njit(cache=True)
+def _sac_update_from(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
+                     critic_v, alpha_state, steps, hp, scale, bias, buf_obs, buf_act, buf_reward,
+                     buf_next_obs, buf_terminated, n_rows, batch_size, rng_state, metrics_out):
+    """``metrics_out.shape[0]`` SAC updates on minibatches drawn uniformly with replacement from the
+    first n_rows rows of the buffer arrays; per update: batch_size indices, then 2 batch_size D_act
+    normals (next-state noise first, then current-state noise), all from stream 1 of rng_state.
+    metrics_out (n_updates, 6) receives each update's metrics (see ``_sac_update``)."""
+    B = batch_size
+    O = buf_obs.shape[1]
+    A = buf_act.shape[1]
+    dt = buf_obs.dtype
+    idx = np.empty(B, dtype=np.int64)
+    obs = np.empty((B, O), dtype=dt)
+    act = np.empty((B, A), dtype=dt)
+    rew = np.empty(B, dtype=dt)
+    nobs = np.empty((B, O), dtype=dt)
+    term = np.empty(B, dtype=np.bool_)
+    noise = np.empty((2, B, A), dtype=dt)
+    for u in range(metrics_out.shape[0]):
+        _sac_sample_indices(rng_state, n_rows, idx)
+        _sac_draw_normals(rng_state, 1, noise)
+        for r in range(B):
+            i = idx[r]
+            for j in range(O):
+                obs[r, j] = buf_obs[i, j]
+                nobs[r, j] = buf_next_obs[i, j]
+            for j in range(A):
+                act[r, j] = buf_act[i, j]
+            rew[r] = buf_reward[i]
+            term[r] = buf_terminated[i]
+        _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
+                    critic_v, alpha_state, steps, hp, scale, bias, obs, act, rew, nobs, term,
+                    noise[0], noise[1], metrics_out[u])

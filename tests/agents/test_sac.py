@@ -1,0 +1,231 @@
+"""fastmbrl.agents.SAC: a hand-worked update, learning checks, state round trips and bad input."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from fastmbrl.agents import SAC
+from fastmbrl.buffer import ReplayBuffer, Transition
+
+
+def small_agent(**kw):
+    kw.setdefault("hidden", (16, 16))
+    kw.setdefault("seed", 3)
+    return SAC(3, 2, (np.array([-1.0, 0.0]), np.array([1.0, 2.0])), batch_size=8, **kw)
+
+
+def filled_buffer(n=50, seed=0, obs_dim=3, act_dim=2):
+    rng = np.random.default_rng(seed)
+    buf = ReplayBuffer(n, obs_dim, act_dim)
+    buf.add_batch(rng.normal(size=(n, obs_dim)), rng.uniform(0, 1, (n, act_dim)), rng.normal(size=n),
+                  rng.normal(size=(n, obs_dim)), rng.random(n) < 0.1, rng.random(n) < 0.1)
+    return buf
+
+
+def test_hand_worked_update():
+    """obs 1, act 1 in [-1, 1], hidden (1,), batch of one row, zero noise, lr 0.01, alpha 1."""
+    agent = SAC(1, 1, (np.array([-1.0]), np.array([1.0])), hidden=(1,), lr=0.01, dtype=np.float64)
+    aW0, ab0, aW1, ab1 = agent.actor_params
+    aW0[...] = 1.0
+    ab0[...] = 0.0
+    aW1[...] = [[[0.5, 0.0]]]            # mean = 0.5 h, raw log-std = log 0.5
+    ab1[...] = [[0.0, np.log(0.5)]]
+    cW0, cb0, cW1, cb1 = agent.critic_params
+    cW0[...] = 1.0                        # Q_0 = relu(s + a), Q_1 = 2 relu(s + a)
+    cb0[...] = 0.0
+    cW1[...] = [[[1.0]], [[2.0]]]
+    cb1[...] = 0.0
+    agent.critic_target[...] = agent.critic
+    batch = dict(obs=[[1.0]], act=[[0.2]], reward=[1.0], next_obs=[[1.0]], terminated=[False])
+    m = agent.update(batch, noise=np.zeros((2, 1, 1)))
+    # next action: h = 1, u' = 0.5, a' = tanh 0.5 = 0.46211716
+    # log pi(a') = log N(0.5; 0.5, 0.5) - log(1 - tanh^2 0.5) = -0.22579135 + 0.24022901 = 0.01443766
+    # Q'_0 = 1.46211716, Q'_1 = 2.92423431; y = 1 + 0.99 (1.46211716 - 0.01443766) = 2.43320270
+    # Q_0(s, a) = 1.2, Q_1 = 2.4: loss 0.5 ((1.2 - y)^2 + (2.4 - y)^2) = 0.76094566; mean Q 1.8
+    np.testing.assert_allclose(m["critic_loss"], 0.76094566, rtol=1e-7)
+    np.testing.assert_allclose(m["mean_q"], 1.8, rtol=1e-12)
+    np.testing.assert_allclose(m["temperature"], 1.0)
+    np.testing.assert_allclose(m["entropy"], -0.01443766, rtol=1e-6)
+    # every critic gradient is negative (both Q below y, all units active): Adam's first step moves
+    # each parameter by +lr; member 0 becomes W0 = [1.01, 1.01], b0 = 0.01, W1 = 1.01, b1 = 0.01
+    cW0, cb0, cW1, cb1 = agent.critic_params
+    np.testing.assert_allclose(cW0, 1.01, atol=1e-8)
+    np.testing.assert_allclose(cW1[:, 0, 0], [1.01, 2.01], atol=1e-8)
+    np.testing.assert_allclose(cb1, 0.01, atol=1e-8)
+    # actor loss with the updated critics: Q_0 = 1.01 (1.01 + 1.01 tanh 0.5 + 0.01) + 0.01
+    # = 1.51160571 < Q_1 = 2.99834404; loss = 1.0 * 0.01443766 - 1.51160571 = -1.49716805
+    np.testing.assert_allclose(m["actor_loss"], -1.49716805, rtol=1e-7)
+    # dL/du = -dQ_0/da (1 - tanh^2 u) + 2 tanh u = -1.0201 * 0.78644773 + 0.92423431 = 0.12197898 > 0
+    # so the mean weight drops by lr; dL/d log-std = -alpha = -1 < 0: the log-std rises by lr
+    aW0, ab0, aW1, ab1 = agent.actor_params
+    np.testing.assert_allclose(aW1[0, 0], [0.49, 0.01], atol=1e-8)
+    np.testing.assert_allclose(ab1[0], [-0.01, np.log(0.5) + 0.01], atol=1e-8)
+    np.testing.assert_allclose(aW0[0, 0, 0], 0.99, atol=1e-8)   # dh = 0.5 * 0.12197 > 0
+    # temperature: loss -log_alpha (log pi - 1) = 0, gradient 1 - 0.01443766 > 0: log_alpha -> -0.01
+    np.testing.assert_allclose(m["temperature_loss"], 0.0, atol=1e-15)
+    np.testing.assert_allclose(agent.temperature, np.exp(-0.01), rtol=1e-7)
+    # Polyak with tau 0.005: target W1 = 0.995 [1, 2] + 0.005 [1.01, 2.01]
+    tW1 = agent.critic_target[agent.critic.size - 2 - 2:agent.critic.size - 2]
+    np.testing.assert_allclose(tW1, [1.00005, 2.00005], atol=1e-9)
+    np.testing.assert_array_equal(agent.steps, [1, 1, 1])
+
+
+def test_update_ignores_truncated_and_accepts_transition():
+    buf = filled_buffer()
+    a, b = small_agent(), small_agent()
+    t = Transition(buf.obs[:8], buf.act[:8], buf.reward[:8], buf.next_obs[:8],
+                   buf.terminated[:8], np.ones(8, bool))
+    d = dict(obs=buf.obs[:8], act=buf.act[:8], reward=buf.reward[:8], next_obs=buf.next_obs[:8],
+             terminated=buf.terminated[:8])
+    noise = np.random.default_rng(1).normal(size=(2, 8, 2))
+    ma, mb = a.update(t, noise=noise), b.update(d, noise=noise)
+    assert ma == mb
+    np.testing.assert_array_equal(a.critic, b.critic)
+    # terminated does matter
+    d2 = dict(d, terminated=~d["terminated"])
+    c = small_agent()
+    assert c.update(d2, noise=noise)["critic_loss"] != ma["critic_loss"]
+
+
+def test_act_shapes_bounds_and_determinism():
+    agent = small_agent()
+    obs = np.random.default_rng(0).normal(size=(100, 3))
+    a = agent.act(obs)
+    assert a.shape == (100, 2) and a.dtype == np.float32
+    assert np.all(a[:, 0] >= -1) and np.all(a[:, 0] <= 1)
+    assert np.all(a[:, 1] >= 0) and np.all(a[:, 1] <= 2)
+    assert agent.act(obs[0]).shape == (2,)
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True),
+                                  agent.act(obs, deterministic=True))
+    assert not np.array_equal(agent.act(obs), agent.act(obs))   # fresh noise per call
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_state_dict_round_trip_and_resume(tmp_path, dtype):
+    buf = filled_buffer()
+    a = small_agent(dtype=dtype)
+    a.update_from(buf, 3)
+    a.act(buf.obs[:2])
+    path = tmp_path / "sac.npz"
+    a.save(path)
+    b = SAC.load(path)
+    c = small_agent(dtype=dtype, seed=99)
+    c.load_state_dict(a.state_dict())
+    for other in (b, c):
+        for k, v in a.state_dict().items():
+            if k != "config":
+                np.testing.assert_array_equal(other.state_dict()[k], v)
+    ma = a.update_from(buf, 4)
+    act_a = a.act(buf.obs[:3])
+    for other in (b, c):
+        assert other.update_from(buf, 4) == ma
+        np.testing.assert_array_equal(other.actor, a.actor)
+        np.testing.assert_array_equal(other.critic_target, a.critic_target)
+        np.testing.assert_array_equal(other.act(buf.obs[:3]), act_a)
+
+
+def test_update_from_is_reproducible_and_learns_bandit():
+    """One-step problem: reward -(a - 0.6)^2, terminated; the best action 0.6 is found."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    buf = ReplayBuffer(n, 1, 1)
+    act = rng.uniform(-1, 1, (n, 1))
+    buf.add_batch(np.zeros((n, 1)), act, -(act[:, 0] - 0.6) ** 2, np.zeros((n, 1)),
+                  np.ones(n, bool), np.zeros(n, bool))
+    agents = [SAC(1, 1, (np.array([-1.0]), np.array([1.0])), hidden=(32, 32), lr=3e-3,
+                  batch_size=64, seed=1) for _ in range(2)]
+    for ag in agents:
+        ag.update_from(buf, 400)
+    np.testing.assert_array_equal(agents[0].actor, agents[1].actor)
+    best = agents[0].act(np.zeros(1), deterministic=True)[0]
+    assert abs(best - 0.6) < 0.1, best
+
+
+def test_n_threads_same_result():
+    buf = filled_buffer()
+    a, b = small_agent(), small_agent(n_threads=2)
+    assert a.update_from(buf, 2) == b.update_from(buf, 2)
+
+
+@pytest.mark.slow
+def test_pendulum_beats_random():
+    """A minimal loop (not the library's): 4000 steps, 200 random, one update per step."""
+    env, eval_env = gym.make("Pendulum-v1"), gym.make("Pendulum-v1")
+    agent = SAC(3, 1, env.action_space, lr=1e-3, seed=0)
+    buf = ReplayBuffer(5000, 3, 1)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for t in range(4000):
+        a = rng.uniform(-2, 2, 1) if t < 200 else agent.act(obs)
+        nobs, r, term, trunc, _ = env.step(a)
+        buf.add(obs, a, r, nobs, term, trunc)
+        obs = env.reset()[0] if term or trunc else nobs
+        if t >= 200:
+            agent.update_from(buf, 1)
+
+    def ret(policy, seed):
+        o, _ = eval_env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            o, r, term, trunc, _ = eval_env.step(policy(o))
+            total += r
+            done = term or trunc
+        return total
+
+    learned = np.mean([ret(lambda o: agent.act(o, deterministic=True), s) for s in range(5)])
+    random = np.mean([ret(lambda o: rng.uniform(-2, 2, 1), s) for s in range(5)])
+    assert learned > random + 400, (learned, random)
+
+
+# ---------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(obs_dim=0), "obs_dim"),
+    (dict(hidden=()), "hidden"),
+    (dict(hidden=(16, 0)), r"hidden\[1\]"),
+    (dict(gamma=1.5), "gamma"),
+    (dict(lr=0.0), "lr"),
+    (dict(log_std_bounds=(2, -5)), "log_std_bounds"),
+    (dict(activation="silu"), "activation"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(init_temperature=-1.0), "init_temperature"),
+    (dict(action_space=(np.zeros(3), np.ones(3))), "action_space"),
+    (dict(dtype=np.int32), "dtype"),
+])
+def test_bad_constructor_arguments(kwargs, match):
+    args = dict(obs_dim=3, act_dim=2, action_space=(np.zeros(2), np.ones(2)))
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        SAC(**args)
+
+
+def test_bad_call_arguments(tmp_path):
+    agent = small_agent()
+    with pytest.raises(ValueError, match="obs"):
+        agent.act(np.zeros(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        agent.act(np.array([0.0, np.nan, 0.0]))
+    good = dict(obs=np.zeros((4, 3)), act=np.zeros((4, 2)), reward=np.zeros(4),
+                next_obs=np.zeros((4, 3)), terminated=np.zeros(4, bool))
+    with pytest.raises(ValueError, match="next_obs"):
+        agent.update({k: v for k, v in good.items() if k != "next_obs"})
+    with pytest.raises(ValueError, match=r"batch.act"):
+        agent.update(dict(good, act=np.zeros((4, 3))))
+    with pytest.raises(ValueError, match="terminated"):
+        agent.update(dict(good, terminated=np.zeros(5, bool)))
+    with pytest.raises(ValueError, match="noise"):
+        agent.update(good, noise=np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match="n_updates"):
+        agent.update_from(filled_buffer(), 0)
+    with pytest.raises(ValueError, match="empty"):
+        agent.update_from(ReplayBuffer(10, 3, 2), 1)
+    with pytest.raises(ValueError, match="obs_dim"):
+        agent.update_from(filled_buffer(obs_dim=4), 1)
+    with pytest.raises(TypeError, match="buffer"):
+        agent.update_from(good, 1)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(2))
+    with pytest.raises(ValueError, match="not a SAC file"):
+        SAC.load(bad)
+    state = agent.state_dict()
+    state["critic"] = state["critic"][:-1]
+    with pytest.raises(ValueError, match="critic"):
+        agent.load_state_dict(state)

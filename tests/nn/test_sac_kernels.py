@@ -1,0 +1,297 @@
+"""SAC kernels (fastmbrl.agents._sac_kernels) against their NumPy twins, finite differences and
+closed forms."""
+import numpy as np
+import pytest
+
+from fastmbrl.agents import _sac_kernels as K
+from fastmbrl.agents import _sac_reference as R
+from fastmbrl.nn._flat import param_offsets
+
+IMPLS = {"kernel": K, "twin": R}
+RTOL = {np.float32: 2e-4, np.float64: 1e-10}
+ATOL = {np.float32: 2e-5, np.float64: 1e-12}
+O, A, H, B = 3, 2, 6, 9
+
+
+def make_problem(dtype, act_code=1, seed=0, scale=(2.0, 0.5), bias=(0.0, 0.25)):
+    rng = np.random.default_rng(seed)
+    dims_a = np.array([O, H, H, 2 * A], np.int64)
+    dims_c = np.array([O + A, H, H, 1], np.int64)
+    na, nc = param_offsets(dims_a, 1)[-1], param_offsets(dims_c, 2)[-1]
+    p = dict(
+        dims_a=dims_a, dims_c=dims_c, act_code=act_code,
+        actor=rng.normal(0, 0.5, na).astype(dtype), critic=rng.normal(0, 0.5, nc).astype(dtype),
+        target=rng.normal(0, 0.5, nc).astype(dtype),
+        obs=rng.normal(size=(B, O)).astype(dtype), act=rng.uniform(-1, 1, (B, A)).astype(dtype),
+        reward=rng.normal(size=B).astype(dtype), next_obs=rng.normal(size=(B, O)).astype(dtype),
+        terminated=rng.random(B) < 0.3, noise=rng.normal(size=(2, B, A)).astype(dtype),
+        y=rng.normal(size=B).astype(dtype),
+        scale=np.array(scale, dtype), bias=np.array(bias, dtype),
+        hp=np.array([0.99, 0.005, 3e-4, 1e-3, 2e-3, 0.9, 0.999, 1e-8, -20.0, 2.0, -float(A)]),
+    )
+    return p
+
+
+def state_args(p, dtype):
+    na, nc = p["actor"].size, p["critic"].size
+    return [p["actor"].copy(), p["critic"].copy(), p["target"].copy(), p["dims_a"], p["dims_c"],
+            p["act_code"], np.zeros(na, dtype), np.zeros(na, dtype), np.zeros(nc, dtype),
+            np.zeros(nc, dtype), np.array([np.log(0.3), 0, 0], dtype), np.zeros(3, np.int64),
+            p["hp"], p["scale"], p["bias"]]
+
+
+def close(a, b, dtype):
+    np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=ATOL[dtype])
+
+
+# ------------------------------------------------------------------- kernel vs twin equivalence
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act_code", [1, 2])
+def test_update_matches_twin(dtype, act_code):
+    p = make_problem(dtype, act_code)
+    results = []
+    for impl in (K, R):
+        st = state_args(p, dtype)
+        met = np.zeros((3, 6))
+        for i in range(3):
+            impl._sac_update(*st, p["obs"], p["act"], p["reward"], p["next_obs"], p["terminated"],
+                             p["noise"][0], p["noise"][1], met[i])
+        results.append((st, met))
+    (sk, mk), (sr, mr) = results
+    for i in (0, 1, 2, 6, 7, 8, 9, 10):
+        close(sk[i], sr[i], dtype)
+    np.testing.assert_array_equal(sk[11], sr[11])
+    np.testing.assert_array_equal(sk[11], [3, 3, 3])
+    close(mk, mr, dtype)
+    assert not np.allclose(sk[0], p["actor"])  # the step moved the actor
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_from_matches_twin(dtype):
+    p = make_problem(dtype)
+    rng = np.random.default_rng(5)
+    N = 40
+    buf = [rng.normal(size=(N, O)).astype(dtype), rng.uniform(-1, 1, (N, A)).astype(dtype),
+           rng.normal(size=N).astype(dtype), rng.normal(size=(N, O)).astype(dtype),
+           rng.random(N) < 0.2]
+    out = []
+    for impl in (K, R):
+        st = state_args(p, dtype)
+        rs = np.array([123, 0, 0], np.uint64)
+        met = np.zeros((4, 6))
+        impl._sac_update_from(*st, *buf, N - 3, 8, rs, met)
+        out.append((st, rs, met))
+    for i in (0, 1, 2, 10):
+        close(out[0][0][i], out[1][0][i], dtype)
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_array_equal(out[0][1], [123, 4 * (8 + 4 * 8 * A), 0])
+    close(out[0][2], out[1][2], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_act_matches_twin_and_bounds(dtype, deterministic):
+    p = make_problem(dtype)
+    outs = []
+    for impl in (K, R):
+        rs = np.array([9, 0, 0], np.uint64)
+        a = np.empty((B, A), dtype)
+        impl._sac_act(p["actor"], p["dims_a"], 1, p["obs"], deterministic, -20.0, 2.0, p["scale"],
+                      p["bias"], rs, a)
+        outs.append((a, rs))
+    close(outs[0][0], outs[1][0], dtype)
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    lo, hi = p["bias"] - p["scale"], p["bias"] + p["scale"]
+    assert np.all(outs[0][0] >= lo) and np.all(outs[0][0] <= hi)
+    if deterministic:
+        out = R._mlp_forward(p["actor"], p["dims_a"], 1, 0, 1, p["obs"])[-1]
+        close(outs[0][0], p["scale"] * np.tanh(out[:, :A]) + p["bias"], dtype)
+
+
+def test_rng_streams():
+    rs_k = np.array([2024, 0, 0], np.uint64)
+    rs_r = rs_k.copy()
+    ik, ir = np.empty(20000, np.int64), np.empty(20000, np.int64)
+    K._sac_sample_indices(rs_k, 7, ik)
+    R._sac_sample_indices(rs_r, 7, ir)
+    np.testing.assert_array_equal(ik, ir)
+    assert ik.min() == 0 and ik.max() == 6
+    counts = np.bincount(ik, minlength=7)
+    assert np.all(np.abs(counts - 20000 / 7) < 5 * np.sqrt(20000 / 7))
+    zk, zr = np.empty((3, 10000)), np.empty((3, 10000))
+    K._sac_draw_normals(rs_k, 1, zk)
+    R._sac_draw_normals(rs_r, 1, zr)
+    np.testing.assert_allclose(zk, zr, rtol=1e-12, atol=1e-12)
+    assert abs(zk.mean()) < 0.03 and abs(zk.std() - 1.0) < 0.03
+    np.testing.assert_array_equal(rs_k, [2024, 20000 + 60000, 0])
+    # the act stream (slot 2) is a different sequence
+    z2 = np.empty((3, 10000))
+    K._sac_draw_normals(np.array([2024, 20000, 0], np.uint64), 2, z2)
+    assert np.abs(np.corrcoef(z2.ravel(), zk.ravel())[0, 1]) < 0.05
+
+
+# ------------------------------------------------------------------------ finite differences
+def fd_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        old = x[i]
+        x[i] = old + h
+        fp = f()
+        x[i] = old - h
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("act_code", [1, 2])
+def test_critic_loss_gradient(impl, act_code):
+    M = IMPLS[impl]
+    p = make_problem(np.float64, act_code, seed=1)
+    critic = p["critic"].copy()
+    g = np.empty_like(critic)
+    M._sac_critic_loss_grad(critic, p["dims_c"], act_code, p["obs"], p["act"], p["y"], g)
+    scratch = np.empty_like(critic)
+    num = fd_grad(lambda: M._sac_critic_loss_grad(critic, p["dims_c"], act_code, p["obs"], p["act"],
+                                                  p["y"], scratch)[0], critic)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("act_code", [1, 2])
+def test_actor_loss_gradient(impl, act_code):
+    """Through the critics' input path, the tanh squashing and the log-density."""
+    M = IMPLS[impl]
+    p = make_problem(np.float64, act_code, seed=2)
+    actor = p["actor"].copy()
+    g = np.empty_like(actor)
+    logp = np.empty(B)
+    M._sac_actor_loss_grad(actor, p["dims_a"], p["critic"], p["dims_c"], act_code, p["obs"],
+                           p["noise"][1], 0.7, -20.0, 2.0, p["scale"], p["bias"], g, logp)
+    scratch, lp2 = np.empty_like(actor), np.empty(B)
+
+    def loss():
+        return M._sac_actor_loss_grad(actor, p["dims_a"], p["critic"], p["dims_c"], act_code,
+                                      p["obs"], p["noise"][1], 0.7, -20.0, 2.0, p["scale"],
+                                      p["bias"], scratch, lp2)
+
+    num = fd_grad(loss, actor)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+    assert np.abs(g).max() > 1e-3
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_actor_gradient_zero_where_log_std_clipped(impl):
+    M = IMPLS[impl]
+    p = make_problem(np.float64, 2, seed=3)
+    # bounds that clip every raw log-std: the loss then does not depend on the log-std head
+    g = np.empty_like(p["actor"])
+    M._sac_actor_loss_grad(p["actor"], p["dims_a"], p["critic"], p["dims_c"], 2, p["obs"],
+                           p["noise"][1], 0.7, 50.0, 51.0, p["scale"], p["bias"], g, np.empty(B))
+    off = param_offsets(p["dims_a"], 1)
+    W2 = g[off[4]:off[5]].reshape(H, 2 * A)
+    b2 = g[off[5]:off[6]]
+    np.testing.assert_array_equal(W2[:, A:], 0.0)
+    np.testing.assert_array_equal(b2[A:], 0.0)
+    assert np.abs(W2[:, :A]).max() > 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_temperature_loss_gradient(impl):
+    M = IMPLS[impl]
+    logp = np.random.default_rng(0).normal(size=B)
+    la = np.array([0.3])
+    loss, g = M._sac_temperature_loss_grad(la[0], logp, -2.0)
+    np.testing.assert_allclose(loss, -0.3 * np.mean(logp - 2.0))
+    num = fd_grad(lambda: M._sac_temperature_loss_grad(la[0], logp, -2.0)[0], la)
+    np.testing.assert_allclose(g, num[0], rtol=1e-8)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_critic_target_formula(impl):
+    M = IMPLS[impl]
+    p = make_problem(np.float64, seed=4)
+    y = np.empty(B)
+    M._sac_critic_target(p["actor"], p["dims_a"], p["target"], p["dims_c"], 1, p["next_obs"],
+                         p["reward"], p["terminated"], p["noise"][0], 0.4, 0.9, -20.0, 2.0,
+                         p["scale"], p["bias"], y)
+    a2, lp = np.empty((B, A)), np.empty(B)
+    out = R._mlp_forward(p["actor"], p["dims_a"], 1, 0, 1, p["next_obs"])[-1]
+    R._squash_head(out, p["noise"][0], -20.0, 2.0, p["scale"], p["bias"], a2, lp)
+    z = np.concatenate([p["next_obs"], a2], 1)
+    q = [R._mlp_forward(p["target"], p["dims_c"], 2, e, 1, z)[-1][:, 0] for e in (0, 1)]
+    want = p["reward"] + 0.9 * (~p["terminated"]) * (np.minimum(q[0], q[1]) - 0.4 * lp)
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+    # terminated rows are the reward alone; truncation is not an input at all
+    np.testing.assert_array_equal(y[p["terminated"]], p["reward"][p["terminated"]])
+
+
+# ------------------------------------------------------------------- squashed log-density
+@pytest.mark.parametrize("impl", IMPLS)
+def test_squashed_log_density_change_of_variables(impl):
+    M = IMPLS[impl]
+    mean, log_std = 0.4, np.log(0.8)
+    u = np.linspace(-6.0, 6.0, 41)
+    eps = ((u - mean) / 0.8)[:, None]
+    out = np.tile([[mean, log_std]], (u.size, 1))
+    a, lp = np.empty((u.size, 1)), np.empty(u.size)
+    M._squash_head(out, eps, -20.0, 2.0, np.ones(1), np.zeros(1), a, lp)
+    # log N(u) - log |d tanh / du|, the derivative taken numerically
+    h = 1e-4
+    dtanh = (np.tanh(u + h) - np.tanh(u - h)) / (2 * h)
+    logn = -0.5 * eps[:, 0] ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    keep = dtanh > 1e-12
+    np.testing.assert_allclose(lp[keep], (logn - np.log(dtanh))[keep], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a[:, 0], np.tanh(u), rtol=1e-12)
+    # far out, where 1 - tanh(u)^2 underflows, the stable form stays exact: log(1 - tanh^2 u) =
+    # log 4 - 2|u| - 2 log(1 + exp(-2|u|))
+    u = np.array([-400.0, -30.0, 30.0, 400.0])
+    eps = ((u - mean) / 0.8)[:, None]
+    out = np.tile([[mean, log_std]], (u.size, 1))
+    lp = np.empty(u.size)
+    M._squash_head(out, eps, -20.0, 2.0, np.ones(1), np.zeros(1), np.empty((u.size, 1)), lp)
+    logn = -0.5 * eps[:, 0] ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(lp, logn - (np.log(4.0) - 2 * np.abs(u)), rtol=1e-12)
+
+
+def test_squashed_density_integrates_to_one():
+    # density of the squashed action a in (-1, 1): exp(log pi) on a grid in a, integrated
+    a = np.linspace(-1 + 1e-12, 1 - 1e-12, 400001)
+    u = np.arctanh(a)
+    mean, std = -0.3, 0.6
+    eps = ((u - mean) / std)[:, None]
+    out = np.tile([[mean, np.log(std)]], (a.size, 1))
+    lp = np.empty(a.size)
+    K._squash_head(out, eps, -20.0, 2.0, np.ones(1), np.zeros(1), np.empty((a.size, 1)), lp)
+    assert abs(np.trapezoid(np.exp(lp), a) - 1.0) < 1e-4
+
+
+# --------------------------------------------------------------------------- Adam and Polyak
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_matches_torch_formula(impl, dtype):
+    M = IMPLS[impl]
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=50).astype(dtype)
+    p, m, v = p0.copy(), np.zeros(50, dtype), np.zeros(50, dtype)
+    pw, mw, vw = p0.astype(np.float64), np.zeros(50), np.zeros(50)
+    for t in (1, 2, 3):
+        g = rng.normal(size=50).astype(dtype)
+        M._adam_update(p, g, m, v, 1e-2, 0.9, 0.999, 1e-8, t)
+        mw = 0.9 * mw + 0.1 * g
+        vw = 0.999 * vw + 0.001 * g.astype(np.float64) ** 2
+        pw -= (1e-2 / (1 - 0.9 ** t)) * mw / (np.sqrt(vw) / np.sqrt(1 - 0.999 ** t) + 1e-8)
+        if t == 1:  # Adam's first step is lr * sign(g)
+            np.testing.assert_allclose(p, p0 - 1e-2 * np.sign(g), rtol=RTOL[dtype], atol=1e-6)
+    close(p, pw, dtype)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_polyak(impl):
+    M = IMPLS[impl]
+    t = np.array([1.0, -2.0, 4.0])
+    M._polyak_update(t, np.array([3.0, 0.0, 4.0]), 0.25)
+    np.testing.assert_allclose(t, [1.5, -1.5, 4.0])
+    M._polyak_update(t, np.array([0.0, 0.0, 0.0]), 1.0)
+    np.testing.assert_array_equal(t, 0.0)
