@@ -73,7 +73,7 @@ class AsyncController:
         self.first_step = first_step
         if gil_switch_interval is not None:
             gil_switch_interval = check_float("gil_switch_interval", gil_switch_interval, 0.0,
-                                             low_open=True)
+                                              strict_min=True)
         self._low = np.asarray(agent.low, dtype=np.float64).copy()
         self._high = np.asarray(agent.high, dtype=np.float64).copy()
         self._dtype = np.dtype(getattr(agent, "action_dtype", np.float32))
