@@ -131,3 +131,25 @@ def vjp_from_tape(arrays, tape, d_next_obs, d_reward=None):
                       np.empty_like(tape.y), np.empty(n * width, dtype), np.empty(n * width, dtype),
                       np.empty((n, int(model[1][0])), dtype), d_obs_out, d_act_out)
     return d_obs_out, d_act_out
+
+
+def warmup(dtypes=(np.float32, np.float64)):
+    """Compile (or load from the cache) the taped step and VJP kernels for each dtype, on a tiny
+    model of every hidden activation."""
+    from fastmbrl.models.arrays import ModelArrays
+
+    for dtype in dtypes:
+        for activation in range(4):
+            dims = np.array([3, 4, 4, 4], np.int64)
+            n_params = 2 * (3 * 4 + 4 + 4 * 4 + 4 + 4 * 4 + 4)
+            arrays = ModelArrays(
+                flat=np.zeros(n_params, dtype), layer_dims=dims, ensemble_size=2,
+                activation=activation, members=np.arange(2, dtype=np.int64),
+                angle_mask=np.array([True, False]), delta_mask=np.array([True, False]),
+                in_mean=np.zeros(3, dtype), in_std=np.ones(3, dtype), out_mean=np.zeros(2, dtype),
+                out_std=np.ones(2, dtype), max_logvar=np.zeros(2, dtype),
+                min_logvar=np.full(2, -5.0, dtype), has_reward=False)
+            obs = np.zeros((2, 2), dtype)
+            _, _, tape = step_tape_from_arrays(arrays, obs, np.zeros((2, 0), dtype),
+                                               np.array([0, 1]), np.zeros((2, 2), dtype))
+            vjp_from_tape(arrays, tape, obs)

@@ -377,3 +377,13 @@ def test_reward_grad_fn_bad_values():
         menv = ModelEnv(arrays, reward_fn=quad_reward, reward_grad_fn=fn)
         with pytest.raises(ValueError, match=match):
             menv.step_vjp(obs, act, 0, 0, None, np.ones(3))
+
+
+def test_warmup_compiles_the_vjp_kernels():
+    if not backend.use_compiled():
+        pytest.skip("FASTMBRL_PUREPYTHON=1: no compiled kernels")
+    from fastmbrl.models import _kernels, vjp
+    vjp.warmup((np.float32, np.float64))
+    for kernel in (_kernels._model_step_tape, _kernels._model_step_vjp):
+        dtypes = {sig[0].dtype.name for sig in kernel.signatures}
+        assert {"float32", "float64"} <= dtypes, kernel
