@@ -23,6 +23,10 @@ from fastmbrl.models.arrays import _arg, _model_kernels, kernel_model_args
 class StepTape(NamedTuple):
     """What the VJP of one model step reads (written by ``step_tape_from_arrays``).
 
+    ``obs``, ``act`` and ``noise`` are the arrays the step was given when they already had the
+    weights' dtype and were C-contiguous (no copy): a caller that keeps tapes for a later backward
+    pass must not overwrite those arrays in between.
+
     Attributes
     ----------
     obs : float array (B, D_obs)

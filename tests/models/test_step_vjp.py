@@ -387,3 +387,29 @@ def test_warmup_compiles_the_vjp_kernels():
     for kernel in (_kernels._model_step_tape, _kernels._model_step_vjp):
         dtypes = {sig[0].dtype.name for sig in kernel.signatures}
         assert {"float32", "float64"} <= dtypes, kernel
+
+
+@pytest.mark.parametrize("learn_reward", [False, True])
+def test_step_vjp_of_a_fitted_gaussian_ensemble(learn_reward):
+    """The real model (normalisers from data, learned bounds, tanh hidden layers) end to end."""
+    import fastmbrl as fm
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (300, 3))
+    act = rng.uniform(-1, 1, (300, 2))
+    nxt = obs + 0.1 * np.tanh(obs[:, [1, 2, 0]] + act[:, [0, 1, 0]])
+    rew = -np.sum(obs ** 2, axis=1)
+    model = fm.models.GaussianEnsemble(3, 2, hidden=(16, 16), ensemble_size=4, num_elites=3,
+                                       predict_delta=[True, True, False], angle_dims=(1,),
+                                       learn_reward=learn_reward, activation="tanh",
+                                       dtype=np.float64, seed=1)
+    model.fit(obs, act, nxt, rew, max_epochs=3, progress=False)
+    menv = (ModelEnv(model) if learn_reward else
+            ModelEnv(model, reward_fn=quad_reward, reward_grad_fn=quad_reward_grad))
+    o, a = obs[:7], act[:7]
+    members = np.array([0, 1, 2, 3, 0, 1, 2])
+    noise = rng.standard_normal((7, menv.out_dim))
+    d_next, d_rew = rng.standard_normal((7, 3)), rng.standard_normal(7)
+    d_obs, d_act = menv.step_vjp(o, a, noise, members, d_next, d_rew)
+    fd_obs, fd_act = finite_differences(menv, o, a, noise, members, d_next, d_rew)
+    assert_close_rel(d_obs, fd_obs)
+    assert_close_rel(d_act, fd_act)
