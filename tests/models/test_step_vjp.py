@@ -413,3 +413,41 @@ def test_step_vjp_of_a_fitted_gaussian_ensemble(learn_reward):
     fd_obs, fd_act = finite_differences(menv, o, a, noise, members, d_next, d_rew)
     assert_close_rel(d_obs, fd_obs)
     assert_close_rel(d_act, fd_act)
+
+
+def test_tapes_chain_into_an_h_step_backward_pass(kernel_backend):
+    """Three steps under fixed actions, one StepTape kept per step, then the VJPs in reverse:
+    d/d(obs_0, act_0..2) of sum_t <c_t, reward_t> + <c, obs_3>, against finite differences."""
+    arrays = make_arrays(np.float64, ACTIVATIONS["silu"], True, (1,))
+    rng = np.random.default_rng(4)
+    n, h = 5, 3
+    obs0 = rng.uniform(-1, 1, (n, 3))
+    acts = rng.uniform(-1, 1, (h, n, 2))
+    members = rng.integers(0, 4, (h, n))
+    noise = rng.standard_normal((h, n, 4))
+    c_rew, c_obs = rng.standard_normal((h, n)), rng.standard_normal((n, 3))
+
+    def rollout(o, a_seq):
+        tapes, total = [], 0.0
+        for t in range(h):
+            o, r, tape = step_tape_from_arrays(arrays, o, a_seq[t], members[t], noise[t])
+            tapes.append(tape)
+            total += np.sum(c_rew[t] * r)
+        return total + np.sum(c_obs * o), tapes
+
+    _, tapes = rollout(obs0, acts)
+    d_obs, d_acts = c_obs, np.zeros_like(acts)
+    for t in range(h - 1, -1, -1):
+        d_obs, d_acts[t] = vjp_from_tape(arrays, tapes[t], d_obs, c_rew[t])
+    fd_obs, fd_acts = np.zeros_like(obs0), np.zeros_like(acts)
+    for x, g in ((obs0, fd_obs), (acts, fd_acts)):
+        for idx in np.ndindex(*x.shape):
+            base = x[idx]
+            x[idx] = base + FD_STEP
+            hi = rollout(obs0, acts)[0]
+            x[idx] = base - FD_STEP
+            lo = rollout(obs0, acts)[0]
+            x[idx] = base
+            g[idx] = (hi - lo) / (2 * FD_STEP)
+    assert_close_rel(d_obs, fd_obs)
+    assert_close_rel(d_acts, fd_acts)
