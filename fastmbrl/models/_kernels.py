@@ -522,7 +522,6 @@ def _model_step_vjp(obs, act, order, block_starts, block_members, noise, flat, l
     """
     n_rows = obs.shape[0]
     d_obs = obs.shape[1]
-    d_act = act.shape[1]
     d_out = out_mean.shape[0]
     n_layers = layer_dims.shape[0] - 1
     n_plain = plain_idx.shape[0]

@@ -111,5 +111,5 @@ def test_piecewise_constant_rewards_have_zero_gradient_off_their_jumps():
 def test_reacher_grad_at_the_target_is_finite():
     obs, act, nxt = np.zeros((1, 10)), np.ones((1, 2)), np.zeros((1, 10))
     d_obs, d_act, d_next = reward_fns.reacher_grad(obs, act, nxt)
-    assert np.all(np.isfinite(d_next)) and np.all(d_next == 0)
+    assert np.all(d_obs == 0) and np.all(np.isfinite(d_next)) and np.all(d_next == 0)
     np.testing.assert_array_equal(d_act, [[-2.0, -2.0]])

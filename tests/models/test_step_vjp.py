@@ -11,7 +11,7 @@ from fastmbrl.envs import reward_fns, specs
 from fastmbrl.models import ModelArrays, ModelEnv, _reference
 from fastmbrl.models.arrays import kernel_model_args
 from fastmbrl.models.vjp import StepTape, step_tape_from_arrays, vjp_from_tape
-from fastmbrl.nn._flat import param_offsets, unflatten
+from fastmbrl.nn._flat import param_offsets
 
 FD_STEP = 1e-6
 FD_RTOL = 1e-6
