@@ -23,12 +23,21 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import PLANNERS
-from fastmbrl.algorithms._common import (STREAM_MODEL, STREAM_PLANNER, STREAM_ENV, EpisodeRecord,
-                                         RunResult, collect_episode, collect_initial_data,
-                                         derive_seed, load_run_checkpoint, save_run_checkpoint,
-                                         summary, write_results)
+from fastmbrl.algorithms._common import (
+    STREAM_ENV,
+    STREAM_MODEL,
+    STREAM_PLANNER,
+    RunResult,
+    collect_episode,
+    collect_initial_data,
+    derive_seed,
+    load_run_checkpoint,
+    save_run_checkpoint,
+    summary,
+    write_results,
+)
 
-__all__ = ["run", "check", "make_model", "make_planner", "make_agent", "BUDGET"]
+__all__ = ["BUDGET", "check", "make_agent", "make_model", "make_planner", "run"]
 
 BUDGET = "episodes"
 
