@@ -23,7 +23,9 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES
+from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES, SUPPORTED_DTYPES
+
+_DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
 
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
@@ -75,7 +77,7 @@ class ModelConfig:
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("holdout_frac", 0 <= self.holdout_frac < 1, "in [0, 1)"),
             ("patience", self.patience >= 1, "at least 1"),
-            ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+            ("dtype", self.dtype in _DTYPE_NAMES, " or ".join(_DTYPE_NAMES)),
         ]
 
 
