@@ -143,9 +143,8 @@ def _cmd_plot(args):
 
 
 def _cmd_run(args):
-    from fastmbrl import algorithms
+    from fastmbrl import algorithms, envs
     from fastmbrl import config as cfg_mod
-    from fastmbrl import envs
     from fastmbrl._checkpoint import has_checkpoint
 
     for name in ("episodes", "steps"):
@@ -267,7 +266,7 @@ def main(argv=None):
     except (ValueError, TypeError, OSError) as exc:
         sys.stderr.write(f"fastmbrl: error: {_one_line(exc)}\n")
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - the command line never shows a traceback
+    except Exception as exc:
         if os.environ.get("FASTMBRL_DEBUG"):
             raise
         sys.stderr.write(f"fastmbrl: error: {type(exc).__name__}: {_one_line(exc)} (set "

@@ -22,11 +22,29 @@ from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoin
 from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
 from fastmbrl._io import atomic_write_text, remove_stale_temporaries, temporary_path
 
-__all__ = ["RunContext", "RunResult", "EpisodeRecord", "Callback", "as_callback", "derive_seed",
-           "collect_episode", "collect_initial_data", "evaluate", "write_results", "summary",
-           "save_run_checkpoint", "load_run_checkpoint", "RESULTS_FIELDS", "STREAM_ENV",
-           "STREAM_PLANNER", "STREAM_RANDOM_ACTIONS", "STREAM_INITIAL_ENV", "STREAM_MODEL",
-           "STREAM_AGENT", "STREAM_EVAL_ENV"]
+__all__ = [
+    "RESULTS_FIELDS",
+    "STREAM_AGENT",
+    "STREAM_ENV",
+    "STREAM_EVAL_ENV",
+    "STREAM_INITIAL_ENV",
+    "STREAM_MODEL",
+    "STREAM_PLANNER",
+    "STREAM_RANDOM_ACTIONS",
+    "Callback",
+    "EpisodeRecord",
+    "RunContext",
+    "RunResult",
+    "as_callback",
+    "collect_episode",
+    "collect_initial_data",
+    "derive_seed",
+    "evaluate",
+    "load_run_checkpoint",
+    "save_run_checkpoint",
+    "summary",
+    "write_results",
+]
 
 log = logging.getLogger("fastmbrl.algorithms")
 
