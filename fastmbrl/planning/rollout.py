@@ -739,7 +739,6 @@ class ModelRollout:
                 self._finish_in_python(bound, buf, n_p, values[edges[c]:edges[c + 1]])
         return values
 
-
     def _initial_sec_per_row(self, bound, horizon):
         dims = bound.arrays.layer_dims.tolist()
         macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
