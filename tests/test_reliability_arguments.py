@@ -80,6 +80,10 @@ BAD = [
     (lambda: ge(activation="gelu"), ValueError, "activation: expected one of"),
     (lambda: ge(dtype=np.float16), TypeError, "dtype: expected float32 or float64"),
     (lambda: ge(n_threads=0), ValueError, "n_threads: expected an integer >= 1"),
+    (lambda: ge().uncertainty(np.zeros((2, 3)), np.zeros((2, 1)), members=[0.5]), ValueError,
+     r"members: expected integers in \[0, 2\)"),
+    (lambda: ge().uncertainty(np.zeros((2, 3)), np.zeros((2, 1)), members=[]), ValueError,
+     "members: expected indices"),
     # GaussianEnsemble.fit
     (lambda: fit(max_epochs=2.5), ValueError, "max_epochs: expected an integer"),
     (lambda: fit(holdout_frac=1.0), ValueError, r"holdout_frac: expected a number >= 0.0 and < 1"),
