@@ -201,7 +201,12 @@ def _parse_grid(items):
         try:
             values = json.loads(f"[{raw}]")
         except json.JSONDecodeError:
-            values = [v.strip() for v in raw.split(",")]
+            values = []
+            for v in raw.split(","):
+                try:
+                    values.append(json.loads(v))
+                except json.JSONDecodeError:
+                    values.append(v.strip())      # a bare word: planner.name=cem,icem
         if key in grid:
             raise _UsageError(f"--grid: {key!r} given twice")
         grid[key] = values
@@ -213,7 +218,7 @@ def _cmd_sweep(args):
 
     from fastmbrl import config as cfg_mod
     from fastmbrl import envs
-    from fastmbrl import sweep as sweep_mod
+    from fastmbrl import _sweep as sweep_mod
     from fastmbrl.loop import run
 
     spec = envs.get_spec(args.env)              # unknown ids raise UnknownEnvError

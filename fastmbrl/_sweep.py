@@ -1,5 +1,8 @@
 """Seeds x settings, each trial its own resumable run folder, spread over cores or machines by Ray.
 
+``fm.sweep`` is this module's :func:`sweep` (the module is private so that the package attribute
+``fastmbrl.sweep`` stays the function: importing a submodule of that name would rebind it).
+
     records = fm.sweep("Pendulum-v1", seeds=range(3), grid={"planner.horizon": [10, 20]},
                        out="runs/sweep", episodes=5)
 
@@ -224,8 +227,19 @@ def _run_ray(ray, todo, workers, address, callback):
             import fastmbrl
             root = os.path.dirname(os.path.dirname(os.path.abspath(fastmbrl.__file__)))
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+            # Ray starts its workers at niceness 15: next to any other load they would get a
+            # fraction of their core, so this instance's raylet is told 0 (it reads RAY_* at start).
+            saved = os.environ.get("RAY_worker_niceness")
+            os.environ["RAY_worker_niceness"] = "0"
+            try:
+                # address="local": a new instance, never a cluster some `ray start` left running.
+                ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                         log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+            finally:
+                if saved is None:
+                    os.environ.pop("RAY_worker_niceness", None)
+                else:
+                    os.environ["RAY_worker_niceness"] = saved
         started = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_trial)
@@ -311,7 +325,6 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"grid: two settings share a folder name ({slugs})")
     out = os.fspath(out)
-    os.makedirs(out, exist_ok=True)
 
     ray = None
     if workers != 1 or address is not None:
@@ -319,10 +332,11 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
         if ray is None:
             if workers is not None or address is not None:
                 raise RayMissingError(f"sweep: more than one worker needs Ray: {RAY_HINT} "
-                                      f"(or use workers=1)")
+                                      f"(or run the trials one after another: workers=1, --workers 1)")
             log.warning("Ray is not installed: running the trials one after another (%s for "
                         "parallel trials)", RAY_HINT)
     n_workers = workers or os.cpu_count() or 1
+    os.makedirs(out, exist_ok=True)
 
     rows, todo = {}, []
     for setting, slug in zip(settings, slugs):
