@@ -11,11 +11,11 @@ plus ``trial.json``, the trial's status, written when it ends. Rerunning the sam
 trials whose ``trial.json`` says finished and resumes the others from their checkpoints
 (``fm.run(..., resume=True)``). ``out/summary.csv`` has one row per trial.
 
-Engine: Ray (the ``ray`` extra). By default Ray starts in this process with ``workers`` CPUs (default:
-the machine's cores) and each trial takes one of them; ``address`` joins a running cluster
-(``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the others; fastmbrl must be
-installed on every node and ``out`` must be on storage they all see). With ``workers=1`` the trials run
-one after another in this process, Ray or not.
+Engine: Ray (the ``ray`` extra). By default Ray starts in this process with ``workers`` CPUs
+(default: the machine's cores) and each trial takes one of them; ``address`` joins a running
+cluster (``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the others;
+fastmbrl must be installed on every node and ``out`` must be on storage they all see). With
+``workers=1`` the trials run one after another in this process, Ray or not.
 """
 import csv
 import io
@@ -172,7 +172,8 @@ def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold):
         config = _cfg.to_dict(config)
     overrides = _cfg.merge(*[_nested(k, v) for k, v in setting.items()])
     if cpus is not None:
-        # A config section with an n_threads setting gets the trial's CPUs (unless the grid sets it).
+        # A config section with an n_threads setting gets the trial's CPUs (unless the grid
+        # sets it).
         for name, section in _cfg.RunConfig().__dict__.items():
             if hasattr(section, "n_threads") and "n_threads" not in overrides.get(name, {}):
                 overrides = _cfg.merge(overrides, {name: {"n_threads": cpus}})
@@ -252,7 +253,8 @@ def _run_ray(ray, todo, workers, address, callback):
             try:
                 row = ray.get(ref)
             except Exception as exc:  # the worker died (killed, out of memory, ...)
-                error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+                first = (str(exc).strip().splitlines() or [""])[0]
+                error = f"{type(exc).__name__}: {first}"
                 _write_trial(run_dir, "failed", error)
                 row = _summarize(run_dir, setting, seed, "failed", threshold, error=error)
             rows.append(row)
@@ -332,7 +334,8 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
         if ray is None:
             if workers is not None or address is not None:
                 raise RayMissingError(f"sweep: more than one worker needs Ray: {RAY_HINT} "
-                                      f"(or run the trials one after another: workers=1, --workers 1)")
+                                      "(or run the trials one after another: workers=1, "
+                                      "--workers 1)")
             log.warning("Ray is not installed: running the trials one after another (%s for "
                         "parallel trials)", RAY_HINT)
     n_workers = workers or os.cpu_count() or 1

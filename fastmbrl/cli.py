@@ -34,7 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser():
     parser = _Parser(prog="fastmbrl", description="Fast model-based RL (PETS) on a plain CPU.")
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,envs,plot}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,envs,plot}",
+                                parser_class=_Parser)
     p_run = sub.add_parser("run", help="run PETS on an environment (or resume a run)",
                            description="Run Algorithm 1 (PETS) on an environment.")
     p_run.add_argument("env", nargs="?", help="environment id (see 'fastmbrl envs')")
@@ -228,11 +229,11 @@ def _cmd_sweep(args):
         seeds = sweep_mod.parse_seeds(args.seeds)
     except ValueError as exc:
         raise _UsageError(f"--seeds: {exc}")
-    for flag in ("episodes", "steps", "workers"):
+    for flag, least, want in (("episodes", 0, "non-negative"), ("steps", 0, "non-negative"),
+                              ("workers", 1, "positive")):
         value = getattr(args, flag)
-        if value is not None and value < (1 if flag == "workers" else 0):
-            raise _UsageError(f"--{flag}: expected a {'positive' if flag == 'workers' else 'non-negative'} "
-                              f"integer, got {value}")
+        if value is not None and value < least:
+            raise _UsageError(f"--{flag}: expected a {want} integer, got {value}")
     # Settings for every trial, as overrides on top of the env's defaults (fm.run layers them).
     values = {}
     if args.config:

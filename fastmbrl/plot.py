@@ -379,7 +379,8 @@ def plot_calibration(path, model, obs, act, next_obs, title=None, bins=12):
     A calibrated Gaussian has RMS error equal to sigma (the ideal line).
     """
     obs, act, next_obs = (np.asarray(a, dtype=np.float64) for a in (obs, act, next_obs))
-    if obs.ndim != 2 or next_obs.shape != obs.shape or act.ndim != 2 or act.shape[0] != obs.shape[0]:
+    if (obs.ndim != 2 or next_obs.shape != obs.shape or act.ndim != 2
+            or act.shape[0] != obs.shape[0]):
         raise ValueError(f"obs, act, next_obs: expected (B, D_obs), (B, D_act), (B, D_obs), got "
                          f"{obs.shape}, {act.shape}, {next_obs.shape}")
     if obs.shape[0] < 2:
@@ -475,11 +476,15 @@ def plot_dir(dirs, out=None):
         if not found:
             raise FileNotFoundError(f"no results.json or results.csv in {d!r} or below it "
                                     "(is it a fastmbrl run or sweep folder?)")
-        prefix = "" if len(dirs) == 1 else os.path.basename(os.path.normpath(d)) + "/"
+        name = os.path.basename(os.path.normpath(d))
         for label, run_dirs in found:
-            label = d if label == "." and len(found) == 1 else label
-            groups.append((prefix + label if prefix and label != d else label,
-                           [load_run(r) for r in run_dirs]))
+            # A run folder is labelled by its name; a sweep's settings, with several folders, by
+            # the sweep's name too ("." is a sweep whose runs sit directly in it).
+            if run_dirs != [d] and len(dirs) > 1:
+                label = name if label == "." else f"{name}/{label}"
+            elif label == ".":
+                label = name
+            groups.append((label, [load_run(r) for r in run_dirs]))
     out = out or (dirs[0] if len(dirs) == 1 else os.getcwd())
     os.makedirs(out, exist_ok=True)
     written = [plot_learning_curves(os.path.join(out, "learning_curve.png"), groups)]

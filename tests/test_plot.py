@@ -159,3 +159,16 @@ def test_without_matplotlib_the_curve_is_skipped_with_one_warning(tmp_path, monk
     assert len(warnings) == 1 and 'pip install "fastmbrl[plot]"' in warnings[0].getMessage()
     assert main(["plot", str(tiny_run), "--out", str(tmp_path / "out")]) == 2
     assert 'pip install "fastmbrl[plot]"' in capsys.readouterr().err
+
+
+def test_several_run_folders_one_line_each(tmp_path):
+    _write_step_based_run(tmp_path / "a", 0, 0.0)
+    _write_step_based_run(tmp_path / "b", 1, 50.0)
+    assert plot.find_runs(tmp_path / "a") == [("a", [str(tmp_path / "a")])]
+    out = tmp_path / "pics"
+    written = plot.plot_dir([tmp_path / "a", tmp_path / "b"], out=out)
+    assert written == [str(out / "learning_curve.png"), str(out / "time_split.png")]
+    for path in written:
+        _check_matplotlib_png(path)
+    with pytest.raises(ValueError, match="groups"):
+        plot.plot_learning_curves(tmp_path / "x.png", [])

@@ -1,4 +1,4 @@
-"""The README's "Custom environments" guide runs as written, and quotes the errors fastmbrl gives."""
+"""The README's "Custom environments" guide runs as written and quotes the real error messages."""
 import os
 import re
 

@@ -1,8 +1,9 @@
-"""fm.sweep and ``fastmbrl sweep``: trials as run folders, summary, skip/resume, Ray and without it."""
+"""fm.sweep and ``fastmbrl sweep``: run folders, summary, skip and resume, with Ray and without."""
 import csv
 import json
 import logging
 import os
+import shutil
 import sys
 
 import pytest
@@ -152,7 +153,6 @@ def test_ray_two_workers_summary_then_resume_a_killed_trial(tmp_path):
     for name in os.listdir(victim):
         path = victim / name
         if path.is_dir():
-            import shutil
             shutil.rmtree(path)
         else:
             os.remove(path)
