@@ -114,13 +114,15 @@ def _settings(grid):
 # ---------------------------------------------------------------------------------------------
 def _limit_threads(n):
     """Cap Numba's threads at ``n`` (BLAS is capped by the caller's threadpool_limits)."""
-    os.environ["NUMBA_NUM_THREADS"] = str(n)   # for a worker whose numba is not imported yet
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import numba
-        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    except (ImportError, ValueError):
-        pass
+    import sys
+
+    if "numba" not in sys.modules:
+        # Read once, at import. Changing it after numba is imported makes numba refuse to run
+        # once its thread pool exists (the pool size is fixed), so then only set_num_threads.
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _read_results(run_dir):
