@@ -93,9 +93,11 @@ class _ProgressBar:
             from tqdm import tqdm
 
             # disable=None: tqdm turns itself off when the stream is not a terminal.
-            self._bar = tqdm(total=max_epochs, desc="fit", unit="epoch",
+            self._bar = tqdm(total=max_epochs, desc="fit:", unit="epoch",
                              file=sys.stderr if stream is None else stream, disable=None,
-                             dynamic_ncols=True, leave=True)
+                             dynamic_ncols=True, leave=True,
+                             bar_format="{desc} epoch {n_fmt}/{total_fmt} |{bar}| "
+                                        "[{elapsed}<{remaining}{postfix}]")
 
     def update(self, epoch, train_loss, holdout, waiting):
         if self._bar is None:
