@@ -169,3 +169,18 @@ def test_ray_two_workers_summary_then_resume_a_killed_trial(tmp_path):
     assert after[0] == before[0]           # continued from the checkpoint, not started again
     assert os.path.getmtime(out / "default" / "seed_0" / "results.json") == untouched
     assert second[1]["final_return"] == pytest.approx(first[1]["final_return"], rel=1e-5)
+
+
+def test_thread_limit_after_numba_is_imported(monkeypatch):
+    # A trial whose arguments carry a Numba function imports numba before the limit is set:
+    # then only set_num_threads may change (a changed NUMBA_NUM_THREADS makes numba refuse to run).
+    import numba
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    before = numba.get_num_threads()
+    try:
+        _sweep._limit_threads(1)
+        assert numba.get_num_threads() == 1
+        assert "NUMBA_NUM_THREADS" not in os.environ
+    finally:
+        numba.set_num_threads(before)
