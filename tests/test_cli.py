@@ -1,15 +1,11 @@
 """The fastmbrl command: listing, a tiny real run, resume, plot, and the bad-input paths."""
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
-import numpy as np
 import pytest
 
-from fastmbrl._plot import plot_learning_curve, write_png
 from fastmbrl.cli import main
 
 SMALL = ["--set", "model.hidden=16,16", "--set", "model.ensemble_size=2",
@@ -86,52 +82,6 @@ def test_module_entry_point_gives_message_not_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "unknown environment" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def _read_png(path):
-    """Minimal PNG reader for the files write_png makes (one IDAT, RGB, filter 0)."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
-        chunks[kind] = body
-        pos += 12 + length
-    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert depth == 8 and color == 2
-    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, 1 + 3 * width)
-    assert np.all(raw[:, 0] == 0)
-    return raw[:, 1:].reshape(height, width, 3)
-
-
-def test_png_round_trip(tmp_path):
-    img = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
-    write_png(tmp_path / "x.png", img)
-    np.testing.assert_array_equal(_read_png(tmp_path / "x.png"), img)
-    with pytest.raises(ValueError, match="image"):
-        write_png(tmp_path / "y.png", np.zeros((3, 3)))
-
-
-def test_learning_curve_draws_the_points(tmp_path):
-    img = plot_learning_curve(tmp_path / "c.png", [-1000, -500, -200], baseline=-1200,
-                              width=320, height=200)
-    np.testing.assert_array_equal(_read_png(tmp_path / "c.png"), img)
-    blue = np.all(img == (31, 119, 180), axis=2)
-    orange = np.all(img == (255, 127, 14), axis=2)
-    assert blue.any() and orange.any()
-    rows = np.flatnonzero(blue.any(axis=1))
-    cols_first, cols_last = np.flatnonzero(blue[:, :170].any(axis=0)), np.flatnonzero(
-        blue[:, 250:].any(axis=0))
-    assert cols_first.size and cols_last.size
-    # Higher return is drawn higher: the last point's rows sit above the first point's.
-    first_rows = np.flatnonzero(blue[:, 80:90].any(axis=1))
-    last_rows = np.flatnonzero(blue[:, 295:301].any(axis=1))
-    assert last_rows.mean() < first_rows.mean()
-    assert rows.min() >= 0
 
 
 def test_config_round_trip_and_overrides():

@@ -159,7 +159,7 @@ class RunResult:
 
 def write_results(out_dir, config, records, initial_records, summary=None):
     """Write results.csv, results.json and learning_curve.png into ``out_dir`` (atomically)."""
-    from fastmbrl._plot import plot_learning_curve
+    from fastmbrl.plot import plot_learning_curve
 
     rows = [r.to_dict() for r in records]
     buf = io.StringIO()
@@ -175,8 +175,8 @@ def write_results(out_dir, config, records, initial_records, summary=None):
     baseline = float(np.mean([r.ret for r in initial_records])) if initial_records else None
     final = os.path.join(out_dir, "learning_curve.png")
     tmp = temporary_path(final)
-    plot_learning_curve(tmp, [r.ret for r in records], baseline=baseline)
-    os.replace(tmp, final)
+    if plot_learning_curve(tmp, [r.ret for r in records], baseline=baseline) is not None:
+        os.replace(tmp, final)      # None: matplotlib is not installed (warned once), no PNG
 
 
 def summary(records, initial_records, wall_time):

@@ -88,29 +88,36 @@ class FitHistory:
 
 
 class _ProgressBar:
-    """One self-overwriting line on stderr; a no-op when disabled."""
+    """The fit's epochs as a tqdm bar on stderr; silent when disabled or stderr is no terminal."""
 
     def __init__(self, enabled, max_epochs, stream=None):
         self.enabled = bool(enabled)
         self.max_epochs = max_epochs
-        self.stream = sys.stderr if stream is None else stream
-        self._width = 0
+        self._bar = None
+        if self.enabled:
+            from tqdm import tqdm
+
+            # disable=None: tqdm turns itself off when the stream is not a terminal.
+            self._bar = tqdm(total=max_epochs, desc="fit:", unit="epoch",
+                             file=sys.stderr if stream is None else stream, disable=None,
+                             dynamic_ncols=True, leave=True,
+                             bar_format="{desc} epoch {n_fmt}/{total_fmt} |{bar}| "
+                                        "[{elapsed}<{remaining}{postfix}]")
 
     def update(self, epoch, train_loss, holdout, waiting):
-        if not self.enabled:
+        if self._bar is None:
             return
-        msg = f"fit: epoch {epoch}/{self.max_epochs}  train NLL {train_loss:.4f}"
+        postfix = {"train NLL": f"{train_loss:.4f}"}
         if holdout is not None:
-            msg += f"  holdout best member {np.min(holdout):.4g}  members still improving {waiting}"
-        pad = max(self._width - len(msg), 0)
-        self._width = len(msg)
-        self.stream.write("\r" + msg + " " * pad)
-        self.stream.flush()
+            postfix["holdout best"] = f"{np.min(holdout):.4g}"
+            postfix["improving"] = waiting
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(epoch - self._bar.n)
 
     def close(self):
-        if self.enabled and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class EnsembleTrainer:
