@@ -184,7 +184,7 @@ def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold):
         if cpus is not None:
             _limit_threads(cpus)
         with threadpool_limits(limits=cpus):
-            from fastmbrl.loop import run
+            from fastmbrl.algorithms import run
             run(env, seed=seed, config=config, out_dir=run_dir, resume=resume, **kwargs)
     except Exception as exc:  # a failed trial is reported; the sweep goes on
         error = f"{type(exc).__name__}: {exc}"

@@ -232,7 +232,7 @@ def _cmd_sweep(args):
     from fastmbrl import config as cfg_mod
     from fastmbrl import envs
     from fastmbrl import _sweep as sweep_mod
-    from fastmbrl.loop import run
+    from fastmbrl.algorithms import run
 
     spec = envs.get_spec(args.env)              # unknown ids raise UnknownEnvError
     if not spec.available:
