@@ -50,6 +50,9 @@ class FitHistory:
         The holdout score of the weights the fit started from (warm start baseline).
     best_holdout : float64 array (E,)
         Each member's score at the weights it ends with.
+    best_holdout_mse : float64 array (E,)
+        Each member's holdout MSE at the weights it ends with (whatever ``holdout_metric``; NaN
+        without a holdout set).
     best_epoch : int64 array (E,)
         The epoch (1-based) whose weights each member keeps. The starting weights never compete:
         after a warm start their holdout score is optimistic (see ``fit``).
@@ -75,6 +78,7 @@ class FitHistory:
     holdout_nll: np.ndarray
     initial_holdout: np.ndarray
     best_holdout: np.ndarray
+    best_holdout_mse: np.ndarray
     best_epoch: np.ndarray
     epochs_run: int
     elites: np.ndarray
@@ -307,6 +311,7 @@ class EnsembleTrainer:
         # episode (measured on Pendulum-v1: every refit from episode 6 on stopped at 5 epochs).
         # Each member therefore keeps its best weights among the epochs of this fit.
         best = np.full(E, np.inf)
+        best_mse = np.full(E, np.nan)
         ref = np.full(E, np.inf)
         best_epoch = np.zeros(E, np.int64)
         since = np.zeros(E, np.int64)
@@ -345,6 +350,7 @@ class EnsembleTrainer:
                         for p, keep in zip(net.params, best_params):
                             keep[better] = p[better]
                         best[better] = cur[better]
+                        best_mse[better] = mse[better]
                         best_epoch[better] = epoch
                     first = ~np.isfinite(ref)
                     rel = np.full(E, np.inf)
@@ -391,6 +397,7 @@ class EnsembleTrainer:
             holdout_nll=np.asarray(nll_hist, np.float64).reshape(-1, E) if n_hold else empty,
             initial_holdout=np.asarray(initial, np.float64),
             best_holdout=np.asarray(best, np.float64),
+            best_holdout_mse=best_mse,
             best_epoch=best_epoch,
             epochs_run=len(train_hist),
             elites=np.sort(order[:num_elites]).astype(np.int64),
