@@ -194,7 +194,7 @@ def run(ctx, random_policy=False):
             history, fit_time = fit_model(model, buffer, m)
             fit_epochs = int(history.epochs_run)
             if history.holdout_mse.size:
-                holdout_mse = float(np.mean(history.best_holdout))
+                holdout_mse = float(np.mean(history.best_holdout_mse))
             for cb in cbs:
                 cb.on_fit_end(episode, history)
 
