@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-
 class _NonFinite(Exception):
     """Raised inside a step when the network output or the loss stops being finite."""
 
