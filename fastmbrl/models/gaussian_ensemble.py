@@ -553,7 +553,8 @@ class GaussianEnsemble:
         """
         if self._arrays is None or self._arrays.members is not self.elites:
             self._arrays = ModelArrays(
-                flat=self.net.flat, layer_dims=self.net.layer_dims, ensemble_size=self.ensemble_size,
+                flat=self.net.flat, layer_dims=self.net.layer_dims,
+                ensemble_size=self.ensemble_size,
                 activation=ACTIVATIONS[self.activation], members=self.elites,
                 angle_mask=self.angle_mask, delta_mask=self.delta_mask,
                 in_mean=self.input_normalizer.mean, in_std=self.input_normalizer.std,

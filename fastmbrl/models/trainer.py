@@ -25,7 +25,6 @@ import numpy as np
 
 from fastmbrl.nn import soft_bound_logvar
 
-
 class _NonFinite(Exception):
     """Raised inside a step when the network output or the loss stops being finite."""
 
