@@ -135,7 +135,7 @@ BAD = [
     (lambda: buf_add(terminated=2), ValueError, r"terminated: expected booleans \(or 0/1\)"),
     (lambda: buf_add(truncated=0.5), TypeError, "truncated: expected booleans"),
     (lambda: buf().sample(0, np.random.default_rng()), ValueError, "batch_size: expected"),
-    (lambda: buf().bootstrap_indices(None, np.random.default_rng()), TypeError, "n_members"),
+    (lambda: buf().bootstrap_indices(None, np.random.default_rng()), TypeError, "ensemble_size"),
     # fastmbrl.envs
     (lambda: envs.make(None), TypeError, "env_id: expected a string"),
     (lambda: envs.make("NoSuchEnv-v0"), envs.UnknownEnvError, "env_id: unknown environment"),
