@@ -13,6 +13,7 @@ _LAZY_ATTRS = {
     "run": ("fastmbrl.algorithms", "run"),
     "ReplayBuffer": ("fastmbrl.buffer", "ReplayBuffer"),
     "warmup": ("fastmbrl._warmup", "warmup"),
+    "sweep": ("fastmbrl._sweep", "sweep"),
 }
 
 __all__ = list(_SUBMODULES) + list(_LAZY_ATTRS) + ["__version__"]

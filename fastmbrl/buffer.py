@@ -248,12 +248,12 @@ class ReplayBuffer:
         rows = rng.integers(0, self._size, size=batch_size)
         return Transition(*(np.take(getattr(self, "_" + f), rows, axis=0) for f in _FIELDS))
 
-    def bootstrap_indices(self, n_members, rng, size=None):
+    def bootstrap_indices(self, ensemble_size, rng, size=None):
         """Bootstrap resamples of the stored rows, one per ensemble member.
 
         Parameters
         ----------
-        n_members : int
+        ensemble_size : int
             E, the number of resamples.
         rng : numpy.random.Generator
         size : int, optional
@@ -264,11 +264,11 @@ class ReplayBuffer:
         int64 array (E, size)
             Indices into the insertion-ordered rows (``buf.obs[idx]``), drawn with replacement.
         """
-        n_members = check_int("n_members", n_members)
+        ensemble_size = check_int("ensemble_size", ensemble_size)
         if self._size == 0:
             raise ValueError("bootstrap_indices: the buffer is empty")
         size = self._size if size is None else check_int("size", size)
-        return rng.integers(0, self._size, size=(n_members, size), dtype=np.int64)
+        return rng.integers(0, self._size, size=(ensemble_size, size), dtype=np.int64)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):

@@ -1,4 +1,4 @@
-"""The ``fastmbrl`` command: train on an environment, resume a run, list envs, plot results.
+"""The ``fastmbrl`` command: train on an environment, resume a run, sweep, list envs, plot results.
 
     fastmbrl run Pendulum-v1 --episodes 10 --seed 0 --out runs/pendulum
     fastmbrl run Pendulum-v1 --algorithm random --episodes 3
@@ -6,6 +6,8 @@
     fastmbrl run --resume runs/pendulum
     fastmbrl envs
     fastmbrl plot runs/pendulum
+    fastmbrl sweep Pendulum-v1 --seeds 0-2 --grid planner.horizon=10,20 --out runs/sweep
+    fastmbrl plot runs/sweep
 
 Bad arguments, unknown environments, impossible settings and unreadable or damaged run folders
 end with one clear line on stderr and exit status 2, never a traceback (settings are checked before
@@ -38,7 +40,8 @@ def _build_parser():
     from fastmbrl.algorithms import available
 
     parser = _Parser(prog="fastmbrl", description="Fast model-based RL (PETS) on a plain CPU.")
-    sub = parser.add_subparsers(dest="command", metavar="{run,envs,plot}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,envs,plot}",
+                                parser_class=_Parser)
     p_run = sub.add_parser("run", help="train on an environment (or resume a run)",
                            description="Train an algorithm (default PETS, Algorithm 1) on an "
                                        "environment.")
@@ -58,53 +61,90 @@ def _build_parser():
     p_run.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("envs", help="list the known environments",
                    description="List the environments fastmbrl has exact reward functions for.")
-    p_plot = sub.add_parser("plot", help="draw the learning curve of a run folder",
-                            description="Write DIR/learning_curve.png from DIR/results.json.")
-    p_plot.add_argument("dir", metavar="DIR")
+    _add_sweep_parser(sub)
+    _add_plot_parser(sub)
     return parser
 
 
+def _add_plot_parser(sub):
+    p_plot = sub.add_parser(
+        "plot", help="learning curves, time split and model calibration of runs or sweeps",
+        description="Write learning_curve.png (return against environment steps and wall time; "
+                    "mean and standard-error band per setting of a sweep folder), time_split.png "
+                    "and, for a run folder with a checkpointed model, calibration.png. Needs the "
+                    "plot extra (matplotlib).")
+    p_plot.add_argument("dirs", metavar="DIR", nargs="*", help="run or sweep folders")
+    p_plot.add_argument("--out", metavar="DIR",
+                        help="folder for the PNGs (default: DIR when one is given, else .)")
+    p_plot.add_argument("--model", metavar="PATH", help="a saved GaussianEnsemble (model.npz)")
+    p_plot.add_argument("--data", metavar="BUFFER",
+                        help="a saved ReplayBuffer of held-out transitions for --model")
+
+
+def _add_sweep_parser(sub):
+    p = sub.add_parser(
+        "sweep", help="run seeds x settings, each a resumable run folder (Ray when installed)",
+        description="Run every (seed, setting) of a grid as its own run folder DIR/<setting>/"
+                    "seed_<s>; rerunning skips finished trials and resumes the others. Writes "
+                    "DIR/summary.csv and prints it as a markdown table.")
+    p.add_argument("env", help="environment id (see 'fastmbrl envs')")
+    p.add_argument("--algorithm", help="algorithm (passed to fastmbrl.run when given)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--episodes", type=int, help="model-based episodes per trial")
+    group.add_argument("--steps", type=int, help="environment steps per trial (step-based "
+                                                  "algorithms)")
+    p.add_argument("--config", metavar="FILE", help="JSON file of settings for every trial")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override one setting for every trial (repeatable)")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,2,5 (default 0)")
+    p.add_argument("--grid", metavar="KEY=V1,V2", action="append", default=[],
+                   help="settings to cross, e.g. --grid planner.horizon=10,20 or "
+                        "--grid model.hidden=[64,64],[200,200] (repeatable)")
+    p.add_argument("--out", metavar="DIR", required=True, help="the sweep folder")
+    p.add_argument("--workers", type=int,
+                   help="parallel trials on this machine (default: the number of cores; 1 runs "
+                        "them one after another without Ray)")
+    p.add_argument("--address", help="join the Ray cluster at this address (e.g. auto)")
+    p.add_argument("--threshold", type=float,
+                   help="also report the episodes and steps until a return >= this")
+    p.add_argument("--quiet", action="store_true", help="only the final table")
+
+
 class _ConsoleCallback:
-    """Progress bar on stderr while acting, one summary line per episode on stdout."""
+    """A tqdm bar on stderr while acting, one summary line per episode on stdout."""
 
     def __init__(self, total_episodes, show_bar, stream_out=None, stream_err=None):
         self.total = total_episodes
         self.show_bar = show_bar
         self.out = stream_out or sys.stdout
         self.err = stream_err or sys.stderr
-        self._t_episode = time.perf_counter()
-        self._last_draw = 0.0
+        self._bar = None
 
     def on_run_start(self, config, start_episode):
-        self._t_episode = time.perf_counter()
+        self.close()
 
     def on_fit_end(self, episode, history):
-        self._t_episode = time.perf_counter()
+        self.close()
 
     def on_step(self, episode, step, max_steps):
         if not self.show_bar:
             return False
-        now = time.perf_counter()
-        if now - self._last_draw < 0.2:
-            return False
-        self._last_draw = now
-        width = 30
-        total = max_steps or 0
-        if total:
-            filled = int(width * min(step / total, 1.0))
-            bar = "#" * filled + "." * (width - filled)
-            count = f"{step}/{total}"
-        else:
-            bar, count = "", str(step)
-        rate = 1000.0 * (now - self._t_episode) / max(step, 1)
-        self.err.write(f"\r  episode {episode} [{bar}] {count} steps, {rate:.1f} ms/step ")
-        self.err.flush()
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=max_steps, desc=f"episode {episode}", unit="step",
+                             file=self.err, leave=False, dynamic_ncols=True, mininterval=0.2)
+        self._bar.update(step - self._bar.n)
         return False
 
+    def close(self):
+        """Remove the bar (end of an episode, or an interrupt)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def on_episode_end(self, record):
-        if self.show_bar:
-            self.err.write("\r" + " " * 72 + "\r")
-            self.err.flush()
+        self.close()
         self.out.write(f"episode {record.episode:3d}/{self.total}  return {record.ret:10.2f}  "
                        f"length {record.length:4d}  fit {record.fit_time:6.2f}s "
                        f"({record.fit_epochs} epochs)  act {record.ms_per_action:7.2f} ms/action  "
@@ -124,28 +164,148 @@ def _cmd_envs(args):
 
 
 def _cmd_plot(args):
-    from fastmbrl._plot import plot_learning_curve
+    from fastmbrl import plot
 
-    path = os.path.join(args.dir, "results.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        returns = [float(r["return"]) for r in data["episodes"]]
-        initial = [float(r["return"]) for r in data.get("initial", [])]
-    except FileNotFoundError:
-        raise _UsageError(f"plot: no results.json in {args.dir!r} (is it a fastmbrl run folder?)")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _UsageError(f"plot: cannot read {path!r} ({exc})")
-    out = os.path.join(args.dir, "learning_curve.png")
-    plot_learning_curve(out, returns, baseline=sum(initial) / len(initial) if initial else None)
-    print(out)
+    if not args.dirs and not args.model:
+        raise _UsageError("plot: give run or sweep folders, or --model PATH --data BUFFER")
+    if bool(args.model) != bool(args.data):
+        raise _UsageError("plot: --model and --data go together (a saved model and a saved "
+                          "buffer of held-out transitions)")
+    written = []
+    if args.dirs:
+        for d in args.dirs:
+            if not os.path.isdir(d):
+                raise _UsageError(f"plot: no such folder {d!r} (expected a run folder with "
+                                  f"results.json, or a sweep folder)")
+        try:
+            written += plot.plot_dir(args.dirs, out=args.out)
+        except FileNotFoundError as exc:
+            raise _UsageError(f"plot: {exc}")
+        except ValueError as exc:
+            raise _UsageError(f"plot: {exc}")
+    if args.model:
+        from fastmbrl.buffer import ReplayBuffer
+        from fastmbrl.models import GaussianEnsemble
+
+        for flag, path in (("--model", args.model), ("--data", args.data)):
+            if not os.path.isfile(path):
+                raise _UsageError(f"{flag}: no such file {path!r}")
+        model = GaussianEnsemble.load(args.model)
+        buffer = ReplayBuffer.load(args.data)
+        out = args.out or os.path.dirname(os.path.abspath(args.model))
+        os.makedirs(out, exist_ok=True)
+        written.append(plot.plot_calibration(
+            os.path.join(out, "calibration.png"), model, buffer.obs, buffer.act, buffer.next_obs,
+            title=f"calibration of {os.path.basename(args.model)} on {len(buffer)} transitions"))
+    for path in written:
+        print(path)
     return 0
 
 
-def _cmd_run(args):
-    from fastmbrl import algorithms
+def _parse_grid(items):
+    """``["planner.horizon=10,20", "model.hidden=[64,64],[200]"]`` -> {key: [values]}."""
+    grid = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not eq or not key or not raw:
+            raise _UsageError(f"--grid: expected key=v1,v2 (e.g. planner.horizon=10,20), got "
+                              f"{item!r}")
+        try:
+            values = json.loads(f"[{raw}]")
+        except json.JSONDecodeError:
+            values = []
+            for v in raw.split(","):
+                try:
+                    values.append(json.loads(v))
+                except json.JSONDecodeError:
+                    values.append(v.strip())      # a bare word: planner.name=cem,icem
+        if key in grid:
+            raise _UsageError(f"--grid: {key!r} given twice")
+        grid[key] = values
+    return grid
+
+
+def _cmd_sweep(args):
+    import inspect
+
     from fastmbrl import config as cfg_mod
     from fastmbrl import envs
+    from fastmbrl import _sweep as sweep_mod
+    from fastmbrl.algorithms import run
+
+    spec = envs.get_spec(args.env)              # unknown ids raise UnknownEnvError
+    if not spec.available:
+        envs.make(spec.id)                      # raises ImportError naming the missing extra
+    try:
+        seeds = sweep_mod.parse_seeds(args.seeds)
+    except ValueError as exc:
+        raise _UsageError(f"--seeds: {exc}")
+    for flag, least, want in (("episodes", 0, "non-negative"), ("steps", 0, "non-negative"),
+                              ("workers", 1, "positive")):
+        value = getattr(args, flag)
+        if value is not None and value < least:
+            raise _UsageError(f"--{flag}: expected a {want} integer, got {value}")
+    # Settings for every trial, as overrides on top of the env's defaults (fm.run layers them).
+    values = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                values = json.load(fh)
+        except FileNotFoundError:
+            raise _UsageError(f"--config: no such file {args.config!r}")
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _UsageError(f"--config: {args.config!r} is not valid JSON ({exc})")
+        if isinstance(values, dict):
+            values = {k: v for k, v in values.items() if k != "env"}
+    values = cfg_mod.merge(values, *[cfg_mod.parse_override(o) for o in args.overrides])
+    grid = _parse_grid(args.grid)
+    # Check every setting now (ConfigError names the key) rather than in every trial.
+    base = cfg_mod.from_dict(spec.defaults, base=cfg_mod.RunConfig(env=spec.id))
+    base = cfg_mod.from_dict(values, base=base)
+    for setting in sweep_mod._settings(grid):
+        cfg_mod.from_dict(cfg_mod.merge(*[cfg_mod.parse_override(f"{k}={json.dumps(v)}")
+                                          for k, v in setting.items()]), base=base)
+    run_kwargs = {"config": values}
+    params = inspect.signature(run).parameters
+    for flag in ("algorithm", "episodes", "steps"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if flag not in params:
+            raise _UsageError(f"--{flag}: this fastmbrl's run() takes no {flag}= yet")
+        run_kwargs[flag] = value
+
+    def report(row):
+        if args.quiet:
+            return
+        extra = f": {row['error']}" if row["status"] == "failed" else ""
+        final = row["final_return"]
+        final = f", final return {final:.1f}, best {row['best_return']:.1f}" if final != "" else ""
+        print(f"trial {row['setting']}/seed_{row['seed']}: {row['status']}{final}{extra}",
+              flush=True)
+
+    n = len(seeds) * len(sweep_mod._settings(grid))
+    if not args.quiet:
+        print(f"fastmbrl: sweep of {spec.id}, {n} trials ({len(seeds)} seeds x "
+              f"{n // len(seeds)} settings), output in {args.out}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        rows = sweep_mod.sweep(spec.id, seeds=seeds, grid=grid, out=args.out,
+                               workers=args.workers, address=args.address,
+                               threshold=args.threshold, callback=report, **run_kwargs)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nfastmbrl: interrupted; rerun the same command to resume\n")
+        return EXIT_INTERRUPTED
+    print(sweep_mod.markdown_table(rows, threshold=args.threshold is not None))
+    print(f"sweep wall time {time.perf_counter() - t0:.1f}s; summary in "
+          f"{os.path.join(args.out, 'summary.csv')}")
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _cmd_run(args):
+    from fastmbrl import algorithms, envs
+    from fastmbrl import config as cfg_mod
     from fastmbrl._checkpoint import has_checkpoint
 
     for name in ("episodes", "steps"):
@@ -244,8 +404,8 @@ def main(argv=None):
 
     Returns
     -------
-    int : 0 on success, 2 on bad input or a damaged run folder, 1 on any other failure, 130
-    when interrupted
+    int : 0 on success, 1 when a sweep trial failed or on any other failure, 2 on bad input or a
+    damaged run folder, 130 when interrupted
     """
     from fastmbrl.config import ConfigError
     from fastmbrl.envs import UnknownEnvError
@@ -259,7 +419,8 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        handler = {"run": _cmd_run, "envs": _cmd_envs, "plot": _cmd_plot}[args.command]
+        handler = {"run": _cmd_run, "envs": _cmd_envs, "plot": _cmd_plot,
+                   "sweep": _cmd_sweep}[args.command]
         return handler(args)
     except (_UsageError, ConfigError, UnknownEnvError, ImportError) as exc:
         sys.stderr.write(f"fastmbrl: error: {exc}\n")
@@ -267,7 +428,7 @@ def main(argv=None):
     except (ValueError, TypeError, OSError) as exc:
         sys.stderr.write(f"fastmbrl: error: {_one_line(exc)}\n")
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - the command line never shows a traceback
+    except Exception as exc:
         if os.environ.get("FASTMBRL_DEBUG"):
             raise
         sys.stderr.write(f"fastmbrl: error: {type(exc).__name__}: {_one_line(exc)} (set "

@@ -23,8 +23,10 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES
+from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES, SUPPORTED_DTYPES
 from fastmbrl._validate import alpha_in_range
+
+_DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
 
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
@@ -76,7 +78,7 @@ class ModelConfig:
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("holdout_frac", 0 <= self.holdout_frac < 1, "in [0, 1)"),
             ("patience", self.patience >= 1, "at least 1"),
-            ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+            ("dtype", self.dtype in _DTYPE_NAMES, " or ".join(_DTYPE_NAMES)),
         ]
 
 
@@ -175,14 +177,14 @@ class RunConfig:
     """Outer-loop settings."""
 
 
-def sections():
-    """``{name: dataclass}`` of RunConfig's sections, in field order."""
-    return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)
+def sections(config_class=None):
+    """``{name: dataclass}`` of the sections of ``config_class`` (default RunConfig), in field
+    order: every field whose default is a dataclass."""
+    return {f.name: f.default_factory for f in dataclasses.fields(config_class or RunConfig)
             if f.default_factory is not dataclasses.MISSING
             and dataclasses.is_dataclass(f.default_factory)}
 
 
-_SECTIONS = sections()
 _SCALARS = ("env", "seed")
 
 
@@ -280,17 +282,18 @@ def from_dict(values, base=None):
     config = RunConfig() if base is None else base
     if not isinstance(values, dict):
         raise ConfigError(f"config: expected a JSON object, got {type(values).__name__}")
+    known = sections(type(config))
     changes = {}
     for key, value in values.items():
-        if key in _SECTIONS:
-            changes[key] = _build_section(_SECTIONS[key], key, value, getattr(config, key))
+        if key in known:
+            changes[key] = _build_section(known[key], key, value, getattr(config, key))
         elif key == "env":
             changes[key] = _coerce("env", value, str, "")
         elif key == "seed":
             changes[key] = _coerce("seed", value, int, 0)
         else:
             raise ConfigError(f"{key}: unknown setting; known: "
-                              f"{', '.join(_SCALARS + tuple(_SECTIONS))}")
+                              f"{', '.join(_SCALARS + tuple(known))}")
     config = dataclasses.replace(config, **changes)
     validate(config)
     return config
@@ -300,7 +303,7 @@ def validate(config):
     """Check value ranges that types alone do not catch; raise ConfigError naming the key."""
     if not config.seed >= 0:
         raise ConfigError(f"seed: expected non-negative, got {config.seed!r}")
-    for section in _SECTIONS:
+    for section in sections(type(config)):
         values = getattr(config, section)
         for name, ok, want in values.checks():
             if not ok:
@@ -308,11 +311,12 @@ def validate(config):
                                   f"{getattr(values, name)!r}")
 
 
-def parse_override(text):
+def parse_override(text, config_class=None):
     """Split ``"section.key=value"`` into a nested dict; the value is read as JSON if it parses.
 
     ``"planner.horizon=20"`` -> ``{"planner": {"horizon": 20}}``; ``"model.hidden=[64,64]"`` and
     ``"model.hidden=64,64"`` both give a list; bare words stay strings (``planner.name=icem``).
+    ``config_class`` (default RunConfig) says which sections exist.
     """
     if not isinstance(text, str) or "=" not in text:
         raise ConfigError(f"--set: expected key=value (e.g. planner.horizon=20), got {text!r}")
@@ -332,9 +336,10 @@ def parse_override(text):
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in ("env", "seed"):
         return {parts[0]: value}
-    if len(parts) != 2 or parts[0] not in _SECTIONS or not parts[1]:
+    known = sections(config_class)
+    if len(parts) != 2 or parts[0] not in known or not parts[1]:
         raise ConfigError(f"--set {key}: expected section.key with section one of "
-                          f"{', '.join(_SECTIONS)} (or env, seed)")
+                          f"{', '.join(known)} (or env, seed)")
     return {parts[0]: {parts[1]: value}}
 
 
@@ -352,4 +357,4 @@ def merge(*dicts):
 
 def apply_overrides(config, overrides):
     """Return ``config`` with ``key=value`` strings (``--set``) applied, checked like from_dict."""
-    return from_dict(merge(*[parse_override(o) for o in overrides]), base=config)
+    return from_dict(merge(*[parse_override(o, type(config)) for o in overrides]), base=config)

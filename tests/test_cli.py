@@ -1,15 +1,11 @@
 """The fastmbrl command: listing, a tiny real run, resume, plot, and the bad-input paths."""
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
-import numpy as np
 import pytest
 
-from fastmbrl._plot import plot_learning_curve, write_png
 from fastmbrl.cli import main
 
 SMALL = ["--set", "model.hidden=16,16", "--set", "model.ensemble_size=2",
@@ -88,52 +84,6 @@ def test_module_entry_point_gives_message_not_traceback():
     assert "unknown environment" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _read_png(path):
-    """Minimal PNG reader for the files write_png makes (one IDAT, RGB, filter 0)."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
-        chunks[kind] = body
-        pos += 12 + length
-    width, height, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert depth == 8 and color == 2
-    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, 1 + 3 * width)
-    assert np.all(raw[:, 0] == 0)
-    return raw[:, 1:].reshape(height, width, 3)
-
-
-def test_png_round_trip(tmp_path):
-    img = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
-    write_png(tmp_path / "x.png", img)
-    np.testing.assert_array_equal(_read_png(tmp_path / "x.png"), img)
-    with pytest.raises(ValueError, match="image"):
-        write_png(tmp_path / "y.png", np.zeros((3, 3)))
-
-
-def test_learning_curve_draws_the_points(tmp_path):
-    img = plot_learning_curve(tmp_path / "c.png", [-1000, -500, -200], baseline=-1200,
-                              width=320, height=200)
-    np.testing.assert_array_equal(_read_png(tmp_path / "c.png"), img)
-    blue = np.all(img == (31, 119, 180), axis=2)
-    orange = np.all(img == (255, 127, 14), axis=2)
-    assert blue.any() and orange.any()
-    rows = np.flatnonzero(blue.any(axis=1))
-    cols_first, cols_last = np.flatnonzero(blue[:, :170].any(axis=0)), np.flatnonzero(
-        blue[:, 250:].any(axis=0))
-    assert cols_first.size and cols_last.size
-    # Higher return is drawn higher: the last point's rows sit above the first point's.
-    first_rows = np.flatnonzero(blue[:, 80:90].any(axis=1))
-    last_rows = np.flatnonzero(blue[:, 295:301].any(axis=1))
-    assert last_rows.mean() < first_rows.mean()
-    assert rows.min() >= 0
-
-
 def test_config_round_trip_and_overrides():
     from fastmbrl.config import (ConfigError, RunConfig, apply_overrides, from_dict,
                                  parse_override, to_dict)
@@ -153,3 +103,123 @@ def test_config_round_trip_and_overrides():
                      ("algorithm.warm_start=maybe", "algorithm.warm_start")]:
         with pytest.raises(ConfigError, match=key):
             apply_overrides(RunConfig(), [bad])
+
+
+# ---- issue 12, item 7: damaged run folders and impossible settings, never a traceback ----------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("done") / "run"
+    assert main(["run", "Pendulum-v1", "--episodes", "1", "--out", str(out_dir), "--quiet"]
+                + SMALL) == 0
+    return out_dir
+
+
+def _copy_run(src, tmp_path):
+    import shutil
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _assert_one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("fastmbrl: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+def _truncate_buffer(run):
+    path = run / "checkpoints" / "ep0001" / "buffer.npz"
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return "buffer.npz"
+
+
+def _config_not_object(run):
+    (run / "config.json").write_text("[1, 2, 3]")
+    return "config.json"
+
+
+def _pointer_without_dir(run):
+    (run / "checkpoint.json").write_text(json.dumps({"format_version": 1, "episode": 1}))
+    return "checkpoint.json"
+
+
+def _state_not_object(run):
+    (run / "checkpoints" / "ep0001" / "state.json").write_text('"oops"')
+    return "state.json"
+
+
+def _records_damaged(run):
+    path = run / "checkpoints" / "ep0001" / "state.json"
+    state = json.loads(path.read_text())
+    state["records"] = [{"episode": 1}]
+    path.write_text(json.dumps(state))
+    return "records"
+
+
+def _config_bad_value(run):
+    config = json.loads((run / "config.json").read_text())
+    config["planner"]["horizon"] = "long"
+    (run / "config.json").write_text(json.dumps(config))
+    return "planner.horizon"
+
+
+@pytest.mark.parametrize("damage", [_truncate_buffer, _config_not_object, _pointer_without_dir,
+                                    _state_not_object, _records_damaged, _config_bad_value])
+def test_resume_of_a_damaged_folder_is_one_line_exit_2(finished_run, tmp_path, capsys, damage):
+    run = _copy_run(finished_run, tmp_path)
+    needle = damage(run)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run), "--episodes", "2", "--quiet"]) == 2
+    _assert_one_line_error(capsys, needle)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["--set", 'planner.options={"no_such_option": 1}'], "no_such_option"),
+    (["--set", "planner.name=mppi", "--set", 'planner.options={"temperature": 0}'],
+     "temperature"),
+    (["--set", "algorithm.buffer_capacity=10"], "algorithm.buffer_capacity"),
+    (["--algorithm", "sac"], "algorithm: expected one of"),
+    (["--steps", "100"], "steps: pets counts episodes"),
+])
+def test_impossible_settings_are_refused_before_anything_is_written(tmp_path, capsys, overrides,
+                                                                    needle):
+    out_dir = tmp_path / "run"
+    assert main(["run", "Pendulum-v1", "--episodes", "1", "--out", str(out_dir), "--quiet"]
+                + SMALL + overrides) == 2
+    _assert_one_line_error(capsys, needle)
+    assert not out_dir.exists()
+    # Nothing is stuck: the same folder takes a good run afterwards.
+    if overrides[0] == "--set" and "temperature" in overrides[-1]:
+        assert main(["run", "Pendulum-v1", "--episodes", "1", "--out", str(out_dir), "--quiet",
+                     "--set", "planner.name=mppi", "--set",
+                     'planner.options={"temperature": 0.5}'] + SMALL) == 0
+
+
+def test_resume_removes_stale_temporaries(finished_run, tmp_path, capsys):
+    from tests.algorithms.test_common import _dead_pid
+    run = _copy_run(finished_run, tmp_path)
+    pid = _dead_pid()
+    stale = [run / f"results.json.tmp{pid}", run / "checkpoints" / "ep0001" / f"model.npz.tmp{pid}"]
+    for path in stale:
+        path.write_text("partial")
+    assert main(["run", "--resume", str(run), "--episodes", "2", "--quiet"]) == 0
+    assert not any(path.exists() for path in stale)
+    assert [e["episode"] for e in json.loads((run / "results.json").read_text())["episodes"]] \
+        == [1, 2]
+
+
+def test_algorithm_choice_on_the_command_line(tmp_path, capsys):
+    out_dir = tmp_path / "rand"
+    assert main(["run", "Pendulum-v1", "--algorithm", "random", "--episodes", "2", "--out",
+                 str(out_dir), "--quiet"] + SMALL) == 0
+    assert "running random on Pendulum-v1" in capsys.readouterr().out
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["algorithm"]["name"] == "random"
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["algorithm"] == "random" and len(results["episodes"]) == 2
+    assert all(e["fit_epochs"] == 0 for e in results["episodes"])
+    assert main(["run", "--resume", str(out_dir), "--algorithm", "pets"]) == 2
+    assert "takes no ENV, --algorithm" in capsys.readouterr().err

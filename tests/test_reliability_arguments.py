@@ -80,6 +80,10 @@ BAD = [
     (lambda: ge(activation="gelu"), ValueError, "activation: expected one of"),
     (lambda: ge(dtype=np.float16), TypeError, "dtype: expected float32 or float64"),
     (lambda: ge(n_threads=0), ValueError, "n_threads: expected an integer >= 1"),
+    (lambda: ge().uncertainty(np.zeros((2, 3)), np.zeros((2, 1)), members=[0.5]), ValueError,
+     "members: expected integers, got an array of dtype float64"),
+    (lambda: ge().uncertainty(np.zeros((2, 3)), np.zeros((2, 1)), members=[]), ValueError,
+     "members: expected indices"),
     # GaussianEnsemble.fit
     (lambda: fit(max_epochs=2.5), ValueError, "max_epochs: expected an integer"),
     (lambda: fit(holdout_frac=1.0), ValueError, r"holdout_frac: expected a number >= 0.0 and < 1"),
@@ -131,7 +135,7 @@ BAD = [
     (lambda: buf_add(terminated=2), ValueError, r"terminated: expected booleans \(or 0/1\)"),
     (lambda: buf_add(truncated=0.5), TypeError, "truncated: expected booleans"),
     (lambda: buf().sample(0, np.random.default_rng()), ValueError, "batch_size: expected"),
-    (lambda: buf().bootstrap_indices(None, np.random.default_rng()), TypeError, "n_members"),
+    (lambda: buf().bootstrap_indices(None, np.random.default_rng()), TypeError, "ensemble_size"),
     # fastmbrl.envs
     (lambda: envs.make(None), TypeError, "env_id: expected a string"),
     (lambda: envs.make("NoSuchEnv-v0"), envs.UnknownEnvError, "env_id: unknown environment"),

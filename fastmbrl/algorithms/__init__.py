@@ -15,13 +15,14 @@ Registry: every public module of this package is an algorithm, named after the m
 and, when it has settings of its own, a section in ``fastmbrl.config.RunConfig``.
 Modules whose name starts with "_" (``_common``) are shared code, not algorithms.
 """
+import dataclasses
 import importlib
 import json
 import os
 import pkgutil
 import time
 
-__all__ = ["run", "available", "get"]
+__all__ = ["available", "get", "run"]
 
 
 def available():
@@ -72,19 +73,13 @@ def _resolve_config(env, config, saved, overrides):
         if config is None:
             resolved = base
         elif isinstance(config, _cfg.RunConfig):
-            resolved = _cfg.from_dict({}, base=_replace_env(config, env.env_id))
+            resolved = _cfg.from_dict({}, base=dataclasses.replace(config, env=env.env_id))
         elif isinstance(config, dict):
             resolved = _cfg.from_dict({k: v for k, v in config.items() if k != "env"}, base=base)
         else:
             raise TypeError(f"config: expected a RunConfig or a dict, got "
                             f"{type(config).__name__}")
     return _cfg.from_dict(overrides, base=resolved) if overrides else resolved
-
-
-def _replace_env(config, env_id):
-    import dataclasses
-
-    return dataclasses.replace(config, env=env_id)
 
 
 def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None, config=None, *,
@@ -146,8 +141,7 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     the transitions of an uninterrupted one (up to BLAS determinism).
     """
     from fastmbrl import envs
-    from fastmbrl.algorithms._common import (RunContext, as_callback, episode_limits,
-                                             prepare_output)
+    from fastmbrl.algorithms._common import RunContext, as_callback, episode_limits, prepare_output
 
     t_start = time.perf_counter()
     cbs = [as_callback(cb) for cb in (callbacks or ())]

@@ -22,11 +22,29 @@ from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoin
 from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
 from fastmbrl._io import atomic_write_text, remove_stale_temporaries, temporary_path
 
-__all__ = ["RunContext", "RunResult", "EpisodeRecord", "Callback", "as_callback", "derive_seed",
-           "collect_episode", "collect_initial_data", "evaluate", "write_results", "summary",
-           "save_run_checkpoint", "load_run_checkpoint", "RESULTS_FIELDS", "STREAM_ENV",
-           "STREAM_PLANNER", "STREAM_RANDOM_ACTIONS", "STREAM_INITIAL_ENV", "STREAM_MODEL",
-           "STREAM_AGENT", "STREAM_EVAL_ENV"]
+__all__ = [
+    "RESULTS_FIELDS",
+    "STREAM_AGENT",
+    "STREAM_ENV",
+    "STREAM_EVAL_ENV",
+    "STREAM_INITIAL_ENV",
+    "STREAM_MODEL",
+    "STREAM_PLANNER",
+    "STREAM_RANDOM_ACTIONS",
+    "Callback",
+    "EpisodeRecord",
+    "RunContext",
+    "RunResult",
+    "as_callback",
+    "collect_episode",
+    "collect_initial_data",
+    "derive_seed",
+    "evaluate",
+    "load_run_checkpoint",
+    "save_run_checkpoint",
+    "summary",
+    "write_results",
+]
 
 log = logging.getLogger("fastmbrl.algorithms")
 
@@ -141,7 +159,7 @@ class RunResult:
 
 def write_results(out_dir, config, records, initial_records, summary=None):
     """Write results.csv, results.json and learning_curve.png into ``out_dir`` (atomically)."""
-    from fastmbrl._plot import plot_learning_curve
+    from fastmbrl.plot import plot_learning_curve
 
     rows = [r.to_dict() for r in records]
     buf = io.StringIO()
@@ -157,8 +175,8 @@ def write_results(out_dir, config, records, initial_records, summary=None):
     baseline = float(np.mean([r.ret for r in initial_records])) if initial_records else None
     final = os.path.join(out_dir, "learning_curve.png")
     tmp = temporary_path(final)
-    plot_learning_curve(tmp, [r.ret for r in records], baseline=baseline)
-    os.replace(tmp, final)
+    if plot_learning_curve(tmp, [r.ret for r in records], baseline=baseline) is not None:
+        os.replace(tmp, final)      # None: matplotlib is not installed (warned once), no PNG
 
 
 def summary(records, initial_records, wall_time):

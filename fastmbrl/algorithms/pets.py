@@ -23,12 +23,21 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import PLANNERS
-from fastmbrl.algorithms._common import (STREAM_MODEL, STREAM_PLANNER, STREAM_ENV, EpisodeRecord,
-                                         RunResult, collect_episode, collect_initial_data,
-                                         derive_seed, load_run_checkpoint, save_run_checkpoint,
-                                         summary, write_results)
+from fastmbrl.algorithms._common import (
+    STREAM_ENV,
+    STREAM_MODEL,
+    STREAM_PLANNER,
+    RunResult,
+    collect_episode,
+    collect_initial_data,
+    derive_seed,
+    load_run_checkpoint,
+    save_run_checkpoint,
+    summary,
+    write_results,
+)
 
-__all__ = ["run", "check", "make_model", "make_planner", "make_agent", "BUDGET"]
+__all__ = ["BUDGET", "check", "fit_model", "make_agent", "make_model", "make_planner", "run"]
 
 BUDGET = "episodes"
 
@@ -79,6 +88,26 @@ def make_agent(model, action_space, reward_fn, termination_fn, config, seed):
                        particles=config.planner.particles,
                        propagation=config.planner.propagation, termination_fn=termination_fn,
                        seed=int(rollout_seed))
+
+
+def fit_model(model, buffer, model_config):
+    """Fit ``model`` to the whole ``buffer`` with a RunConfig's ``model`` settings.
+
+    Returns
+    -------
+    history : FitHistory
+    seconds : float
+    """
+    m = model_config
+    t0 = time.perf_counter()
+    # One BLAS thread: OpenBLAS's spinning thread team is several times slower than one thread on
+    # these small products when the other core is busy (PERF.md, Threads).
+    with threadpool_limits(limits=1, user_api="blas"):
+        history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
+                            buffer.reward if m.learn_reward else None, max_epochs=m.max_epochs,
+                            batch_size=m.batch_size, holdout_frac=m.holdout_frac,
+                            patience=m.patience, progress=False)
+    return history, time.perf_counter() - t0
 
 
 def _close(agent):
@@ -162,19 +191,10 @@ def run(ctx, random_policy=False):
             if not alg.warm_start:
                 model = make_model(env.obs_dim, env.act_dim, cfg, env.angle_dims,
                                    derive_seed(cfg.seed, STREAM_MODEL, episode))
-            t0 = time.perf_counter()
-            # One BLAS thread: OpenBLAS's spinning thread team is several times slower than one
-            # thread on these small products when the other core is busy (PERF.md, Threads).
-            with threadpool_limits(limits=1, user_api="blas"):
-                history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
-                                    buffer.reward if m.learn_reward else None,
-                                    max_epochs=m.max_epochs, batch_size=m.batch_size,
-                                    holdout_frac=m.holdout_frac, patience=m.patience,
-                                    progress=False)
-            fit_time = time.perf_counter() - t0
+            history, fit_time = fit_model(model, buffer, m)
             fit_epochs = int(history.epochs_run)
             if history.holdout_mse.size:
-                holdout_mse = float(np.mean(history.best_holdout))
+                holdout_mse = float(np.mean(history.best_holdout_mse))
             for cb in cbs:
                 cb.on_fit_end(episode, history)
 

@@ -5,7 +5,7 @@ episode i acts with a RandomAgent seeded from (seed, i).
 """
 from fastmbrl.algorithms import pets
 
-__all__ = ["run", "check", "BUDGET"]
+__all__ = ["BUDGET", "check", "run"]
 
 BUDGET = "episodes"
 

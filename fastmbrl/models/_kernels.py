@@ -8,8 +8,8 @@ them from its own compiled horizon loop). The NumPy twins with the same names an
 Design
 ------
 * One model step, for rows ``obs (B, D_obs)``, ``act (B, D_act)`` (the maths is written out in
-  ``fastmbrl.models.arrays``): network input ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``,
-  normalised; one ensemble member's forward pass (``fastmbrl.nn._numba._mlp_forward_flat``);
+  ``fastmbrl.models.arrays``): network input
+  ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``, normalised; one ensemble member's forward pass (``fastmbrl.nn._numba._mlp_forward_flat``);
   soft log-variance bounds; de-normalisation; the delta added back on delta columns.
 * ``_model_step``: one member per row (``members[row]``), one forward pass per row (not E), and the
   reparameterized sample ``next = mean + std * noise`` in raw units (noise 0 gives the mean). It
@@ -19,14 +19,15 @@ Design
   rows arrive already grouped by member (positions ``block_starts[k]..block_starts[k+1]`` of
   ``order`` run member ``block_members[k]``), so each member runs one contiguous BLAS block. The
   rollout's per-step row permutation is such an ``order`` (ts1 / tsinf).
-* ``_model_predict``: the mean and variance of every row under each of a set of members, (M, B, D_out)
-  (what ``predict`` and the rollout's "expectation" propagation need).
+* ``_model_predict``: the mean and variance of every row under each of a set of members,
+  (M, B, D_out) (what ``predict`` and the rollout's "expectation" propagation need).
 * Who allocates: the caller, always (Python wrappers in ``fastmbrl.models.arrays`` once per call,
   the rollout once per shape). Nothing here allocates, validates or draws random numbers. Loops:
   the input gather is column by column (one ``1 / std`` per column), the network one member block at
   a time, the variance bound in one contiguous vectorizable pass, the sample scatter row by row.
 * The bounded variance is taken in closed form (one exp, no log):
-  ``exp(min + softplus(max - softplus(max - raw) - min)) = exp(min) + exp(max) / (1 + exp(max - raw))``.
+  ``exp(min + softplus(max - softplus(max - raw) - min))``
+  ``= exp(min) + exp(max) / (1 + exp(max - raw))``.
   Its ``exp(min)``, ``exp(max)`` tiled over 64 rows live at the start of ``ebuf``.
 * A VJP can be added beside these kernels: the forward quantities it needs (``x_buf``, ``y_buf``,
   ``std_buf``, ``order``) are all caller-owned buffers.
@@ -39,6 +40,25 @@ from numba import njit
 from fastmbrl.nn._numba import _exp_f32, _exp_inplace, _mlp_forward_flat
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def _gather_scaled(src, cols, use_cols, c0, n_cols, order, identity, in_mean, in_std, x_out):
+    """``x_out[j, c0 + k] = (src[row_j, col_k] - in_mean) / in_std`` for ``k < n_cols``.
+
+    ``col_k = cols[k]`` when ``use_cols``, else ``k``; ``row_j = order[j]`` unless ``identity``.
+    Column by column, so each column's ``1 / std`` is taken once and the inner loop has no branch
+    on the column's kind.
+    """
+    n_rows = x_out.shape[0]
+    for k in range(n_cols):
+        c = c0 + k
+        col = cols[k] if use_cols else k
+        mu = in_mean[c]
+        inv = 1.0 / in_std[c]
+        for j in range(n_rows):
+            i = j if identity else order[j]
+            x_out[j, c] = (src[i, col] - mu) * inv
 
 
 @njit(**_JIT)
@@ -55,35 +75,26 @@ def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_s
     plain_idx, angle_idx : int64 arrays
         Observation columns fed directly and as (sin, cos).
     in_mean, in_std : float arrays (D_in,)
-    x_out : float array (B, D_in), written
+    x_out : float array (B, D_in), written: ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``
+        normalised
     """
     n_rows = x_out.shape[0]
     n_plain = plain_idx.shape[0]
     n_angle = angle_idx.shape[0]
-    # column c of the input: 0 plain obs, 1 sin, 2 cos (of an angle obs), 3 action; column by
-    # column so that each column's 1 / std is taken once (the kind is loop-invariant)
-    for c in range(x_out.shape[1]):
-        if c < n_plain:
-            kind, col = 0, plain_idx[c]
-        elif c < n_plain + n_angle:
-            kind, col = 1, angle_idx[c - n_plain]
-        elif c < n_plain + 2 * n_angle:
-            kind, col = 2, angle_idx[c - n_plain - n_angle]
-        else:
-            kind, col = 3, c - n_plain - 2 * n_angle
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
+    _gather_scaled(obs, plain_idx, True, 0, n_plain, order, identity, in_mean, in_std, x_out)
+    for k in range(n_angle):
+        cs = n_plain + k
+        cc = n_plain + n_angle + k
+        mu_s, inv_s = in_mean[cs], 1.0 / in_std[cs]
+        mu_c, inv_c = in_mean[cc], 1.0 / in_std[cc]
+        col = angle_idx[k]
         for j in range(n_rows):
             i = j if identity else order[j]
-            # each branch keeps its own precision (sin/cos in float64, as math returns them)
-            if kind == 0:
-                x_out[j, c] = (obs[i, col] - mu) * inv
-            elif kind == 1:
-                x_out[j, c] = (math.sin(obs[i, col]) - mu) * inv
-            elif kind == 2:
-                x_out[j, c] = (math.cos(obs[i, col]) - mu) * inv
-            else:
-                x_out[j, c] = (act[i, col] - mu) * inv
+            v = obs[i, col]
+            x_out[j, cs] = (math.sin(v) - mu_s) * inv_s
+            x_out[j, cc] = (math.cos(v) - mu_c) * inv_c
+    _gather_scaled(act, plain_idx, False, n_plain + 2 * n_angle, act.shape[1], order, identity,
+                   in_mean, in_std, x_out)
 
 
 # rows of the tiled exp(min_logvar), exp(max_logvar) that _bounded_var divides against
@@ -149,8 +160,8 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
     obs : float array (B, D_obs)
     act : float array (B, D_act)
     order : int64 array (B,)
-        ``order[j]`` is the row at position ``j``; positions ``block_starts[k] .. block_starts[k+1]``
-        run member ``block_members[k]``.
+        ``order[j]`` is the row at position ``j``; positions
+        ``block_starts[k] .. block_starts[k+1]`` run member ``block_members[k]``.
     block_starts : int64 array (K+1,), nondecreasing, ``block_starts[K] = B``
     block_members : int64 array (K,), members in ``[0, E)``
     noise : float array (B, D_out)

@@ -14,7 +14,7 @@ from fastmbrl.nn._reference import _activation_derivative, _activation_forward, 
 
 
 def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_std, x_out):
-    """Reference normalised network input of rows ``order`` (or all rows in order) into ``x_out``."""
+    """Reference normalised network input of rows ``order`` (or all rows) into ``x_out``."""
     rows = np.arange(x_out.shape[0]) if identity else order
     o = obs[rows]
     x = np.concatenate([o[:, plain_idx], np.sin(o[:, angle_idx]), np.cos(o[:, angle_idx]),

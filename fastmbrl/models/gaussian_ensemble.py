@@ -532,10 +532,14 @@ class GaussianEnsemble:
             Variance over members of the members' means (ensemble disagreement).
         """
         mean, var = self.predict(obs, act)
-        members = self.elites if members is None else np.asarray(members, np.int64).reshape(-1)
-        if members.size == 0 or np.any(members < 0) or np.any(members >= self.ensemble_size):
-            raise ValueError(f"members: expected indices in [0, {self.ensemble_size}), "
-                             f"got {members}")
+        if members is None:
+            members = self.elites
+        else:
+            members = np.array(check_int_sequence("members", np.reshape(members, -1), minimum=0,
+                                                  maximum=self.ensemble_size), np.int64)
+            if members.size == 0:
+                raise ValueError(f"members: expected indices in [0, {self.ensemble_size}), "
+                                 f"got none")
         return var[members].mean(axis=0), mean[members].var(axis=0)
 
     def arrays(self):
@@ -549,7 +553,8 @@ class GaussianEnsemble:
         """
         if self._arrays is None or self._arrays.members is not self.elites:
             self._arrays = ModelArrays(
-                flat=self.net.flat, layer_dims=self.net.layer_dims, ensemble_size=self.ensemble_size,
+                flat=self.net.flat, layer_dims=self.net.layer_dims,
+                ensemble_size=self.ensemble_size,
                 activation=ACTIVATIONS[self.activation], members=self.elites,
                 angle_mask=self.angle_mask, delta_mask=self.delta_mask,
                 in_mean=self.input_normalizer.mean, in_std=self.input_normalizer.std,

@@ -53,8 +53,8 @@ class ModelEnv:
 
     def __init__(self, model, reward_fn=None, termination_fn=None, reward_grad_fn=None):
         if not isinstance(model, ModelArrays) and not callable(getattr(model, "arrays", None)):
-            raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a ModelArrays, "
-                            f"got {type(model).__name__}")
+            raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a "
+                            f"ModelArrays, got {type(model).__name__}")
         for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn),
                          ("reward_grad_fn", reward_grad_fn)):
             if fn is not None and not callable(fn):
@@ -97,7 +97,8 @@ class ModelEnv:
         -------
         next_obs : array (B, D_obs), the model's dtype
         reward : array (B,)
-            ``reward_fn(obs, act, next_obs)``, or the learned reward sampled with ``noise[:, D_obs]``.
+            ``reward_fn(obs, act, next_obs)``, or the learned reward sampled with
+            ``noise[:, D_obs]``.
         terminated : bool array (B,)
 
         Notes

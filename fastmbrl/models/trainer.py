@@ -25,7 +25,6 @@ import numpy as np
 
 from fastmbrl.nn import soft_bound_logvar
 
-
 class _NonFinite(Exception):
     """Raised inside a step when the network output or the loss stops being finite."""
 
@@ -50,6 +49,9 @@ class FitHistory:
         The holdout score of the weights the fit started from (warm start baseline).
     best_holdout : float64 array (E,)
         Each member's score at the weights it ends with.
+    best_holdout_mse : float64 array (E,)
+        Each member's holdout MSE at the weights it ends with (whatever ``holdout_metric``; NaN
+        without a holdout set).
     best_epoch : int64 array (E,)
         The epoch (1-based) whose weights each member keeps. The starting weights never compete:
         after a warm start their holdout score is optimistic (see ``fit``).
@@ -75,6 +77,7 @@ class FitHistory:
     holdout_nll: np.ndarray
     initial_holdout: np.ndarray
     best_holdout: np.ndarray
+    best_holdout_mse: np.ndarray
     best_epoch: np.ndarray
     epochs_run: int
     elites: np.ndarray
@@ -88,29 +91,36 @@ class FitHistory:
 
 
 class _ProgressBar:
-    """One self-overwriting line on stderr; a no-op when disabled."""
+    """The fit's epochs as a tqdm bar on stderr; silent when disabled or stderr is no terminal."""
 
     def __init__(self, enabled, max_epochs, stream=None):
         self.enabled = bool(enabled)
         self.max_epochs = max_epochs
-        self.stream = sys.stderr if stream is None else stream
-        self._width = 0
+        self._bar = None
+        if self.enabled:
+            from tqdm import tqdm
+
+            # disable=None: tqdm turns itself off when the stream is not a terminal.
+            self._bar = tqdm(total=max_epochs, desc="fit:", unit="epoch",
+                             file=sys.stderr if stream is None else stream, disable=None,
+                             dynamic_ncols=True, leave=True,
+                             bar_format="{desc} epoch {n_fmt}/{total_fmt} |{bar}| "
+                                        "[{elapsed}<{remaining}{postfix}]")
 
     def update(self, epoch, train_loss, holdout, waiting):
-        if not self.enabled:
+        if self._bar is None:
             return
-        msg = f"fit: epoch {epoch}/{self.max_epochs}  train NLL {train_loss:.4f}"
+        postfix = {"train NLL": f"{train_loss:.4f}"}
         if holdout is not None:
-            msg += f"  holdout best member {np.min(holdout):.4g}  members still improving {waiting}"
-        pad = max(self._width - len(msg), 0)
-        self._width = len(msg)
-        self.stream.write("\r" + msg + " " * pad)
-        self.stream.flush()
+            postfix["holdout best"] = f"{np.min(holdout):.4g}"
+            postfix["improving"] = waiting
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(epoch - self._bar.n)
 
     def close(self):
-        if self.enabled and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class EnsembleTrainer:
@@ -300,6 +310,7 @@ class EnsembleTrainer:
         # episode (measured on Pendulum-v1: every refit from episode 6 on stopped at 5 epochs).
         # Each member therefore keeps its best weights among the epochs of this fit.
         best = np.full(E, np.inf)
+        best_mse = np.full(E, np.nan)
         ref = np.full(E, np.inf)
         best_epoch = np.zeros(E, np.int64)
         since = np.zeros(E, np.int64)
@@ -338,6 +349,7 @@ class EnsembleTrainer:
                         for p, keep in zip(net.params, best_params):
                             keep[better] = p[better]
                         best[better] = cur[better]
+                        best_mse[better] = mse[better]
                         best_epoch[better] = epoch
                     first = ~np.isfinite(ref)
                     rel = np.full(E, np.inf)
@@ -384,6 +396,7 @@ class EnsembleTrainer:
             holdout_nll=np.asarray(nll_hist, np.float64).reshape(-1, E) if n_hold else empty,
             initial_holdout=np.asarray(initial, np.float64),
             best_holdout=np.asarray(best, np.float64),
+            best_holdout_mse=best_mse,
             best_epoch=best_epoch,
             epochs_run=len(train_hist),
             elites=np.sort(order[:num_elites]).astype(np.int64),

@@ -52,10 +52,11 @@ from numba import njit
 from numba.core.types import WrapperAddressProtocol
 
 from fastmbrl import backend
+from fastmbrl._config import PROPAGATION_MODES
 from fastmbrl._validate import as_float_array, check_int
 from fastmbrl.models.arrays import ModelArrays
 
-PROPAGATIONS = {"ts1": 0, "tsinf": 1, "expectation": 2}
+PROPAGATIONS = {name: code for code, name in enumerate(PROPAGATION_MODES)}   # kernel codes
 
 # Particle rows per chunk: big enough that each member's block (rows / M) keeps BLAS efficient
 # (>= ~300 rows of a 200-wide layer), small enough for load balancing between two threads.
@@ -738,7 +739,6 @@ class ModelRollout:
                 buf, n_p = done[c]
                 self._finish_in_python(bound, buf, n_p, values[edges[c]:edges[c + 1]])
         return values
-
 
     def _initial_sec_per_row(self, bound, horizon):
         dims = bound.arrays.layer_dims.tolist()

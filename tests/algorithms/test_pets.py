@@ -11,8 +11,7 @@ from fastmbrl import _checkpoint
 from fastmbrl.algorithms._common import STREAM_ENV, Callback, derive_seed
 from fastmbrl.config import ConfigError, RunConfig
 from fastmbrl.envs import UnknownEnvError
-from tests.algorithms.systems import (EPISODE_STEPS, STEP, TINY, LinearSystem,
-                                      linear_reward)
+from tests.algorithms.systems import EPISODE_STEPS, STEP, TINY, LinearSystem, linear_reward
 
 
 def run_tiny(**kwargs):

@@ -203,6 +203,8 @@ def test_default_fit_gives_calibrated_sigma(seed):
     rel_err = np.abs(np.sqrt(aleatoric[:, 0]) / twentyfold_sigma(grid[:, 0]) - 1.0)
     assert np.median(rel_err) < 0.10, rel_err
     assert hist.calibration.shape == (3, 2)
+    for e in range(3):                  # the MSE of the kept epoch, also under the NLL metric
+        assert hist.best_holdout_mse[e] == hist.holdout_mse[hist.best_epoch[e] - 1, e]
     one, two = hist.calibration.mean(axis=0)
     assert abs(one - 0.683) < 0.05 and abs(two - 0.954) < 0.025, hist.calibration
 

@@ -1,4 +1,6 @@
 """Trainer: holdout split, bootstrap, batching, per-member early stopping, elites, failures."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -234,12 +236,16 @@ def test_update_that_breaks_the_weights_is_caught_at_the_holdout():
     assert np.all(np.isfinite(model.predict(obs[:5], act[:5])[0]))
 
 
-def test_progress_goes_to_stderr_only_when_enabled(capsys):
+def test_progress_goes_to_stderr_only_when_enabled(capsys, monkeypatch):
     obs, act, nxt = toy_data(100)
     model = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=2, num_elites=1)
     model.fit(obs, act, nxt, max_epochs=2, progress=False)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
+    model.fit(obs, act, nxt, max_epochs=2, progress=True)   # stderr is no terminal here: quiet
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     model.fit(obs, act, nxt, max_epochs=2, progress=True)
     out = capsys.readouterr()
     assert out.out == "" and "epoch 2/2" in out.err

@@ -6,12 +6,12 @@ both come back as Python exceptions naming the function, in the compiled and the
 """
 import numpy as np
 import pytest
+from bad_user_functions import asserting_reward
 from numba import float64, njit
+from planning_helpers import random_arrays
 
 from fastmbrl import backend
 from fastmbrl.planning import ModelRollout
-from bad_user_functions import asserting_reward
-from planning_helpers import random_arrays
 
 
 @njit
@@ -99,7 +99,7 @@ def test_wrong_output_length_for_the_real_n_is_an_error(fn, term, what, dtype):
 
 
 def test_rollout_still_works_after_a_user_failure():
-    rollout, _ = plan_values(good_reward, never)
+    plan_values(good_reward, never)
     with pytest.raises(RuntimeError):
         plan_values(raising_reward, never)
     _, values = plan_values(good_reward, never)

@@ -1,0 +1,406 @@
+"""Seeds x settings, each trial its own resumable run folder, spread over cores or machines by Ray.
+
+``fm.sweep`` is this module's :func:`sweep` (the module is private so that the package attribute
+``fastmbrl.sweep`` stays the function: importing a submodule of that name would rebind it).
+
+    records = fm.sweep("Pendulum-v1", seeds=range(3), grid={"planner.horizon": [10, 20]},
+                       out="runs/sweep", episodes=5)
+
+Layout: ``out/<setting>/seed_<s>/`` is an ordinary run folder (config.json, results, checkpoints)
+plus ``trial.json``, the trial's status, written when it ends. Rerunning the same sweep skips the
+trials whose ``trial.json`` says finished and resumes the others from their checkpoints
+(``fm.run(..., resume=True)``). ``out/summary.csv`` has one row per trial.
+
+Engine: Ray (the ``ray`` extra). By default Ray starts in this process with ``workers`` CPUs
+(default: the machine's cores) and each trial takes one of them; ``address`` joins a running
+cluster (``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the others;
+fastmbrl must be installed on every node and ``out`` must be on storage they all see). With
+``workers=1`` the trials run one after another in this process, Ray or not.
+"""
+import csv
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import time
+import traceback
+
+import numpy as np
+
+from fastmbrl._io import atomic_write_text
+
+__all__ = ["sweep", "SUMMARY_FIELDS", "RAY_HINT", "RayMissingError", "setting_slug",
+           "parse_seeds"]
+
+log = logging.getLogger("fastmbrl.sweep")
+
+RAY_HINT = 'pip install "fastmbrl[ray]"'
+TRIAL_FILE = "trial.json"
+SUMMARY_FIELDS = ("setting", "seed", "status", "episodes", "steps", "final_return", "best_return",
+                  "episodes_to_threshold", "steps_to_threshold", "wall_time", "error", "dir")
+
+
+class RayMissingError(ImportError):
+    """More than one worker (or a cluster address) was asked for and Ray is not installed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# settings and seeds
+# ---------------------------------------------------------------------------------------------
+def parse_seeds(text):
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` and ``"0-2,5"`` work too.
+
+    Raises
+    ------
+    ValueError
+        Naming ``seeds`` and the text, when it is not a list of non-negative ranges.
+    """
+    seeds = []
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ValueError(f"seeds: expected e.g. 0-4 or 0,1,5 (non-negative), got {text!r}")
+        lo = int(m.group(1))
+        hi = lo if m.group(2) is None else int(m.group(2))
+        seeds += [s for s in range(lo, hi + 1) if s not in seeds]
+    return seeds
+
+
+def setting_slug(setting):
+    """Folder name of a setting: ``{"planner.horizon": 20}`` -> ``"planner.horizon=20"``.
+
+    Keys are sorted; ``"default"`` for the empty setting; characters other than letters, digits and
+    ``._=,-`` become ``_``.
+    """
+    if not setting:
+        return "default"
+    parts = []
+    for key in sorted(setting):
+        value = setting[key]
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{key}={value}")
+    return re.sub(r"[^A-Za-z0-9._=,-]", "_", "_".join(parts))
+
+
+def _nested(key, value):
+    section, dot, name = str(key).partition(".")
+    return {section: {name: value}} if dot else {section: value}
+
+
+def _settings(grid):
+    if grid is None:
+        return [{}]
+    if not isinstance(grid, dict):
+        raise TypeError(f"grid: expected a dict of setting -> list of values, got "
+                        f"{type(grid).__name__}")
+    keys = list(grid)
+    values = []
+    for key in keys:
+        v = grid[key]
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+            raise TypeError(f"grid[{key!r}]: expected a list of values, got {v!r}")
+        v = list(v)
+        if not v:
+            raise ValueError(f"grid[{key!r}]: expected at least one value, got an empty list")
+        values.append(v)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+# ---------------------------------------------------------------------------------------------
+# one trial (runs in a Ray worker or in this process)
+# ---------------------------------------------------------------------------------------------
+def _limit_threads(n):
+    """Cap Numba's threads at ``n`` (BLAS is capped by the caller's threadpool_limits)."""
+    import sys
+
+    if "numba" not in sys.modules:
+        # Read once, at import. Changing it after numba is imported makes numba refuse to run
+        # once its thread pool exists (the pool size is fixed), so then only set_num_threads.
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _read_results(run_dir):
+    from fastmbrl.plot import load_run
+
+    try:
+        return load_run(run_dir)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _summarize(run_dir, setting, seed, status, threshold, wall=None, error=""):
+    """One summary row from a trial's folder (so finished, resumed and skipped trials agree)."""
+    res = _read_results(run_dir)
+    row = {k: "" for k in SUMMARY_FIELDS}
+    row.update(setting=setting_slug(setting), seed=seed, status=status, error=error,
+               dir=run_dir)
+    if res is not None and res["returns"].size:
+        r = res["returns"]
+        row.update(episodes=int(r.size), steps=int(res["steps"][-1]),
+                   final_return=float(r[-1]), best_return=float(np.nanmax(r)),
+                   wall_time=float(res["wall_total"]) if wall is None else wall)
+        if threshold is not None:
+            hit = np.flatnonzero(r >= threshold)
+            if hit.size:
+                row.update(episodes_to_threshold=int(hit[0] + 1),
+                           steps_to_threshold=int(res["steps"][hit[0]]))
+    elif wall is not None:
+        row["wall_time"] = wall
+    for key, value in setting.items():
+        row[key] = value
+    return row
+
+
+def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold):
+    """Run (or resume) one trial; never raises: failures become a 'failed' row."""
+    from threadpoolctl import threadpool_limits
+
+    from fastmbrl import config as _cfg
+    from fastmbrl._checkpoint import has_checkpoint
+
+    t0 = time.perf_counter()
+    os.makedirs(run_dir, exist_ok=True)
+    resume = os.path.isfile(os.path.join(run_dir, "config.json"))
+    status = "resumed" if resume and has_checkpoint(run_dir) else "finished"
+    kwargs = dict(run_kwargs)
+    config = kwargs.pop("config", None)
+    if isinstance(config, _cfg.RunConfig):
+        config = _cfg.to_dict(config)
+    overrides = _cfg.merge(*[_nested(k, v) for k, v in setting.items()])
+    if cpus is not None:
+        # A config section with an n_threads setting gets the trial's CPUs (unless the grid
+        # sets it).
+        for name, section in _cfg.RunConfig().__dict__.items():
+            if hasattr(section, "n_threads") and "n_threads" not in overrides.get(name, {}):
+                overrides = _cfg.merge(overrides, {name: {"n_threads": cpus}})
+    config = _cfg.merge(config or {}, overrides)
+    try:
+        if cpus is not None:
+            _limit_threads(cpus)
+        with threadpool_limits(limits=cpus):
+            from fastmbrl.algorithms import run
+            run(env, seed=seed, config=config, out_dir=run_dir, resume=resume, **kwargs)
+    except Exception as exc:  # a failed trial is reported; the sweep goes on
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("trial %s failed: %s\n%s", run_dir, error, traceback.format_exc())
+        _write_trial(run_dir, "failed", error)
+        return _summarize(run_dir, setting, seed, "failed", threshold,
+                          wall=time.perf_counter() - t0, error=error)
+    _write_trial(run_dir, "finished")
+    return _summarize(run_dir, setting, seed, status, threshold)
+
+
+def _write_trial(run_dir, status, error=""):
+    atomic_write_text(os.path.join(run_dir, TRIAL_FILE),
+                      json.dumps({"status": status, "error": error}))
+
+
+def _finished(run_dir):
+    try:
+        with open(os.path.join(run_dir, TRIAL_FILE), encoding="utf-8") as fh:
+            return json.load(fh).get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# engines
+# ---------------------------------------------------------------------------------------------
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        return None
+    return ray
+
+
+def _run_ray(ray, todo, workers, address, callback):
+    started = False
+    if not ray.is_initialized():
+        if address is not None:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            # Workers import fastmbrl from where this process found it (a source checkout works).
+            import fastmbrl
+            root = os.path.dirname(os.path.dirname(os.path.abspath(fastmbrl.__file__)))
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+            # Ray starts its workers at niceness 15: next to any other load they would get a
+            # fraction of their core, so this instance's raylet is told 0 (it reads RAY_* at start).
+            saved = os.environ.get("RAY_worker_niceness")
+            os.environ["RAY_worker_niceness"] = "0"
+            try:
+                # address="local": a new instance, never a cluster some `ray start` left running.
+                # 127.0.0.1: a local sweep talks only over loopback, never the machine's own address
+                ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                         log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
+                         _node_ip_address="127.0.0.1")
+            finally:
+                if saved is None:
+                    os.environ.pop("RAY_worker_niceness", None)
+                else:
+                    os.environ["RAY_worker_niceness"] = saved
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_trial)
+        pending = {remote.remote(*args): args for args in todo}
+        rows = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            env, seed, setting, run_dir, _, _, threshold = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except Exception as exc:  # the worker died (killed, out of memory, ...)
+                first = (str(exc).strip().splitlines() or [""])[0]
+                error = f"{type(exc).__name__}: {first}"
+                _write_trial(run_dir, "failed", error)
+                row = _summarize(run_dir, setting, seed, "failed", threshold, error=error)
+            rows.append(row)
+            if callback is not None:
+                callback(row)
+        return rows
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+# ---------------------------------------------------------------------------------------------
+def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=None,
+          threshold=None, callback=None, **run_kwargs):
+    """Run every (seed, setting) as its own resumable run folder; return the summary.
+
+    Parameters
+    ----------
+    env : str
+        Environment id (what ``fm.run`` takes; a gymnasium.Env object works with ``workers=1``).
+    seeds : iterable of int or str
+        Seeds, or a range text such as ``"0-4"``.
+    grid : dict of str -> list, optional
+        Settings to cross, ``{"planner.horizon": [10, 20], "model.hidden": [[64, 64], [200]]}``
+        (config keys as for ``--set``). Every combination is run with every seed.
+    out : str or os.PathLike
+        The sweep folder: trials go to ``out/<setting>/seed_<s>``, the summary to
+        ``out/summary.csv``.
+    workers : int, optional
+        CPUs for an in-process Ray (default: ``os.cpu_count()``); each trial takes one and limits
+        its BLAS and Numba threads to it. 1 runs the trials one after another in this process.
+    address : str, optional
+        Join the Ray cluster at this address (``"auto"``, ``"HEAD:6379"``) instead.
+    threshold : float, optional
+        Also report the first episode (and environment steps) whose return reaches it.
+    callback : callable, optional
+        Called with each trial's summary row as it ends (in order of completion).
+    **run_kwargs
+        Passed to ``fastmbrl.run`` for every trial (``episodes=``, ``config=`` (dict or
+        RunConfig; the grid is applied on top), ``agent=``, ``reward_fn=``, ...); ``seed``,
+        ``out_dir`` and ``resume`` are set by the sweep.
+
+    Returns
+    -------
+    list of dict
+        One record per trial with the keys of ``SUMMARY_FIELDS`` (plus one per grid key), in
+        (setting, seed) order. ``status`` is ``finished``, ``resumed`` (finished now, continued from
+        a checkpoint), ``skipped`` (finished by an earlier call) or ``failed`` (``error`` says why).
+
+    Raises
+    ------
+    RayMissingError
+        When ``workers`` > 1 or ``address`` is given and Ray is not installed.
+    """
+    for key in ("seed", "out_dir", "resume"):
+        if key in run_kwargs:
+            raise TypeError(f"{key}: set by the sweep for every trial; do not pass it")
+    if isinstance(seeds, str):
+        seeds = parse_seeds(seeds)
+    seeds = [int(s) for s in seeds]
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"seeds: expected at least one non-negative seed, got {seeds!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ValueError(f"workers: expected a positive integer or None, got {workers!r}")
+    settings = _settings(grid)
+    slugs = [setting_slug(s) for s in settings]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"grid: two settings share a folder name ({slugs})")
+    out = os.fspath(out)
+
+    ray = None
+    if workers != 1 or address is not None:
+        ray = _import_ray()
+        if ray is None:
+            if workers is not None or address is not None:
+                raise RayMissingError(f"sweep: more than one worker needs Ray: {RAY_HINT} "
+                                      "(or run the trials one after another: workers=1, "
+                                      "--workers 1)")
+            log.warning("Ray is not installed: running the trials one after another (%s for "
+                        "parallel trials)", RAY_HINT)
+    n_workers = workers or os.cpu_count() or 1
+    os.makedirs(out, exist_ok=True)
+
+    rows, todo = {}, []
+    for setting, slug in zip(settings, slugs):
+        for seed in seeds:
+            run_dir = os.path.join(out, slug, f"seed_{seed}")
+            if _finished(run_dir):
+                rows[(slug, seed)] = _summarize(run_dir, setting, seed, "skipped", threshold)
+                if callback is not None:
+                    callback(rows[(slug, seed)])
+            else:
+                cpus = 1 if ray is not None else None
+                todo.append((env, seed, setting, run_dir, run_kwargs, cpus, threshold))
+    log.info("sweep: %d trials, %d already finished, %d to run", len(slugs) * len(seeds),
+             len(rows), len(todo))
+    if todo:
+        if ray is not None:
+            done = _run_ray(ray, todo, n_workers, address, callback)
+        else:
+            done = []
+            for args in todo:
+                done.append(_trial(*args))
+                if callback is not None:
+                    callback(done[-1])
+        for row in done:
+            rows[(setting_slug({k: row[k] for k in (grid or {})}), row["seed"])] = row
+    ordered = [rows[(slug, seed)] for slug in slugs for seed in seeds]
+    write_summary(os.path.join(out, "summary.csv"), ordered, list(grid or ()))
+    return ordered
+
+
+def write_summary(path, rows, extra_keys=()):
+    """Write the summary rows as CSV (``SUMMARY_FIELDS`` then the grid keys)."""
+    fields = list(SUMMARY_FIELDS[:2]) + list(extra_keys) + list(SUMMARY_FIELDS[2:])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+    atomic_write_text(os.fspath(path), buf.getvalue())
+
+
+def markdown_table(rows, threshold=False):
+    """The summary as a markdown table (what ``fastmbrl sweep`` prints)."""
+    cols = ["setting", "seed", "status", "episodes", "final_return", "best_return"]
+    if threshold:
+        cols += ["episodes_to_threshold", "steps_to_threshold"]
+    cols += ["wall_time"]
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.1f}" if np.isfinite(v) else "nan"
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(c, "")) for c in cols) + " |")
+    failed = [r for r in rows if r.get("status") == "failed"]
+    for r in failed:
+        lines.append(f"\nfailed: {r['setting']} seed {r['seed']}: {r['error']}")
+    return "\n".join(lines)

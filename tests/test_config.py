@@ -1,0 +1,67 @@
+"""fastmbrl.config: sections are the dataclass fields of RunConfig, so a new algorithm's settings
+are one added field; cross-field checks; the constants come from fastmbrl._config."""
+from dataclasses import dataclass, field
+
+import pytest
+
+from fastmbrl import _config
+from fastmbrl.config import ConfigError, RunConfig, apply_overrides, from_dict, sections, to_dict
+
+
+def test_sections_are_the_dataclass_fields():
+    assert list(sections()) == ["model", "planner", "algorithm"]
+    assert RunConfig().algorithm.name == "pets"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Settings of a toy algorithm (tests only)."""
+
+    lr: float = 3e-4
+    updates: int = 1
+
+    def checks(self):
+        return [("lr", self.lr > 0, "positive")]
+
+
+@dataclass(frozen=True)
+class ExtendedRunConfig(RunConfig):
+    """RunConfig with one more section, as a new algorithm would add it."""
+
+    toy: ToyConfig = field(default_factory=ToyConfig)
+
+
+def test_a_new_section_is_one_field():
+    base = ExtendedRunConfig()
+    assert list(sections(ExtendedRunConfig)) == ["model", "planner", "algorithm", "toy"]
+    cfg = apply_overrides(base, ["toy.lr=0.01", "toy.updates=4", "planner.horizon=7"])
+    assert cfg.toy == ToyConfig(lr=0.01, updates=4) and cfg.planner.horizon == 7
+    assert to_dict(cfg)["toy"] == {"lr": 0.01, "updates": 4}
+    assert from_dict(to_dict(cfg), base=ExtendedRunConfig()) == cfg
+    with pytest.raises(ConfigError, match="toy.lr: expected positive, got -1.0"):
+        apply_overrides(base, ["toy.lr=-1"])
+    with pytest.raises(ConfigError, match="toy.nope: unknown setting"):
+        apply_overrides(base, ["toy.nope=1"])
+    # The plain RunConfig knows no such section.
+    with pytest.raises(ConfigError, match="section one of model, planner, algorithm"):
+        apply_overrides(RunConfig(), ["toy.lr=0.01"])
+
+
+def test_cross_field_and_algorithm_checks():
+    with pytest.raises(ConfigError, match="algorithm.buffer_capacity: expected at least "
+                                          "algorithm.initial_steps \\(500\\)"):
+        from_dict({"algorithm": {"initial_steps": 500, "buffer_capacity": 499}})
+    assert from_dict({"algorithm": {"initial_steps": 500, "buffer_capacity": 500}})
+    with pytest.raises(ConfigError, match="algorithm.name: expected one of .*pets.*random"):
+        from_dict({"algorithm": {"name": "dreamer"}})
+    with pytest.raises(ConfigError, match="algorithm.steps"):
+        from_dict({"algorithm": {"steps": -1}})
+
+
+def test_allowed_values_come_from_the_constants_module():
+    for name in _config.HIDDEN_ACTIVATIONS:
+        assert from_dict({"model": {"activation": name}}).model.activation == name
+    for name in _config.PLANNERS:
+        assert from_dict({"planner": {"name": name}}).planner.name == name
+    for mode in _config.PROPAGATION_MODES:
+        assert from_dict({"planner": {"propagation": mode}}).planner.propagation == mode
