@@ -11,13 +11,13 @@ import numpy as np
 
 
 def warmup(dtypes=(np.float32, np.float64)):
-    """Compile (or load from the cache) the rollout kernels and the known environments' reward and
-    termination functions for each dtype in ``dtypes``.
+    """Compile (or load from the cache) the rollout kernels, the known environments' reward and
+    termination functions and the SAC kernels for each dtype in ``dtypes``.
 
     Returns
     -------
     seconds : dict
-        Time spent per part ("planning", "envs"), in seconds.
+        Time spent per part ("planning", "envs", "sac"), in seconds.
     """
     from fastmbrl import envs, planning
 
@@ -36,4 +36,19 @@ def warmup(dtypes=(np.float32, np.float64)):
             spec.reward_fn(obs, act, obs)
             spec.termination_fn(obs, act, obs)
     spent["envs"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    from fastmbrl.agents.sac import SAC
+    from fastmbrl.buffer import ReplayBuffer
+    for dtype in dtypes:   # compiles (or loads) the SAC kernels for this dtype
+        agent = SAC(1, 1, ((-1.0,), (1.0,)), hidden=(2,), batch_size=2, dtype=dtype)
+        obs = np.zeros((2, 1))
+        agent.act(obs)
+        agent.act(obs, deterministic=True)
+        agent.update(dict(obs=obs, act=obs, reward=np.zeros(2), next_obs=obs,
+                          terminated=np.zeros(2, bool)))
+        buf = ReplayBuffer(2, 1, 1, dtype=dtype)
+        buf.add_batch(obs, obs, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool))
+        agent.update_from(buf, 1)
+    spent["sac"] = time.perf_counter() - start
     return spent
