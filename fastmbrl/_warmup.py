@@ -45,8 +45,8 @@ def warmup(dtypes=(np.float32, np.float64)):
         obs = np.zeros((2, 1))
         agent.act(obs)
         agent.act(obs, deterministic=True)
-        agent.update(dict(obs=obs, act=obs, reward=np.zeros(2), next_obs=obs,
-                          terminated=np.zeros(2, bool)))
+        agent.update({"obs": obs, "act": obs, "reward": np.zeros(2), "next_obs": obs,
+                          "terminated": np.zeros(2, bool)})
         buf = ReplayBuffer(2, 1, 1, dtype=dtype)
         buf.add_batch(obs, obs, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool))
         agent.update_from(buf, 1)
