@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fastmbrl.agents import SAC  # noqa: E402
-from fastmbrl.buffer import ReplayBuffer  # noqa: E402
+from fastmbrl.agents import SAC
+from fastmbrl.buffer import ReplayBuffer
 
 
 def evaluate(policy, seed, episodes):
@@ -60,7 +60,7 @@ def run_fastmbrl(seed, steps, eval_every, episodes, learning_starts=100, lr=1e-3
         wall += time.perf_counter() - start
         if t % eval_every == 0:
             ret = evaluate(lambda o: agent.act(o, deterministic=True), seed, episodes)
-            rows.append(dict(impl="fastmbrl", seed=seed, steps=t, ret=ret, wall=wall))
+            rows.append({"impl": "fastmbrl", "seed": seed, "steps": t, "ret": ret, "wall": wall})
             print(rows[-1], flush=True)
     return rows
 
@@ -85,8 +85,8 @@ def run_sb3(seed, steps, eval_every, episodes):
             if self.num_timesteps % eval_every == 0:
                 self.wall += time.perf_counter() - self.last
                 ret = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], seed, episodes)
-                rows.append(dict(impl="sb3", seed=seed, steps=self.num_timesteps, ret=ret,
-                                 wall=self.wall))
+                rows.append({"impl": "sb3", "seed": seed, "steps": self.num_timesteps, "ret": ret,
+                                 "wall": self.wall})
                 print(rows[-1], flush=True)
                 self.last = time.perf_counter()
             return True

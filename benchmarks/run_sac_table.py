@@ -19,8 +19,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fastmbrl.agents import SAC  # noqa: E402
-from fastmbrl.buffer import ReplayBuffer  # noqa: E402
+import itertools
+
+from fastmbrl.agents import SAC
+from fastmbrl.buffer import ReplayBuffer
 
 CASES = {"a": (3, 1, 256), "b": (17, 6, 256), "c": (3, 1, 64)}
 BATCH = 256
@@ -33,7 +35,7 @@ def update_flops(obs_dim, act_dim, hidden, batch=BATCH):
     (s, a), backward with parameter and hidden-input gradients; critics forward on (s, a~) with
     backward down to the action."""
     def macs(dims):
-        return sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        return sum(a * b for a, b in itertools.pairwise(dims))
 
     actor = macs([obs_dim, hidden, hidden, 2 * act_dim])
     critic = macs([obs_dim + act_dim, hidden, hidden, 1])
@@ -83,7 +85,7 @@ def make_sb3(obs_dim, act_dim, hidden, n_threads):
 
     torch.set_num_threads(n_threads)
     model = SB3SAC("MlpPolicy", Dummy(), buffer_size=ROWS, batch_size=BATCH, learning_starts=0,
-                   policy_kwargs=dict(net_arch=[hidden, hidden]), device="cpu", seed=0)
+                   policy_kwargs={"net_arch": [hidden, hidden]}, device="cpu", seed=0)
     model.set_logger(Logger(folder=None, output_formats=[]))
     rng = np.random.default_rng(0)
     rb = model.replay_buffer

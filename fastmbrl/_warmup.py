@@ -11,13 +11,13 @@ import numpy as np
 
 
 def warmup(dtypes=(np.float32, np.float64)):
-    """Compile (or load from the cache) the rollout kernels and the known environments' reward and
-    termination functions for each dtype in ``dtypes``.
+    """Compile (or load from the cache) the rollout kernels, the known environments' reward and
+    termination functions and the SAC kernels for each dtype in ``dtypes``.
 
     Returns
     -------
     seconds : dict
-        Time spent per part ("planning", "envs", "model_vjp"), in seconds.
+        Time spent per part ("planning", "envs", "model_vjp", "sac"), in seconds.
     """
     from fastmbrl import envs, planning
 
@@ -43,4 +43,19 @@ def warmup(dtypes=(np.float32, np.float64)):
     start = time.perf_counter()
     vjp.warmup(dtypes)
     spent["model_vjp"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    from fastmbrl.agents.sac import SAC
+    from fastmbrl.buffer import ReplayBuffer
+    for dtype in dtypes:   # compiles (or loads) the SAC kernels for this dtype
+        agent = SAC(1, 1, ((-1.0,), (1.0,)), hidden=(2,), batch_size=2, dtype=dtype)
+        obs = np.zeros((2, 1))
+        agent.act(obs)
+        agent.act(obs, deterministic=True)
+        agent.update({"obs": obs, "act": obs, "reward": np.zeros(2), "next_obs": obs,
+                          "terminated": np.zeros(2, bool)})
+        buf = ReplayBuffer(2, 1, 1, dtype=dtype)
+        buf.add_batch(obs, obs, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool))
+        agent.update_from(buf, 1)
+    spent["sac"] = time.perf_counter() - start
     return spent

@@ -106,7 +106,7 @@ def _mlp_forward(flat, dims, n_members, e, act_code, x):
                 v = z[r, j] + b[j]
                 if hidden:
                     if act_code == 1:
-                        v = v if v > 0.0 else 0.0
+                        v = max(0.0, v)
                     else:
                         v = np.tanh(v)
                 z[r, j] = v
@@ -128,7 +128,7 @@ def _mlp_backward(flat, dims, n_members, e, act_code, acts, dy, grad_flat, want_
     R = dy.shape[0]
     dx = np.empty((R, 0), dtype=dy.dtype)
     for l in range(L - 1, -1, -1):
-        W, b = _layer(flat, dims, n_members, e, l)
+        W, _b = _layer(flat, dims, n_members, e, l)
         if want_grads:
             gW, gb = _layer(grad_flat, dims, n_members, e, l)
             np.dot(acts[l].T, d, gW)

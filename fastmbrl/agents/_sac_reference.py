@@ -207,7 +207,7 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
                 terminated, eps_next, eps_cur, metrics_out):
     """Twin of the kernel."""
     gamma, tau, lr_a, lr_c, lr_t, b1, b2, aeps, lsmin, lsmax, tent = (float(h) for h in hp)
-    B, A = eps_cur.shape
+    B, _A = eps_cur.shape
     alpha = float(np.exp(np.float64(alpha_state[0])))
     # ---- critic step
     y = np.empty(B, dtype=obs.dtype)

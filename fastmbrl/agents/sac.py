@@ -324,11 +324,11 @@ class SAC(Agent):
 
     # -------------------------------------------------------------------------------- state
     def _config(self):
-        return dict(obs_dim=self.obs_dim, act_dim=self.act_dim, hidden=list(self.hidden),
-                    gamma=self.gamma, tau=self.tau, lr=self.lr, batch_size=self.batch_size,
-                    init_temperature=self.init_temperature, target_entropy=self.target_entropy,
-                    log_std_bounds=list(self.log_std_bounds), activation=self.activation,
-                    dtype=np.dtype(self.dtype).name, seed=self.seed, n_threads=self.n_threads)
+        return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden),
+                    "gamma": self.gamma, "tau": self.tau, "lr": self.lr, "batch_size": self.batch_size,
+                    "init_temperature": self.init_temperature, "target_entropy": self.target_entropy,
+                    "log_std_bounds": list(self.log_std_bounds), "activation": self.activation,
+                    "dtype": np.dtype(self.dtype).name, "seed": self.seed, "n_threads": self.n_threads}
 
     def state_dict(self):
         """Copies of everything that evolves: networks, target critics, Adam moments and step counts

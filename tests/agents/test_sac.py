@@ -35,7 +35,7 @@ def test_hand_worked_update():
     cW1[...] = [[[1.0]], [[2.0]]]
     cb1[...] = 0.0
     agent.critic_target[...] = agent.critic
-    batch = dict(obs=[[1.0]], act=[[0.2]], reward=[1.0], next_obs=[[1.0]], terminated=[False])
+    batch = {"obs": [[1.0]], "act": [[0.2]], "reward": [1.0], "next_obs": [[1.0]], "terminated": [False]}
     m = agent.update(batch, noise=np.zeros((2, 1, 1)))
     # next action: h = 1, u' = 0.5, a' = tanh 0.5 = 0.46211716
     # log pi(a') = log N(0.5; 0.5, 0.5) - log(1 - tanh^2 0.5) = -0.22579135 + 0.24022901 = 0.01443766
@@ -74,8 +74,8 @@ def test_update_ignores_truncated_and_accepts_transition():
     a, b = small_agent(), small_agent()
     t = Transition(buf.obs[:8], buf.act[:8], buf.reward[:8], buf.next_obs[:8],
                    buf.terminated[:8], np.ones(8, bool))
-    d = dict(obs=buf.obs[:8], act=buf.act[:8], reward=buf.reward[:8], next_obs=buf.next_obs[:8],
-             terminated=buf.terminated[:8])
+    d = {"obs": buf.obs[:8], "act": buf.act[:8], "reward": buf.reward[:8], "next_obs": buf.next_obs[:8],
+             "terminated": buf.terminated[:8]}
     noise = np.random.default_rng(1).normal(size=(2, 8, 2))
     ma, mb = a.update(t, noise=noise), b.update(d, noise=noise)
     assert ma == mb
@@ -178,20 +178,20 @@ def test_pendulum_beats_random():
 
 # ---------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(obs_dim=0), "obs_dim"),
-    (dict(hidden=()), "hidden"),
-    (dict(hidden=(16, 0)), r"hidden\[1\]"),
-    (dict(gamma=1.5), "gamma"),
-    (dict(lr=0.0), "lr"),
-    (dict(log_std_bounds=(2, -5)), "log_std_bounds"),
-    (dict(activation="silu"), "activation"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(init_temperature=-1.0), "init_temperature"),
-    (dict(action_space=(np.zeros(3), np.ones(3))), "action_space"),
-    (dict(dtype=np.int32), "dtype"),
+    ({"obs_dim": 0}, "obs_dim"),
+    ({"hidden": ()}, "hidden"),
+    ({"hidden": (16, 0)}, r"hidden\[1\]"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"lr": 0.0}, "lr"),
+    ({"log_std_bounds": (2, -5)}, "log_std_bounds"),
+    ({"activation": "silu"}, "activation"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"init_temperature": -1.0}, "init_temperature"),
+    ({"action_space": (np.zeros(3), np.ones(3))}, "action_space"),
+    ({"dtype": np.int32}, "dtype"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
-    args = dict(obs_dim=3, act_dim=2, action_space=(np.zeros(2), np.ones(2)))
+    args = {"obs_dim": 3, "act_dim": 2, "action_space": (np.zeros(2), np.ones(2))}
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         SAC(**args)
@@ -203,8 +203,8 @@ def test_bad_call_arguments(tmp_path):
         agent.act(np.zeros(4))
     with pytest.raises(ValueError, match="non-finite"):
         agent.act(np.array([0.0, np.nan, 0.0]))
-    good = dict(obs=np.zeros((4, 3)), act=np.zeros((4, 2)), reward=np.zeros(4),
-                next_obs=np.zeros((4, 3)), terminated=np.zeros(4, bool))
+    good = {"obs": np.zeros((4, 3)), "act": np.zeros((4, 2)), "reward": np.zeros(4),
+                "next_obs": np.zeros((4, 3)), "terminated": np.zeros(4, bool)}
     with pytest.raises(ValueError, match="next_obs"):
         agent.update({k: v for k, v in good.items() if k != "next_obs"})
     with pytest.raises(ValueError, match=r"batch.act"):

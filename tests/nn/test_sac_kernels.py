@@ -18,17 +18,17 @@ def make_problem(dtype, act_code=1, seed=0, scale=(2.0, 0.5), bias=(0.0, 0.25)):
     dims_a = np.array([O, H, H, 2 * A], np.int64)
     dims_c = np.array([O + A, H, H, 1], np.int64)
     na, nc = param_offsets(dims_a, 1)[-1], param_offsets(dims_c, 2)[-1]
-    p = dict(
-        dims_a=dims_a, dims_c=dims_c, act_code=act_code,
-        actor=rng.normal(0, 0.5, na).astype(dtype), critic=rng.normal(0, 0.5, nc).astype(dtype),
-        target=rng.normal(0, 0.5, nc).astype(dtype),
-        obs=rng.normal(size=(B, O)).astype(dtype), act=rng.uniform(-1, 1, (B, A)).astype(dtype),
-        reward=rng.normal(size=B).astype(dtype), next_obs=rng.normal(size=(B, O)).astype(dtype),
-        terminated=rng.random(B) < 0.3, noise=rng.normal(size=(2, B, A)).astype(dtype),
-        y=rng.normal(size=B).astype(dtype),
-        scale=np.array(scale, dtype), bias=np.array(bias, dtype),
-        hp=np.array([0.99, 0.005, 3e-4, 1e-3, 2e-3, 0.9, 0.999, 1e-8, -20.0, 2.0, -float(A)]),
-    )
+    p = {
+        "dims_a": dims_a, "dims_c": dims_c, "act_code": act_code,
+        "actor": rng.normal(0, 0.5, na).astype(dtype), "critic": rng.normal(0, 0.5, nc).astype(dtype),
+        "target": rng.normal(0, 0.5, nc).astype(dtype),
+        "obs": rng.normal(size=(B, O)).astype(dtype), "act": rng.uniform(-1, 1, (B, A)).astype(dtype),
+        "reward": rng.normal(size=B).astype(dtype), "next_obs": rng.normal(size=(B, O)).astype(dtype),
+        "terminated": rng.random(B) < 0.3, "noise": rng.normal(size=(2, B, A)).astype(dtype),
+        "y": rng.normal(size=B).astype(dtype),
+        "scale": np.array(scale, dtype), "bias": np.array(bias, dtype),
+        "hp": np.array([0.99, 0.005, 3e-4, 1e-3, 2e-3, 0.9, 0.999, 1e-8, -20.0, 2.0, -float(A)]),
+    }
     return p
 
 
