@@ -100,16 +100,10 @@ class Normalizer:
         return self
 
     def update(self, x):
-        """Merge the rows of ``x`` into the running statistics.
+        """Merge the rows of ``x`` (float array (N, D), finite) into the running statistics.
 
-        Parameters
-        ----------
-        x : float array (N, D), finite
-
-        Raises
-        ------
-        ValueError
-            As :meth:`fit`; the normalizer is then left unchanged.
+        Checks ``x`` and raises as :meth:`fit` (the normalizer is then left unchanged); an empty
+        ``x`` changes nothing.
 
         Notes
         -----

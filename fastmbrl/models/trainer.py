@@ -244,9 +244,8 @@ class EnsembleTrainer:
 
         Parameters
         ----------
-        X : float array (N, D_in), normalized inputs, N >= 1
-        Y : float array (N, D_out), normalized targets
-        batch_size : int
+        X, Y, batch_size :
+            As :meth:`evaluate`.
 
         Returns
         -------
