@@ -11,7 +11,7 @@ Design
   pointer handed over here, so no BLAS is linked at build time; row-major order is handled in C.
 * Every C call runs with the GIL released. Nothing here allocates per step: the train step's
   workspace is allocated once per batch size by ``fastmbrl.nn.train``.
-* ``_gaussian_train_step`` takes ndarrays (a typed memoryview costs ~0.4 us per argument, PERF.md)
+* ``_gaussian_train_step`` takes ndarrays (typed memoryviews cost more per argument, PERF.md)
   and runs a whole minibatch step (forward, loss, backward, Adam) in one call. While it runs, scipy's
   OpenBLAS is held to one thread through hooks found by ``fastmbrl.nn.train``, so the threads of
   the step are the only ones (its members shared out when ``n_threads > 1``).
@@ -25,6 +25,9 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cnp.import_array()
 
 
+# Hot-path specialisations, declared in pairs on purpose: every C kernel exists once per dtype
+# (``*_f32`` / ``*_f64``, compiled from one body in csrc/fm_nn_body.h), and each wrapper below
+# picks one for its fused ``floating`` arguments. The pairs differ only in float/double.
 cdef extern from "fm_nn.h" nogil:
     ctypedef void (*fm_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
                                  float *, int *, float *, float *, int *)

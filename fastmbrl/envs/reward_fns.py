@@ -48,8 +48,8 @@ def atan2_fast(y, x):
 
     Notes
     -----
-    A scalar ``np.arctan2`` is a libm call that keeps LLVM from vectorising the loop around it
-    (about 14 ns a row). Here only selects, one division and a polynomial remain, so a row loop
+    A scalar ``np.arctan2`` is a libm call that keeps LLVM from vectorising the loop around it.
+    Here only selects, one division and a polynomial remain, so a row loop
     calling this vectorises. The reduction: with a = |y|, b = |x|, t = min/max lies in [0, 1];
     for t > tan(pi/8) use atan(t) = pi/4 + atan((min - max) / (min + max)), so the polynomial
     only covers |z| <= tan(pi/8); then reflect by the octant and quadrant. Infinities give the
@@ -149,7 +149,7 @@ def mountain_car_continuous(obs, act, next_obs):
     Parameters
     ----------
     obs : float array of shape (N, 2)
-        Unused (position, velocity) before the step.
+        (position, velocity) before the step; only its row count is used.
     act : float array of shape (N, 1)
         Force as given to ``step`` (the environment's penalty uses the unclipped action).
     next_obs : float array of shape (N, 2)
