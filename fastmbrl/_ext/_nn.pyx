@@ -72,7 +72,7 @@ cdef extern from "fm_nn.h" nogil:
                             double *m, double *v, int64_t n_seg, const int64_t *seg_end,
                             const double *seg_decay, double lr, double beta1, double beta2,
                             double eps, int64_t step)
-    int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t n_members,
+    int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t ensemble_size,
                                     int64_t chunk_rows, int64_t n_threads)
     double fm_gaussian_train_step_f32(fm_sgemm_fn g, const float *x, const float *target,
                                       int64_t E, int64_t B, int64_t n_layers, const int64_t *dims,
@@ -335,12 +335,12 @@ def _adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
                                eps, step)
 
 
-def _train_workspace_size(cnp.ndarray layer_dims, int64_t n_members, int64_t chunk_rows,
+def _train_workspace_size(cnp.ndarray layer_dims, int64_t ensemble_size, int64_t chunk_rows,
                           int64_t n_threads):
     """Elements of the workspace ``_gaussian_train_step`` needs (layer_dims: int64 (L+1,))."""
     cdef int64_t n_layers = layer_dims.shape[0] - 1
     return int(fm_train_workspace_size(n_layers, <const int64_t *>cnp.PyArray_DATA(layer_dims),
-                                       n_members, chunk_rows, n_threads))
+                                       ensemble_size, chunk_rows, n_threads))
 
 
 cdef inline bint _is(cnp.ndarray a, int typenum, int64_t size) noexcept:
