@@ -17,7 +17,7 @@ def warmup(dtypes=(np.float32, np.float64)):
     Returns
     -------
     seconds : dict
-        Time spent per part ("planning", "envs"), in seconds.
+        Time spent per part ("planning", "envs", "model_vjp"), in seconds.
     """
     from fastmbrl import envs, planning
 
@@ -35,5 +35,12 @@ def warmup(dtypes=(np.float32, np.float64)):
             act = np.zeros((2, 8), dtype=dtype)
             spec.reward_fn(obs, act, obs)
             spec.termination_fn(obs, act, obs)
+            if spec.reward_grad_fn is not None:
+                spec.reward_grad_fn(obs, act, obs)
     spent["envs"] = time.perf_counter() - start
+
+    from fastmbrl.models import vjp
+    start = time.perf_counter()
+    vjp.warmup(dtypes)
+    spent["model_vjp"] = time.perf_counter() - start
     return spent

@@ -270,3 +270,194 @@ def half_cheetah(obs, act, next_obs):
     for i in range(n):
         out[i] = next_obs[i, 0] / 0.05 - 0.1 * _action_sq_norm(act, i)
     return out
+
+
+# ---------------------------------------------------------------- reward gradients
+# ``reward_grad_fn(obs, act, next_obs) -> (d_obs (N, D_obs), d_act (N, D_act), d_next_obs (N, D_obs))``:
+# the gradient of each row's reward with respect to its three inputs, for backpropagation through
+# a model step (``fastmbrl.models.ModelEnv.step_vjp``; course notes, section 5.4). Indicator terms
+# (a goal bonus, "alive" while not terminated) are piecewise constant: their gradient is 0 almost
+# everywhere, and so is theirs here. Arrays of the dtype of ``obs``.
+
+
+@njit(cache=True)
+def pendulum_grad(obs, act, next_obs):
+    """Gradient of :func:`pendulum` with respect to (obs, act, next_obs).
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 3)
+        (cos theta, sin theta, theta_dot).
+    act : float array of shape (N, 1)
+    next_obs : float array of shape (N, 3), unused
+
+    Returns
+    -------
+    d_obs : array (N, 3)
+    d_act : array (N, 1)
+    d_next_obs : array (N, 3), zeros
+
+    Notes
+    -----
+    ``r = -(th^2 + 0.1 thdot^2 + 0.001 u^2)`` with ``th = atan2(sin, cos)``, which is already
+    ``angle_normalize(theta)``: d/dtheta of ``angle_normalize(theta)^2`` is ``2 angle_normalize(theta)``
+    almost everywhere (not at theta = pi, where the wrap makes the reward's slope jump from -2 pi to
+    2 pi). Through atan2, ``dth/dcos = -sin / rho^2`` and ``dth/dsin = cos / rho^2`` with
+    ``rho^2 = cos^2 + sin^2`` (the gradient does not assume rho = 1, since a model's prediction
+    need not lie on the circle). The torque is clipped to [-2, 2]: its gradient is 0 outside.
+    """
+    n = obs.shape[0]
+    d_obs = np.zeros((n, 3), dtype=obs.dtype)
+    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
+    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
+    for i in range(n):
+        c = np.float64(obs[i, 0])
+        s = np.float64(obs[i, 1])
+        rho2 = c * c + s * s
+        th = atan2_fast(s, c)
+        if rho2 > 0.0:
+            d_obs[i, 0] = 2.0 * th * s / rho2
+            d_obs[i, 1] = -2.0 * th * c / rho2
+        d_obs[i, 2] = -0.2 * np.float64(obs[i, 2])
+        u = np.float64(act[i, 0])
+        if -2.0 < u < 2.0:
+            d_act[i, 0] = -0.002 * u
+    return d_obs, d_act, d_next
+
+
+@njit(cache=True)
+def mountain_car_continuous_grad(obs, act, next_obs):
+    """Gradient of :func:`mountain_car_continuous`: ``-0.2 a`` on the action, 0 elsewhere.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 2)
+    act : float array of shape (N, 1)
+    next_obs : float array of shape (N, 2)
+
+    Returns
+    -------
+    d_obs : array (N, 2), zeros
+    d_act : array (N, 1)
+    d_next_obs : array (N, 2), zeros (the goal bonus is piecewise constant)
+    """
+    n = obs.shape[0]
+    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
+    for i in range(n):
+        d_act[i, 0] = -0.2 * act[i, 0]
+    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act,
+            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+
+
+@njit(cache=True)
+def constant_one_grad(obs, act, next_obs):
+    """Gradient of :func:`constant_one`: zeros.
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, D_obs), (N, D_act), (N, D_obs)
+
+    Returns
+    -------
+    d_obs, d_act, d_next_obs : zero arrays of the inputs' shapes
+    """
+    n = obs.shape[0]
+    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype),
+            np.zeros((n, act.shape[1]), dtype=obs.dtype),
+            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+
+
+@njit(cache=True)
+def inverted_pendulum_grad(obs, act, next_obs):
+    """Gradient of :func:`inverted_pendulum`: zeros ("alive" is piecewise constant).
+
+    Parameters
+    ----------
+    obs, act, next_obs : float arrays of shapes (N, 4), (N, 1), (N, 4)
+
+    Returns
+    -------
+    d_obs, d_act, d_next_obs : zero arrays of the inputs' shapes
+    """
+    return constant_one_grad(obs, act, next_obs)
+
+
+@njit(cache=True)
+def reacher_grad(obs, act, next_obs):
+    """Gradient of :func:`reacher`.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 10)
+    act : float array of shape (N, 2)
+    next_obs : float array of shape (N, 10)
+
+    Returns
+    -------
+    d_obs : array (N, 10), zeros
+    d_act : array (N, 2), ``-2 a``
+    d_next_obs : array (N, 10), ``-(dx, dy) / ||(dx, dy)||`` in columns 8 and 9 (0 at distance 0)
+    """
+    n = obs.shape[0]
+    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
+    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
+    for i in range(n):
+        dx = np.float64(next_obs[i, 8])
+        dy = np.float64(next_obs[i, 9])
+        dist = np.sqrt(dx * dx + dy * dy)
+        if dist > 0.0:
+            d_next[i, 8] = -dx / dist
+            d_next[i, 9] = -dy / dist
+        for j in range(act.shape[1]):
+            d_act[i, j] = -2.0 * act[i, j]
+    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+
+
+@njit(cache=True)
+def half_cheetah_grad(obs, act, next_obs):
+    """Gradient of :func:`half_cheetah`.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 18)
+    act : float array of shape (N, 6)
+    next_obs : float array of shape (N, 18)
+
+    Returns
+    -------
+    d_obs : array (N, 18), zeros
+    d_act : array (N, 6), ``-0.2 a``
+    d_next_obs : array (N, 18), ``1 / dt = 20`` in column 0
+    """
+    n = obs.shape[0]
+    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
+    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
+    for i in range(n):
+        d_next[i, 0] = 1.0 / 0.05
+        for j in range(act.shape[1]):
+            d_act[i, j] = -0.2 * act[i, j]
+    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+
+
+# reward function -> its gradient, for every built-in reward
+_GRADS = ((pendulum, pendulum_grad), (mountain_car_continuous, mountain_car_continuous_grad),
+          (constant_one, constant_one_grad), (inverted_pendulum, inverted_pendulum_grad),
+          (reacher, reacher_grad), (half_cheetah, half_cheetah_grad))
+
+
+def gradient_of(reward_fn):
+    """The ``reward_grad_fn`` of a built-in reward function of this module, else None.
+
+    Parameters
+    ----------
+    reward_fn : callable
+
+    Returns
+    -------
+    callable or None
+        ``reward_grad_fn(obs, act, next_obs) -> (d_obs, d_act, d_next_obs)``.
+    """
+    for fn, grad in _GRADS:
+        if reward_fn is fn:
+            return grad
+    return None

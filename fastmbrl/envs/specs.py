@@ -37,6 +37,10 @@ class EnvSpec:
     defaults : dict
         Nested config overrides (``{"model": {...}, "planner": {...}, "algorithm": {...}}``) that
         solve this environment quickly; see fastmbrl.config.
+    reward_grad_fn : callable or None
+        ``reward_grad_fn(obs, act, next_obs) -> (d_obs (N, D_obs), d_act (N, D_act),
+        d_next_obs (N, D_obs))``: the exact gradient of each row's ``reward_fn`` (what
+        ``ModelEnv.step_vjp`` backpropagates through a model step).
     requires : str or None
         Name of the optional extra needed ('mujoco'), or None.
     description : str
@@ -53,6 +57,7 @@ class EnvSpec:
     requires: Optional[str] = None
     description: str = ""
     planning_termination_fn: Optional[Callable] = None
+    reward_grad_fn: Optional[Callable] = None
 
     @property
     def available(self):
@@ -142,6 +147,9 @@ _SPECS = [
         description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
 ]
 
+# every built-in reward's exact gradient (fastmbrl.envs.reward_fns.*_grad), set in one place
+_SPECS = [dataclasses.replace(spec, reward_grad_fn=reward_fns.gradient_of(spec.reward_fn))
+          for spec in _SPECS]
 SPECS = {spec.id: spec for spec in _SPECS}
 ALIASES = {CARTPOLE_ID: "CartPoleContinuous-v0"}
 

@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._numba import _exp_inplace, _mlp_forward_flat
+from fastmbrl.nn._numba import _exp_f32, _exp_inplace, _mlp_forward_flat
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -315,3 +315,298 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
                     v += obs[i, d]
                 mean_out[m, i, d] = v
                 var_m[i, d] *= out_std[d] * out_std[d]
+
+
+# ---------------------------------------------------------------- the model step's VJP
+# Design of the backward pass (course notes 5.4: backpropagation through the reparameterized model)
+# * Split in two calls around the reward gradient: ``_model_step_tape`` is the grouped model step
+#   that also records the tape, ``_model_step_vjp`` runs the VJP from that tape. The caller's reward
+#   gradient (``reward_grad_fn(obs, act, next_obs)``) needs ``next_obs``, so it runs in between.
+# * The tape of one step is all the backward pass reads besides the step's inputs: the hidden
+#   pre-activations ``z_tape`` (B * sum(hidden widths), layer after layer, each layer's block laid
+#   out (B, D_l) by position) and the network output ``y_tape`` (B, 2 D_out). No weight gradients
+#   are taken, so the layer inputs (activations) are not kept: ``act'(z)`` and ``W^T`` suffice.
+#   Per step of an h-step backward pass: obs, act, noise (the inputs), the row order and block
+#   bounds, z_tape and y_tape: B (D_obs + D_act + D_out + sum(hidden) + 2 D_out) floats.
+# * Rows are grouped by member exactly as in ``_model_step_grouped`` (``_group_rows``), so each
+#   member runs one contiguous BLAS block forward (``x W + b``) and backward (``g W^T``).
+# * The caller allocates everything; nothing here allocates, validates or draws random numbers.
+
+
+@njit(**_JIT)
+def _hidden_width_sum(layer_dims):
+    """Sum of the hidden widths ``D_1 + ... + D_{L-1}`` (the tape's pre-activation columns)."""
+    s = 0
+    for layer in range(1, layer_dims.shape[0] - 1):
+        s += layer_dims[layer]
+    return s
+
+
+@njit(**_JIT)
+def _bias_tape_activation(z, b, activation, h_out):
+    """``z += b`` in place (the pre-activation kept on the tape) and ``h_out = act(z)``.
+
+    Parameters
+    ----------
+    z : float array (rows, D), C-contiguous; overwritten with ``z + b``
+    b : float array (D,)
+    activation : int, 0 identity, 1 relu, 2 tanh, 3 silu
+    h_out : float array (rows, D), C-contiguous, written
+
+    Notes
+    -----
+    float32 SiLU uses the vectorizable polynomial exponential of ``fastmbrl.nn._numba`` (the same
+    one the inference forward pass uses, so the step's values agree with ``_model_step``).
+    """
+    rows, d = z.shape
+    if activation == 3 and z.itemsize == 4:
+        one = np.float32(1.0)
+        for i in range(rows):
+            for j in range(d):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                h_out[i, j] = v / (one + _exp_f32(-v))
+        return
+    for i in range(rows):
+        for j in range(d):
+            v = z[i, j] + b[j]
+            z[i, j] = v
+            if activation == 1:
+                v = max(v, 0.0)
+            elif activation == 2:
+                v = math.tanh(v)
+            elif activation == 3:
+                v = v / (1.0 + math.exp(-v))
+            h_out[i, j] = v
+
+
+@njit(**_JIT)
+def _activation_grad_inplace(g, z, activation):
+    """``g *= act'(z)`` in place (the backward of one hidden activation).
+
+    Parameters
+    ----------
+    g : float array (rows, D), C-contiguous; overwritten
+    z : float array (rows, D), the pre-activation
+    activation : int, 0 identity, 1 relu (derivative 0 at 0), 2 tanh, 3 silu
+
+    Notes
+    -----
+    ``silu'(z) = s (1 + z (1 - s))`` with ``s = sigmoid(z)``; ``tanh' = 1 - tanh^2``.
+    """
+    rows, d = g.shape
+    if activation == 0:
+        return
+    if activation == 3 and g.itemsize == 4:
+        one = np.float32(1.0)
+        for i in range(rows):
+            for j in range(d):
+                v = z[i, j]
+                s = one / (one + _exp_f32(-v))
+                g[i, j] *= s * (one + v * (one - s))
+        return
+    for i in range(rows):
+        for j in range(d):
+            v = z[i, j]
+            if activation == 1:
+                if v <= 0.0:
+                    g[i, j] = 0.0
+            elif activation == 2:
+                t = math.tanh(v)
+                g[i, j] *= 1.0 - t * t
+            else:
+                s = 1.0 / (1.0 + math.exp(-v))
+                g[i, j] *= s * (1.0 + v * (1.0 - s))
+
+
+@njit(**_JIT)
+def _model_step_tape(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
+                     ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                     out_mean, out_std, max_logvar, min_logvar, x_buf, z_tape, y_tape, std_buf,
+                     h_buf, ebuf, next_obs_out, reward_out):
+    """The grouped model step of ``_model_step_grouped`` that also records the backward tape.
+
+    Parameters
+    ----------
+    obs, act, order, block_starts, block_members, noise, flat, ..., min_logvar :
+        As in ``_model_step_grouped`` (rows grouped by member through ``order``).
+    x_buf : float array (B, D_in), scratch (the normalised input)
+    z_tape : float array (>= B * sum(hidden widths),), written: hidden pre-activations, layer l's
+        block ``(B, D_l)`` (by position) starting at ``B * (D_1 + ... + D_{l-1})``
+    y_tape : float array (B, 2 D_out), written: the network output by position
+    std_buf : float array (B, D_out), scratch (the normalised std)
+    h_buf : float array (>= B * max(hidden widths),), scratch (one hidden activation)
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
+    next_obs_out : float array (B, D_obs), written
+    reward_out : float array (B,), written when D_out > D_obs
+
+    Notes
+    -----
+    The same values as ``_model_step_grouped`` (one member per row, ``next = (obs +) out_mean +
+    out_std (mu + std eps)``); the pre-activations are kept, the activations overwritten.
+    """
+    n_rows = obs.shape[0]
+    d_obs = obs.shape[1]
+    d_out = out_mean.shape[0]
+    n_layers = layer_dims.shape[0] - 1
+    _model_inputs(obs, act, order, False, plain_idx, angle_idx, in_mean, in_std, x_buf)
+    for k in range(block_members.shape[0]):
+        lo = block_starts[k]
+        hi = block_starts[k + 1]
+        if hi <= lo:
+            continue
+        member = block_members[k]
+        rows = hi - lo
+        offset = 0
+        tape_off = 0
+        src = x_buf[lo:hi]
+        for layer in range(n_layers):
+            fan_in = layer_dims[layer]
+            fan_out = layer_dims[layer + 1]
+            w_size = fan_in * fan_out
+            w_start = offset + member * w_size
+            w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
+            offset += ensemble_size * w_size
+            b_start = offset + member * fan_out
+            b = flat[b_start:b_start + fan_out]
+            offset += ensemble_size * fan_out
+            if layer == n_layers - 1:
+                dst = y_tape[lo:hi]
+                np.dot(src, w, dst)
+                for i in range(rows):
+                    for j in range(fan_out):
+                        dst[i, j] += b[j]
+            else:
+                start = tape_off + lo * fan_out
+                z = z_tape[start:start + rows * fan_out].reshape((rows, fan_out))
+                np.dot(src, w, z)
+                h = h_buf[:rows * fan_out].reshape((rows, fan_out))
+                _bias_tape_activation(z, b, activation, h)
+                src = h
+                tape_off += n_rows * fan_out
+    _bounded_var(y_tape, max_logvar, min_logvar, True, ebuf, std_buf)
+    for j in range(n_rows):
+        i = order[j]
+        for d in range(d_out):
+            v = out_mean[d] + out_std[d] * (y_tape[j, d] + std_buf[j, d] * noise[i, d])
+            if d < d_obs:
+                if delta_mask[d]:
+                    v += obs[i, d]
+                next_obs_out[i, d] = v
+            else:
+                reward_out[i] = v
+
+
+@njit(**_JIT)
+def _model_step_vjp(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
+                    ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                    out_mean, out_std, max_logvar, min_logvar, z_tape, y_tape, d_next_obs,
+                    d_reward, g_out, g0, g1, gx_buf, d_obs_out, d_act_out):
+    """Vector-Jacobian product of one model step, from the tape of ``_model_step_tape``.
+
+    Parameters
+    ----------
+    obs, act, order, block_starts, block_members, noise, flat, ..., min_logvar :
+        Exactly as given to ``_model_step_tape`` for this step.
+    z_tape, y_tape : float arrays, the tape ``_model_step_tape`` wrote
+    d_next_obs : float array (B, D_obs)
+        Cotangent of the sampled next observation (by row).
+    d_reward : float array (B,)
+        Cotangent of the learned reward (column D_obs of the sample); read only when D_out > D_obs
+        (pass zeros when the reward comes from a reward function).
+    g_out : float array (B, 2 D_out), scratch (cotangent of the network output, by position)
+    g0, g1 : float arrays (>= B * max(hidden widths),), scratch
+    gx_buf : float array (B, D_in), scratch (cotangent of the normalised input, by position)
+    d_obs_out : float array (B, D_obs), written
+    d_act_out : float array (B, D_act), written
+
+    Notes
+    -----
+    With ``y = out_mean + out_std (mu + s eps)``, ``s = exp(lv / 2)`` and the soft bounds
+    ``lv = min + softplus(max - softplus(max - raw) - min)``:
+    ``dy/dmu = out_std``, ``dy/draw = out_std eps ds/draw`` with
+    ``ds/draw = exp(max) a (1 - a) / (2 s)``, ``a = sigmoid(max - raw)`` (the closed form
+    ``s^2 = exp(min) + exp(max) (1 - a)``). Then ``g W^T`` and ``act'(z)`` member block by block
+    down to the normalised input, ``/ in_std``, and the input gather reversed: plain columns add to
+    their observation dim, ``(sin, cos)`` columns add ``g_sin cos - g_cos sin``, the action
+    columns give ``d_act``; delta dims add ``d_next_obs`` directly.
+    """
+    n_rows = obs.shape[0]
+    d_obs = obs.shape[1]
+    d_out = out_mean.shape[0]
+    n_layers = layer_dims.shape[0] - 1
+    n_plain = plain_idx.shape[0]
+    n_angle = angle_idx.shape[0]
+    # cotangent of the network output, by position
+    for d in range(d_out):
+        e_min = math.exp(min_logvar[d])
+        e_max = math.exp(max_logvar[d])
+        for j in range(n_rows):
+            i = order[j]
+            g = d_next_obs[i, d] if d < d_obs else d_reward[i]
+            g = g * out_std[d]
+            g_out[j, d] = g
+            t = max_logvar[d] - y_tape[j, d_out + d]
+            q = math.exp(-abs(t))
+            a = 1.0 / (1.0 + q) if t >= 0.0 else q / (1.0 + q)     # sigmoid(t), stable
+            s = math.sqrt(e_min + e_max * (1.0 - a))
+            g_out[j, d_out + d] = g * noise[i, d] * e_max * a * (1.0 - a) / (2.0 * s)
+    # back through each member's network, block by block
+    hidden_total = _hidden_width_sum(layer_dims)
+    for k in range(block_members.shape[0]):
+        lo = block_starts[k]
+        hi = block_starts[k + 1]
+        if hi <= lo:
+            continue
+        member = block_members[k]
+        rows = hi - lo
+        src = g_out[lo:hi]
+        tape_end = n_rows * hidden_total
+        for layer in range(n_layers - 1, -1, -1):
+            fan_in = layer_dims[layer]
+            fan_out = layer_dims[layer + 1]
+            offset = 0
+            for prev in range(layer):
+                offset += ensemble_size * (layer_dims[prev] + 1) * layer_dims[prev + 1]
+            w_size = fan_in * fan_out
+            w_start = offset + member * w_size
+            w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
+            if layer == 0:
+                dst = gx_buf[lo:hi]
+            else:
+                buf = g0 if layer % 2 == 0 else g1
+                dst = buf[:rows * fan_in].reshape((rows, fan_in))
+            np.dot(src, w.T, dst)
+            if layer > 0:
+                # dst is the cotangent of hidden layer ``layer - 1``'s activation (width fan_in)
+                tape_end -= n_rows * fan_in
+                start = tape_end + lo * fan_in
+                z = z_tape[start:start + rows * fan_in].reshape((rows, fan_in))
+                _activation_grad_inplace(dst, z, activation)
+            src = dst
+    # the input gather reversed, and the delta
+    for i in range(n_rows):
+        for d in range(d_obs):
+            d_obs_out[i, d] = d_next_obs[i, d] if delta_mask[d] else 0.0
+    for c in range(gx_buf.shape[1]):
+        inv = 1.0 / in_std[c]
+        if c < n_plain:
+            col = plain_idx[c]
+            for j in range(n_rows):
+                i = order[j]
+                d_obs_out[i, col] += gx_buf[j, c] * inv
+        elif c < n_plain + n_angle:
+            col = angle_idx[c - n_plain]
+            for j in range(n_rows):
+                i = order[j]
+                d_obs_out[i, col] += gx_buf[j, c] * inv * math.cos(obs[i, col])
+        elif c < n_plain + 2 * n_angle:
+            col = angle_idx[c - n_plain - n_angle]
+            for j in range(n_rows):
+                i = order[j]
+                d_obs_out[i, col] -= gx_buf[j, c] * inv * math.sin(obs[i, col])
+        else:
+            col = c - n_plain - 2 * n_angle
+            for j in range(n_rows):
+                i = order[j]
+                d_act_out[i, col] = gx_buf[j, c] * inv

@@ -8,8 +8,9 @@ left unused.
 """
 import numpy as np
 
+from fastmbrl.nn._flat import unflatten
 from fastmbrl.nn._numba_reference import _mlp_forward_flat
-from fastmbrl.nn._reference import _softplus
+from fastmbrl.nn._reference import _activation_derivative, _activation_forward, _sigmoid, _softplus
 
 
 def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_std, x_out):
@@ -85,3 +86,105 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         mean_out[m] = out_mean + out_std * y_buf[:, :d_out] + delta
         _bounded_var(y_buf, max_logvar, min_logvar, False, ebuf, var_out[m])
         var_out[m] *= out_std ** 2
+
+
+# ---------------------------------------------------------------- the model step's VJP
+def _hidden_width_sum(layer_dims):
+    """Reference sum of the hidden widths (the tape's pre-activation columns)."""
+    return int(np.sum(np.asarray(layer_dims)[1:-1]))
+
+
+def _bias_tape_activation(z, b, activation, h_out):
+    """Reference ``z += b`` in place and ``h_out = act(z)``."""
+    z += b
+    h_out[...] = _activation_forward(z, activation)
+
+
+def _activation_grad_inplace(g, z, activation):
+    """Reference ``g *= act'(z)`` in place."""
+    g *= _activation_derivative(z, activation)
+
+
+def _member_layers(flat, layer_dims, ensemble_size, member):
+    """[(W, b), ...] of one member, views into ``flat`` (layout of ``fastmbrl.nn._flat``)."""
+    params = unflatten(flat, layer_dims, ensemble_size)
+    return [(params[2 * i][member], params[2 * i + 1][member]) for i in range(len(params) // 2)]
+
+
+def _model_step_tape(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
+                     ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                     out_mean, out_std, max_logvar, min_logvar, x_buf, z_tape, y_tape, std_buf,
+                     h_buf, ebuf, next_obs_out, reward_out):
+    """Reference of the taped model step; see ``fastmbrl.models._kernels._model_step_tape``."""
+    n_rows, d_obs = obs.shape
+    d_out = out_mean.shape[0]
+    hidden = [int(w) for w in layer_dims[1:-1]]
+    starts = np.concatenate([[0], np.cumsum(hidden)]).astype(int) * n_rows
+    z_layers = [z_tape[starts[i]:starts[i] + n_rows * w].reshape(n_rows, w)
+                for i, w in enumerate(hidden)]
+    _model_inputs(obs, act, order, False, plain_idx, angle_idx, in_mean, in_std, x_buf)
+    for k in range(len(block_members)):
+        lo, hi = block_starts[k], block_starts[k + 1]
+        if hi <= lo:
+            continue
+        layers = _member_layers(flat, layer_dims, ensemble_size, block_members[k])
+        h = x_buf[lo:hi]
+        for layer, (w, b) in enumerate(layers[:-1]):
+            z = h @ w + b
+            z_layers[layer][lo:hi] = z
+            h = _activation_forward(z, activation)
+        y_tape[lo:hi] = h @ layers[-1][0] + layers[-1][1]
+    _bounded_var(y_tape, max_logvar, min_logvar, True, ebuf, std_buf)
+    sample = out_mean + out_std * (y_tape[:, :d_out] + std_buf * noise[order])
+    next_obs_out[order] = sample[:, :d_obs] + np.where(delta_mask, obs[order], 0.0)
+    if d_out > d_obs:
+        reward_out[order] = sample[:, d_obs]
+
+
+def _model_step_vjp(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
+                    ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean, in_std,
+                    out_mean, out_std, max_logvar, min_logvar, z_tape, y_tape, d_next_obs,
+                    d_reward, g_out, g0, g1, gx_buf, d_obs_out, d_act_out):
+    """Reference VJP of one model step from its tape; see ``fastmbrl.models._kernels``.
+
+    Written through the softplus definition of the bounds: with ``a = sigmoid(max - raw)`` and
+    ``c = sigmoid(lv1 - min)``, ``dlv/draw = a c`` and ``ds/draw = s a c / 2`` (``s = exp(lv/2)``).
+    """
+    n_rows, d_obs = obs.shape
+    d_out = out_mean.shape[0]
+    n_plain, n_angle = len(plain_idx), len(angle_idx)
+    hidden = [int(w) for w in layer_dims[1:-1]]
+    starts = np.concatenate([[0], np.cumsum(hidden)]).astype(int) * n_rows
+    z_layers = [z_tape[starts[i]:starts[i] + n_rows * w].reshape(n_rows, w)
+                for i, w in enumerate(hidden)]
+    g_y = np.zeros((n_rows, d_out), dtype=y_tape.dtype)
+    g_y[:, :d_obs] = d_next_obs[order]
+    if d_out > d_obs:
+        g_y[:, d_obs] = d_reward[order]
+    raw = y_tape[:, d_out:]
+    lv1 = max_logvar - _softplus(max_logvar - raw)
+    lv = min_logvar + _softplus(lv1 - min_logvar)
+    a = _sigmoid(max_logvar - raw)
+    c = _sigmoid(lv1 - min_logvar)
+    std = np.exp(0.5 * lv)
+    g_out[:, :d_out] = g_y * out_std
+    g_out[:, d_out:] = g_y * out_std * noise[order] * 0.5 * std * a * c
+    for k in range(len(block_members)):
+        lo, hi = block_starts[k], block_starts[k + 1]
+        if hi <= lo:
+            continue
+        layers = _member_layers(flat, layer_dims, ensemble_size, block_members[k])
+        g = g_out[lo:hi] @ layers[-1][0].T
+        for layer in range(len(layers) - 2, -1, -1):
+            g = g * _activation_derivative(z_layers[layer][lo:hi], activation)
+            g = g @ layers[layer][0].T
+        gx_buf[lo:hi] = g
+    gx = gx_buf / in_std
+    o = obs[order]
+    d_obs_sorted = np.where(delta_mask, d_next_obs[order], 0.0)
+    d_obs_sorted[:, plain_idx] += gx[:, :n_plain]
+    d_obs_sorted[:, angle_idx] += (gx[:, n_plain:n_plain + n_angle] * np.cos(o[:, angle_idx])
+                                   - gx[:, n_plain + n_angle:n_plain + 2 * n_angle]
+                                   * np.sin(o[:, angle_idx]))
+    d_obs_out[order] = d_obs_sorted
+    d_act_out[order] = gx[:, n_plain + 2 * n_angle:]

@@ -7,10 +7,15 @@ Gaussian per row with noise the caller may fix (the reparameterization ``next = 
 It runs ``fastmbrl.models._kernels._model_step``, the same kernel as ``GaussianEnsemble.sample`` and
 the planners' rollout.
 """
+import logging
+import warnings
+
 import numpy as np
 
 from fastmbrl._validate import as_float_array
 from fastmbrl.models.arrays import ModelArrays, check_members, step_from_arrays
+
+logger = logging.getLogger(__name__)
 
 
 class ModelEnv:
@@ -26,6 +31,13 @@ class ModelEnv:
         model's learned reward head (the model must have one).
     termination_fn : callable, optional
         Same signature, returning bool (B,). None: never terminated.
+    reward_grad_fn : callable, optional
+        ``reward_grad_fn(obs, act, next_obs) -> (d_obs (B, D_obs), d_act (B, D_act),
+        d_next_obs (B, D_obs))``, the gradient of each row's ``reward_fn`` (a Numba ``@njit``
+        function or plain NumPy), used by :meth:`step_vjp`. None: the gradient of a built-in
+        reward (``fastmbrl.envs.reward_fns``) is found by itself; for any other ``reward_fn``,
+        :meth:`step_vjp` backpropagates through the model's learned reward head instead and warns
+        once, or raises when the model has none.
 
     Attributes
     ----------
@@ -39,11 +51,12 @@ class ModelEnv:
     >>> next_obs, reward, terminated = menv.step(obs, act, rng=np.random.default_rng(0))
     """
 
-    def __init__(self, model, reward_fn=None, termination_fn=None):
+    def __init__(self, model, reward_fn=None, termination_fn=None, reward_grad_fn=None):
         if not isinstance(model, ModelArrays) and not callable(getattr(model, "arrays", None)):
             raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a "
                             f"ModelArrays, got {type(model).__name__}")
-        for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+        for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn),
+                         ("reward_grad_fn", reward_grad_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name}: expected a callable or None, got {type(fn).__name__}")
         self.model = model
@@ -57,6 +70,8 @@ class ModelEnv:
                              "(learn_reward=False), got None")
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.reward_grad_fn = self._resolve_reward_grad(reward_fn, reward_grad_fn)
+        self._warned_fallback = False
 
     def _arrays(self):
         return self.model if isinstance(self.model, ModelArrays) else self.model.arrays()
@@ -126,6 +141,121 @@ class ModelEnv:
             terminated = self._call("termination_fn", self.termination_fn, obs, act, next_obs,
                                     n).astype(bool, copy=False)
         return next_obs, reward, terminated
+
+    def step_vjp(self, obs, act, noise, members, d_next_obs, d_reward):
+        """Vector-Jacobian product of one reparameterized model step: gradients through the step.
+
+        Parameters
+        ----------
+        obs : float array (B, D_obs)
+        act : float array (B, D_act)
+        noise : float array (B, D_out) or 0
+            The standard normal draws of the step (as given to :meth:`step`); fixed, not
+            differentiated (the reparameterization trick).
+        members : int or int array (B,)
+            The member of each row (as given to :meth:`step`).
+        d_next_obs : float array (B, D_obs) or None
+            Cotangent of the step's ``next_obs`` (None: zeros).
+        d_reward : float array (B,) or None
+            Cotangent of the step's ``reward`` (None: zeros).
+
+        Returns
+        -------
+        d_obs : array (B, D_obs), the model's dtype
+            ``d_next_obs . dnext/dobs + d_reward dr/dobs`` for each row.
+        d_act : array (B, D_act)
+            The same with respect to the action.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument on bad shapes or values; naming ``reward_grad_fn`` when the reward
+            comes from a ``reward_fn`` without a gradient and the model has no reward head.
+
+        Notes
+        -----
+        The step is ``next = obs * delta_mask + out_mean + out_std * mean_n + sqrt(var) * noise``
+        with the member's network on the normalised ``[obs, sin/cos(angles), act]`` and the soft
+        log-variance bounds ``lv = max - softplus(max - raw)``, ``lv = min + softplus(lv - min)``,
+        ``var = out_std^2 exp(lv)``; the VJP runs back through all of it (course notes 5.4,
+        backpropagation through time with the reparameterization trick). The reward's part: with a
+        reward function ``r(obs, act, next_obs)`` and its ``reward_grad_fn``,
+        ``d_reward (dr/dobs + dr/dnext dnext/dobs)`` (and likewise for ``act``); with the learned
+        reward head, the head's sample ``out_mean + out_std (mu + std noise)`` is differentiated
+        like the other columns. Termination has no gradient: it is treated as piecewise constant
+        (a caller masks the cotangents of terminated rows' later steps). Two compiled calls
+        (``fastmbrl.models._kernels._model_step_tape`` and ``_model_step_vjp``), the reward
+        gradient between them; see ``fastmbrl.models.vjp``.
+        """
+        from fastmbrl.models.vjp import step_tape_from_arrays, vjp_from_tape
+
+        arrays = self._arrays()
+        dtype = np.asarray(arrays.flat).dtype
+        obs = as_float_array("obs", obs, dtype, ndim=2, shape=(None, self.obs_dim))
+        n = obs.shape[0]
+        act = as_float_array("act", act, dtype, ndim=2, shape=(n, self.act_dim))
+        if np.ndim(noise) == 0:
+            if noise != 0:
+                raise ValueError(f"noise: expected an array of shape ({n}, {self.out_dim}) or 0 "
+                                 f"(the mean), got the scalar {noise!r}")
+            noise = np.zeros((n, self.out_dim), dtype)
+        else:
+            noise = as_float_array("noise", noise, dtype, ndim=2, shape=(n, self.out_dim))
+        if members is None:
+            raise ValueError(f"members: expected the member of each of {n} rows (an int or an int "
+                             "array), got None")
+        members = check_members("members", members, n, int(arrays.ensemble_size))
+        d_next_obs = (np.zeros((n, self.obs_dim), dtype) if d_next_obs is None else
+                      as_float_array("d_next_obs", d_next_obs, dtype, ndim=2,
+                                     shape=(n, self.obs_dim)))
+        d_reward = (np.zeros(n, dtype) if d_reward is None else
+                    as_float_array("d_reward", d_reward, dtype, ndim=1, shape=(n,)))
+        grad_fn = self.reward_grad_fn if self.reward_fn is not None else None
+        if self.reward_fn is not None and grad_fn is None:
+            if not arrays.has_reward:
+                raise ValueError(
+                    "reward_grad_fn: step_vjp needs the gradient of reward_fn "
+                    f"({getattr(self.reward_fn, '__name__', type(self.reward_fn).__name__)}) or a "
+                    "model with a learned reward head; got reward_grad_fn=None and a model without "
+                    "a reward head (pass ModelEnv(..., reward_grad_fn=f) with "
+                    "f(obs, act, next_obs) -> (d_obs, d_act, d_next_obs))")
+            if not self._warned_fallback:
+                self._warned_fallback = True
+                msg = ("reward_grad_fn: none given for reward_fn; step_vjp backpropagates through "
+                       "the model's learned reward head instead (step still returns reward_fn's "
+                       "reward)")
+                logger.warning(msg)
+                warnings.warn(msg, UserWarning, stacklevel=2)
+        next_obs, _, tape = step_tape_from_arrays(arrays, obs, act, members, noise)
+        if grad_fn is None:
+            return vjp_from_tape(arrays, tape, d_next_obs, d_reward)
+        r_obs, r_act, r_next = self._call_grad(grad_fn, obs, act, next_obs, n)
+        w = d_reward[:, None]
+        d_obs, d_act = vjp_from_tape(arrays, tape, d_next_obs + w * r_next, None)
+        d_obs += w * r_obs
+        d_act += w * r_act
+        return d_obs, d_act
+
+    def _call_grad(self, fn, obs, act, next_obs, n):
+        out = fn(obs, act, next_obs)
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise ValueError("reward_grad_fn: expected it to return a tuple (d_obs, d_act, "
+                             f"d_next_obs), got {type(out).__name__}")
+        dtype = obs.dtype
+        shapes = ((n, self.obs_dim), (n, self.act_dim), (n, self.obs_dim))
+        return tuple(as_float_array(f"reward_grad_fn's {name}", a, dtype, shape=shape)
+                     for name, a, shape in zip(("d_obs", "d_act", "d_next_obs"), out, shapes))
+
+    @staticmethod
+    def _resolve_reward_grad(reward_fn, reward_grad_fn):
+        if reward_grad_fn is not None and reward_fn is None:
+            raise ValueError("reward_grad_fn: given without reward_fn; with reward_fn=None the "
+                             "learned reward head is differentiated itself, got "
+                             f"{getattr(reward_grad_fn, '__name__', reward_grad_fn)!r}")
+        if reward_grad_fn is None and reward_fn is not None:
+            from fastmbrl.envs.reward_fns import gradient_of
+            return gradient_of(reward_fn)
+        return reward_grad_fn
 
     @staticmethod
     def _call(name, fn, obs, act, next_obs, n):
