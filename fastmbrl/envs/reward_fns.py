@@ -277,7 +277,27 @@ def half_cheetah(obs, act, next_obs):
 # the gradient of each row's reward with respect to its three inputs, for backpropagation through
 # a model step (``fastmbrl.models.ModelEnv.step_vjp``; course notes, section 5.4). Indicator terms
 # (a goal bonus, "alive" while not terminated) are piecewise constant: their gradient is 0 almost
-# everywhere, and so is theirs here. Arrays of the dtype of ``obs``.
+# everywhere, and so is theirs here. Arrays of the dtype of ``obs``. Like the rewards, each one is a
+# hot-path specialisation written out for its environment; the shared parts are helpers
+# (``_zero_grads``, ``_action_sq_norm_grad``).
+
+
+@njit(cache=True)
+def _zero_grads(obs, act, next_obs):
+    """Zero ``(d_obs, d_act, d_next_obs)`` of the inputs' shapes, in the dtype of ``obs``."""
+    n = obs.shape[0]
+    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype),
+            np.zeros((n, act.shape[1]), dtype=obs.dtype),
+            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+
+
+@njit(cache=True)
+def _action_sq_norm_grad(act, weight, d_act):
+    """``d_act`` (N, D_act) = the gradient of ``-weight * sum_j a_j^2``, ``-2 weight a``."""
+    scale = -2.0 * weight
+    for i in range(act.shape[0]):
+        for j in range(act.shape[1]):
+            d_act[i, j] = scale * act[i, j]
 
 
 @njit(cache=True)
@@ -306,11 +326,8 @@ def pendulum_grad(obs, act, next_obs):
     ``rho^2 = cos^2 + sin^2`` (the gradient does not assume rho = 1, since a model's prediction
     need not lie on the circle). The torque is clipped to [-2, 2]: its gradient is 0 outside.
     """
-    n = obs.shape[0]
-    d_obs = np.zeros((n, 3), dtype=obs.dtype)
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         c = np.float64(obs[i, 0])
         s = np.float64(obs[i, 1])
         rho2 = c * c + s * s
@@ -341,12 +358,9 @@ def mountain_car_continuous_grad(obs, act, next_obs):
     d_act : array (N, 1)
     d_next_obs : array (N, 2), zeros (the goal bonus is piecewise constant)
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    for i in range(n):
-        d_act[i, 0] = -0.2 * act[i, 0]
-    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act,
-            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    _action_sq_norm_grad(act, 0.1, d_act)
+    return d_obs, d_act, d_next
 
 
 @njit(cache=True)
@@ -361,10 +375,7 @@ def constant_one_grad(obs, act, next_obs):
     -------
     d_obs, d_act, d_next_obs : zero arrays of the inputs' shapes
     """
-    n = obs.shape[0]
-    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype),
-            np.zeros((n, act.shape[1]), dtype=obs.dtype),
-            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+    return _zero_grads(obs, act, next_obs)
 
 
 @njit(cache=True)
@@ -398,19 +409,16 @@ def reacher_grad(obs, act, next_obs):
     d_act : array (N, 2), ``-2 a``
     d_next_obs : array (N, 10), ``-(dx, dy) / ||(dx, dy)||`` in columns 8 and 9 (0 at distance 0)
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         dx = np.float64(next_obs[i, 8])
         dy = np.float64(next_obs[i, 9])
         dist = np.sqrt(dx * dx + dy * dy)
         if dist > 0.0:
             d_next[i, 8] = -dx / dist
             d_next[i, 9] = -dy / dist
-        for j in range(act.shape[1]):
-            d_act[i, j] = -2.0 * act[i, j]
-    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+    _action_sq_norm_grad(act, 1.0, d_act)
+    return d_obs, d_act, d_next
 
 
 @njit(cache=True)
@@ -429,14 +437,11 @@ def half_cheetah_grad(obs, act, next_obs):
     d_act : array (N, 6), ``-0.2 a``
     d_next_obs : array (N, 18), ``1 / dt = 20`` in column 0
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         d_next[i, 0] = 1.0 / 0.05
-        for j in range(act.shape[1]):
-            d_act[i, j] = -0.2 * act[i, j]
-    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+    _action_sq_norm_grad(act, 0.1, d_act)
+    return d_obs, d_act, d_next
 
 
 # reward function -> its gradient, for every built-in reward
