@@ -44,12 +44,12 @@ static int64_t fm_thread_region(int64_t L, const int64_t *dims, int64_t R)
     return (n + 15) / 16 * 16;
 }
 
-int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t n_members,
+int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t ensemble_size,
                                 int64_t chunk_rows, int64_t n_threads)
 {
     /* per-member double accumulators (sized for 4-byte elements: enough for 8-byte ones too),
      * then one region per thread */
-    int64_t acc = fm_acc_elems(n_members * (1 + dims[n_layers]), 4);
+    int64_t acc = fm_acc_elems(ensemble_size * (1 + dims[n_layers]), 4);
     int64_t nt = n_threads < 1 ? 1 : n_threads;
     return acc + nt * fm_thread_region(n_layers, dims, chunk_rows);
 }

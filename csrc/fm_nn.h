@@ -85,7 +85,7 @@ void fm_adam_update_f64(int64_t n, double *param, double *grad, const double *gr
                         double lr, double beta1, double beta2, double eps, int64_t step);
 
 /* Number of elements (of the parameter dtype) of the workspace fm_gaussian_train_step_* needs. */
-int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t n_members,
+int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t ensemble_size,
                                 int64_t chunk_rows, int64_t n_threads);
 
 /* One training step (update != 0) or an evaluation (update == 0) of a Gaussian ensemble MLP.

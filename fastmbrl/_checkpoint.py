@@ -22,7 +22,7 @@ import shutil
 
 import numpy as np
 
-from fastmbrl._io import atomic_savez, atomic_write_text
+from fastmbrl._io import atomic_savez, atomic_write_text, read_json_object
 
 CHECKPOINT_FORMAT_VERSION = 1
 POINTER = "checkpoint.json"
@@ -170,31 +170,18 @@ def load_checkpoint(out_dir, agent=None):
 
     out_dir = os.fspath(out_dir)
     pointer = os.path.join(out_dir, POINTER)
-    try:
-        with open(pointer, encoding="utf-8") as fh:
-            meta = json.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"resume: no checkpoint in {out_dir!r} (missing {POINTER})") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"resume: unreadable {pointer!r} ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+    meta = read_json_object(pointer, "resume",
+                            missing=f"resume: no checkpoint in {out_dir!r} (missing {POINTER})")
+    if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise ValueError(f"resume: {pointer!r} has checkpoint format "
-                         f"{meta.get('format_version') if isinstance(meta, dict) else meta!r}, "
-                         f"expected {CHECKPOINT_FORMAT_VERSION}")
+                         f"{meta.get('format_version')!r}, expected {CHECKPOINT_FORMAT_VERSION}")
     missing = [k for k in _POINTER_KEYS if k not in meta]
     if missing or not isinstance(meta["dir"], str) or isinstance(meta["episode"], bool) or \
             not isinstance(meta["episode"], int):
         raise ValueError(f"resume: {pointer!r} is damaged (expected keys {', '.join(_POINTER_KEYS)}"
                          f" with an integer episode and a folder name, got {meta!r})")
     ckpt = os.path.join(out_dir, meta["dir"])
-    state_path = os.path.join(ckpt, "state.json")
-    try:
-        with open(state_path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"resume: checkpoint {ckpt!r} is incomplete ({exc})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"resume: {state_path!r} is damaged (expected a JSON object)")
+    state = read_json_object(os.path.join(ckpt, "state.json"), "resume")
     # Any failure reading the binary files (truncated zip, missing member, bad header) is reported
     # as a damaged checkpoint naming the file.
     path = os.path.join(ckpt, "buffer.npz")

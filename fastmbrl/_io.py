@@ -5,6 +5,7 @@ partial write. The temporary file is ``<path>.tmp<pid>``; a process killed betwe
 the replace leaves it behind, and :func:`remove_stale_temporaries` (run by every atomic write for its
 own target, and by the training loops on their output folder) deletes the ones whose writer is gone.
 """
+import json
 import os
 import re
 
@@ -88,3 +89,38 @@ def atomic_write_text(path, text):
 def atomic_savez(path, **arrays):
     """``np.savez`` to exactly ``path`` (no suffix added), atomically."""
     _atomic_write(path, "wb", lambda fh: np.savez(fh, **arrays))
+
+
+def read_json_object(path, what, *, missing=None):
+    """Read a file that holds one JSON object, with errors that name the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        What the file is read for; the first word of every error message (e.g. ``"resume"``).
+    missing : str, optional
+        The message for a file that does not exist (default: the one for an unreadable file).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        ``"<what>: cannot read <path> (<reason>)"`` for a missing, unreadable or non-JSON file;
+        ``"<what>: <path> is damaged (expected a JSON object, got <type>)"`` for another JSON value.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = json.load(fh)
+    except FileNotFoundError as exc:
+        raise ValueError(missing or f"{what}: cannot read {path!r} ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what}: cannot read {path!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: {path!r} is damaged (expected a JSON object, got "
+                         f"{type(value).__name__})")
+    return value

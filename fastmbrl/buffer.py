@@ -53,6 +53,11 @@ def _as_bool_array(name, x, n):
     return arr.astype(bool)
 
 
+def _stored(store, doc):
+    """A read-only property: the rows of the ring array ``store``, oldest first (see _ordered)."""
+    return property(lambda self: self._ordered(getattr(self, store)), doc=doc)
+
+
 class ReplayBuffer:
     """Fixed-capacity (ring) or growing store of transitions.
 
@@ -188,35 +193,13 @@ class ReplayBuffer:
             return view
         return np.concatenate([store[self._ptr:], store[: self._ptr]])
 
-    @property
-    def obs(self):
-        """float array (N, D_obs): stored observations, oldest first."""
-        return self._ordered(self._obs)
-
-    @property
-    def act(self):
-        """float array (N, D_act): stored actions, oldest first."""
-        return self._ordered(self._act)
-
-    @property
-    def reward(self):
-        """float array (N,): stored rewards, oldest first."""
-        return self._ordered(self._reward)
-
-    @property
-    def next_obs(self):
-        """float array (N, D_obs): stored next observations, oldest first."""
-        return self._ordered(self._next_obs)
-
-    @property
-    def terminated(self):
-        """bool array (N,): stored termination flags, oldest first."""
-        return self._ordered(self._terminated)
-
-    @property
-    def truncated(self):
-        """bool array (N,): stored truncation flags, oldest first."""
-        return self._ordered(self._truncated)
+    obs = _stored("_obs", "float array (N, D_obs): stored observations, oldest first.")
+    act = _stored("_act", "float array (N, D_act): stored actions, oldest first.")
+    reward = _stored("_reward", "float array (N,): stored rewards, oldest first.")
+    next_obs = _stored("_next_obs",
+                       "float array (N, D_obs): stored next observations, oldest first.")
+    terminated = _stored("_terminated", "bool array (N,): stored termination flags, oldest first.")
+    truncated = _stored("_truncated", "bool array (N,): stored truncation flags, oldest first.")
 
     def all(self):
         """Every stored row as one :class:`Transition`, oldest first."""

@@ -202,6 +202,22 @@ def _cmd_plot(args):
     return 0
 
 
+def _read_config_file(path):
+    """The settings in the ``--config`` JSON file, without its "env" key (the command names the
+    environment); a value that is not a JSON object is returned as is, for the config layer to
+    reject with its own message."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except FileNotFoundError:
+        raise _UsageError(f"--config: no such file {path!r}")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _UsageError(f"--config: {path!r} is not valid JSON ({exc})")
+    if isinstance(values, dict):
+        values = {k: v for k, v in values.items() if k != "env"}
+    return values
+
+
 def _parse_grid(items):
     """``["planner.horizon=10,20", "model.hidden=[64,64],[200]"]`` -> {key: [values]}."""
     grid = {}
@@ -247,17 +263,7 @@ def _cmd_sweep(args):
         if value is not None and value < least:
             raise _UsageError(f"--{flag}: expected a {want} integer, got {value}")
     # Settings for every trial, as overrides on top of the env's defaults (fm.run layers them).
-    values = {}
-    if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as fh:
-                values = json.load(fh)
-        except FileNotFoundError:
-            raise _UsageError(f"--config: no such file {args.config!r}")
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _UsageError(f"--config: {args.config!r} is not valid JSON ({exc})")
-        if isinstance(values, dict):
-            values = {k: v for k, v in values.items() if k != "env"}
+    values = _read_config_file(args.config) if args.config else {}
     values = cfg_mod.merge(values, *[cfg_mod.parse_override(o) for o in args.overrides])
     grid = _parse_grid(args.grid)
     # Check every setting now (ConfigError names the key) rather than in every trial.
@@ -341,16 +347,7 @@ def _cmd_run(args):
         env_id = spec.id
         layered = cfg_mod.from_dict(spec.defaults, base=cfg_mod.RunConfig(env=env_id))
         if args.config:
-            try:
-                with open(args.config, encoding="utf-8") as fh:
-                    file_values = json.load(fh)
-            except FileNotFoundError:
-                raise _UsageError(f"--config: no such file {args.config!r}")
-            except (OSError, json.JSONDecodeError) as exc:
-                raise _UsageError(f"--config: {args.config!r} is not valid JSON ({exc})")
-            if isinstance(file_values, dict):
-                file_values = {k: v for k, v in file_values.items() if k != "env"}
-            layered = cfg_mod.from_dict(file_values, base=layered)
+            layered = cfg_mod.from_dict(_read_config_file(args.config), base=layered)
         layered = cfg_mod.apply_overrides(layered, args.overrides)
         if args.seed is not None and args.seed < 0:
             raise _UsageError(f"--seed: expected a non-negative integer, got {args.seed}")

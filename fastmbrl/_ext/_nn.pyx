@@ -11,7 +11,7 @@ Design
   pointer handed over here, so no BLAS is linked at build time; row-major order is handled in C.
 * Every C call runs with the GIL released. Nothing here allocates per step: the train step's
   workspace is allocated once per batch size by ``fastmbrl.nn.train``.
-* ``_gaussian_train_step`` takes ndarrays (a typed memoryview costs ~0.4 us per argument, PERF.md)
+* ``_gaussian_train_step`` takes ndarrays (typed memoryviews cost more per argument, PERF.md)
   and runs a whole minibatch step (forward, loss, backward, Adam) in one call. While it runs, scipy's
   OpenBLAS is held to one thread through hooks found by ``fastmbrl.nn.train``, so the threads of
   the step are the only ones (its members shared out when ``n_threads > 1``).
@@ -25,6 +25,9 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cnp.import_array()
 
 
+# Hot-path specialisations, declared in pairs on purpose: every C kernel exists once per dtype
+# (``*_f32`` / ``*_f64``, compiled from one body in csrc/fm_nn_body.h), and each wrapper below
+# picks one for its fused ``floating`` arguments. The pairs differ only in float/double.
 cdef extern from "fm_nn.h" nogil:
     ctypedef void (*fm_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *,
                                  float *, int *, float *, float *, int *)
@@ -69,7 +72,7 @@ cdef extern from "fm_nn.h" nogil:
                             double *m, double *v, int64_t n_seg, const int64_t *seg_end,
                             const double *seg_decay, double lr, double beta1, double beta2,
                             double eps, int64_t step)
-    int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t n_members,
+    int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t ensemble_size,
                                     int64_t chunk_rows, int64_t n_threads)
     double fm_gaussian_train_step_f32(fm_sgemm_fn g, const float *x, const float *target,
                                       int64_t E, int64_t B, int64_t n_layers, const int64_t *dims,
@@ -332,12 +335,12 @@ def _adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m,
                                eps, step)
 
 
-def _train_workspace_size(cnp.ndarray layer_dims, int64_t n_members, int64_t chunk_rows,
+def _train_workspace_size(cnp.ndarray layer_dims, int64_t ensemble_size, int64_t chunk_rows,
                           int64_t n_threads):
     """Elements of the workspace ``_gaussian_train_step`` needs (layer_dims: int64 (L+1,))."""
     cdef int64_t n_layers = layer_dims.shape[0] - 1
     return int(fm_train_workspace_size(n_layers, <const int64_t *>cnp.PyArray_DATA(layer_dims),
-                                       n_members, chunk_rows, n_threads))
+                                       ensemble_size, chunk_rows, n_threads))
 
 
 cdef inline bint _is(cnp.ndarray a, int typenum, int64_t size) noexcept:

@@ -17,10 +17,11 @@ Modules whose name starts with "_" (``_common``) are shared code, not algorithms
 """
 import dataclasses
 import importlib
-import json
 import os
 import pkgutil
 import time
+
+from fastmbrl._io import read_json_object
 
 __all__ = ["available", "get", "run"]
 
@@ -49,16 +50,7 @@ def get(name):
 
 
 def _read_saved_config(out_dir):
-    path = os.path.join(out_dir, "config.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            saved = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"resume: cannot read {path!r} ({exc})") from None
-    if not isinstance(saved, dict):
-        raise ValueError(f"resume: {path!r} is damaged (expected a JSON object of settings, got "
-                         f"{type(saved).__name__})")
-    return saved
+    return read_json_object(os.path.join(out_dir, "config.json"), "resume")
 
 
 def _resolve_config(env, config, saved, overrides):

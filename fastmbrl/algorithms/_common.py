@@ -113,6 +113,16 @@ class EpisodeRecord:
         return cls(ret=float(d["return"]), **kw)
 
 
+def _record_column(field_name, dtype, what):
+    """A read-only property: ``field_name`` of every record, as one array (records,).
+
+    ``dtype`` None keeps NumPy's choice (float64 for the float fields)."""
+    name = "int64" if dtype is np.int64 else "float64"
+    return property(lambda self: np.array([getattr(r, field_name) for r in self.records],
+                                          dtype=dtype),
+                    doc=f"{name} array (records,): {what}")
+
+
 @dataclass
 class RunResult:
     """The outcome of ``fastmbrl.run``.
@@ -141,20 +151,13 @@ class RunResult:
     stopped_early: bool = False
     out_dir: object = None
 
-    steps = property(lambda self: np.array([r.steps for r in self.records], dtype=np.int64),
-                     doc="int64 array (records,): environment steps of the run so far")
-    returns = property(lambda self: np.array([r.ret for r in self.records]),
-                       doc="float64 array (records,): return of each episode (eval mean)")
-    wall_times = property(lambda self: np.array([r.wall_time for r in self.records]),
-                          doc="float64 array (records,): seconds since the run started")
-    lengths = property(lambda self: np.array([r.length for r in self.records], dtype=np.int64),
-                       doc="int64 array (records,): steps of each episode")
-    fit_times = property(lambda self: np.array([r.fit_time for r in self.records]),
-                         doc="float64 array (records,): seconds spent training")
-    act_times = property(lambda self: np.array([r.act_time for r in self.records]),
-                         doc="float64 array (records,): seconds spent in agent.act")
-    env_times = property(lambda self: np.array([r.env_time for r in self.records]),
-                         doc="float64 array (records,): seconds spent in env.step")
+    steps = _record_column("steps", np.int64, "environment steps of the run so far")
+    returns = _record_column("ret", None, "return of each episode (eval mean)")
+    wall_times = _record_column("wall_time", None, "seconds since the run started")
+    lengths = _record_column("length", np.int64, "steps of each episode")
+    fit_times = _record_column("fit_time", None, "seconds spent training")
+    act_times = _record_column("act_time", None, "seconds spent in agent.act")
+    env_times = _record_column("env_time", None, "seconds spent in env.step")
 
 
 def write_results(out_dir, config, records, initial_records, summary=None):

@@ -8,6 +8,10 @@ same way (Numba compiles one specialisation per dtype/layout). Each one loops ov
 in the input precision, and reproduces the environment's own reward on real transitions (tested to
 1e-5 with float64 inputs; see tests/envs/test_reward_fns.py).
 """
+# Hot-path specialisations, written out on purpose: each reward below is a separate compiled kernel
+# that the planning rollout calls on every particle row, and its body is the environment's own
+# formula. They share only the row-loop skeleton and the docstring layout; the terms two rewards
+# have in common are helpers (``_action_sq_norm``, and ``termination_fns`` for goal and alive).
 import numpy as np
 from numba import njit
 
@@ -44,8 +48,8 @@ def atan2_fast(y, x):
 
     Notes
     -----
-    A scalar ``np.arctan2`` is a libm call that keeps LLVM from vectorising the loop around it
-    (about 14 ns a row). Here only selects, one division and a polynomial remain, so a row loop
+    A scalar ``np.arctan2`` is a libm call that keeps LLVM from vectorising the loop around it.
+    Here only selects, one division and a polynomial remain, so a row loop
     calling this vectorises. The reduction: with a = |y|, b = |x|, t = min/max lies in [0, 1];
     for t > tan(pi/8) use atan(t) = pi/4 + atan((min - max) / (min + max)), so the polynomial
     only covers |z| <= tan(pi/8); then reflect by the octant and quadrant. Infinities give the
@@ -85,6 +89,15 @@ def atan2_fast(y, x):
     r = 1.5707963267948966 - r if swap else r
     r = 3.141592653589793 - r if np.copysign(1.0, xf) < 0.0 else r
     return np.copysign(r, yf)
+
+
+@njit(cache=True)
+def _action_sq_norm(act, i):
+    """``sum_j act[i, j]^2``, accumulated in float64 in column order (the control cost)."""
+    ctrl = 0.0
+    for j in range(act.shape[1]):
+        ctrl += act[i, j] * act[i, j]
+    return ctrl
 
 
 @njit(cache=True)
@@ -136,7 +149,7 @@ def mountain_car_continuous(obs, act, next_obs):
     Parameters
     ----------
     obs : float array of shape (N, 2)
-        Unused (position, velocity) before the step.
+        (position, velocity) before the step; only its row count is used.
     act : float array of shape (N, 1)
         Force as given to ``step`` (the environment's penalty uses the unclipped action).
     next_obs : float array of shape (N, 2)
@@ -154,7 +167,7 @@ def mountain_car_continuous(obs, act, next_obs):
     out = np.empty(n, dtype=obs.dtype)
     for i in range(n):
         r = -0.1 * act[i, 0] * act[i, 0]
-        if next_obs[i, 0] >= 0.45 and next_obs[i, 1] >= 0.0:
+        if termination_fns.mountain_car_at_goal(next_obs[i, 0], next_obs[i, 1]):
             r += 100.0
         out[i] = r
     return out
@@ -229,10 +242,7 @@ def reacher(obs, act, next_obs):
     for i in range(n):
         dx = next_obs[i, 8]
         dy = next_obs[i, 9]
-        ctrl = 0.0
-        for j in range(act.shape[1]):
-            ctrl += act[i, j] * act[i, j]
-        out[i] = -np.sqrt(dx * dx + dy * dy) - ctrl
+        out[i] = -np.sqrt(dx * dx + dy * dy) - _action_sq_norm(act, i)
     return out
 
 
@@ -258,10 +268,7 @@ def half_cheetah(obs, act, next_obs):
     n = obs.shape[0]
     out = np.empty(n, dtype=obs.dtype)
     for i in range(n):
-        ctrl = 0.0
-        for j in range(act.shape[1]):
-            ctrl += act[i, j] * act[i, j]
-        out[i] = next_obs[i, 0] / 0.05 - 0.1 * ctrl
+        out[i] = next_obs[i, 0] / 0.05 - 0.1 * _action_sq_norm(act, i)
     return out
 
 
@@ -270,7 +277,27 @@ def half_cheetah(obs, act, next_obs):
 # the gradient of each row's reward with respect to its three inputs, for backpropagation through
 # a model step (``fastmbrl.models.ModelEnv.step_vjp``; course notes, section 5.4). Indicator terms
 # (a goal bonus, "alive" while not terminated) are piecewise constant: their gradient is 0 almost
-# everywhere, and so is theirs here. Arrays of the dtype of ``obs``.
+# everywhere, and so is theirs here. Arrays of the dtype of ``obs``. Like the rewards, each one is a
+# hot-path specialisation written out for its environment; the shared parts are helpers
+# (``_zero_grads``, ``_action_sq_norm_grad``).
+
+
+@njit(cache=True)
+def _zero_grads(obs, act, next_obs):
+    """Zero ``(d_obs, d_act, d_next_obs)`` of the inputs' shapes, in the dtype of ``obs``."""
+    n = obs.shape[0]
+    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype),
+            np.zeros((n, act.shape[1]), dtype=obs.dtype),
+            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+
+
+@njit(cache=True)
+def _action_sq_norm_grad(act, weight, d_act):
+    """``d_act`` (N, D_act) = the gradient of ``-weight * sum_j a_j^2``, ``-2 weight a``."""
+    scale = -2.0 * weight
+    for i in range(act.shape[0]):
+        for j in range(act.shape[1]):
+            d_act[i, j] = scale * act[i, j]
 
 
 @njit(cache=True)
@@ -299,11 +326,8 @@ def pendulum_grad(obs, act, next_obs):
     ``rho^2 = cos^2 + sin^2`` (the gradient does not assume rho = 1, since a model's prediction
     need not lie on the circle). The torque is clipped to [-2, 2]: its gradient is 0 outside.
     """
-    n = obs.shape[0]
-    d_obs = np.zeros((n, 3), dtype=obs.dtype)
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         c = np.float64(obs[i, 0])
         s = np.float64(obs[i, 1])
         rho2 = c * c + s * s
@@ -334,12 +358,9 @@ def mountain_car_continuous_grad(obs, act, next_obs):
     d_act : array (N, 1)
     d_next_obs : array (N, 2), zeros (the goal bonus is piecewise constant)
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    for i in range(n):
-        d_act[i, 0] = -0.2 * act[i, 0]
-    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act,
-            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    _action_sq_norm_grad(act, 0.1, d_act)
+    return d_obs, d_act, d_next
 
 
 @njit(cache=True)
@@ -354,10 +375,7 @@ def constant_one_grad(obs, act, next_obs):
     -------
     d_obs, d_act, d_next_obs : zero arrays of the inputs' shapes
     """
-    n = obs.shape[0]
-    return (np.zeros((n, obs.shape[1]), dtype=obs.dtype),
-            np.zeros((n, act.shape[1]), dtype=obs.dtype),
-            np.zeros((n, next_obs.shape[1]), dtype=obs.dtype))
+    return _zero_grads(obs, act, next_obs)
 
 
 @njit(cache=True)
@@ -391,19 +409,16 @@ def reacher_grad(obs, act, next_obs):
     d_act : array (N, 2), ``-2 a``
     d_next_obs : array (N, 10), ``-(dx, dy) / ||(dx, dy)||`` in columns 8 and 9 (0 at distance 0)
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         dx = np.float64(next_obs[i, 8])
         dy = np.float64(next_obs[i, 9])
         dist = np.sqrt(dx * dx + dy * dy)
         if dist > 0.0:
             d_next[i, 8] = -dx / dist
             d_next[i, 9] = -dy / dist
-        for j in range(act.shape[1]):
-            d_act[i, j] = -2.0 * act[i, j]
-    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+    _action_sq_norm_grad(act, 1.0, d_act)
+    return d_obs, d_act, d_next
 
 
 @njit(cache=True)
@@ -422,14 +437,11 @@ def half_cheetah_grad(obs, act, next_obs):
     d_act : array (N, 6), ``-0.2 a``
     d_next_obs : array (N, 18), ``1 / dt = 20`` in column 0
     """
-    n = obs.shape[0]
-    d_act = np.zeros((n, act.shape[1]), dtype=obs.dtype)
-    d_next = np.zeros((n, next_obs.shape[1]), dtype=obs.dtype)
-    for i in range(n):
+    d_obs, d_act, d_next = _zero_grads(obs, act, next_obs)
+    for i in range(obs.shape[0]):
         d_next[i, 0] = 1.0 / 0.05
-        for j in range(act.shape[1]):
-            d_act[i, j] = -0.2 * act[i, j]
-    return np.zeros((n, obs.shape[1]), dtype=obs.dtype), d_act, d_next
+    _action_sq_norm_grad(act, 0.1, d_act)
+    return d_obs, d_act, d_next
 
 
 # reward function -> its gradient, for every built-in reward

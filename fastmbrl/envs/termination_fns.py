@@ -5,6 +5,12 @@ Design: ``termination_fn(obs, act, next_obs) -> done``, float arrays (N, D_obs),
 the compiled rollout calls them directly. Each reproduces the environment's ``terminated`` flag
 (not truncation, which the time limit decides).
 """
+# Hot-path specialisations, written out on purpose: each function below is a separate compiled
+# kernel that the planning rollout calls on every particle row, and its body is the environment's
+# own formula. They share only the row-loop skeleton and the docstring layout; a generic loop taking
+# the rule as an argument would pass a first-class function through Numba (no inlining, and a
+# cache key per rule) for no shared logic. Formulas needed by reward_fns too live here once
+# (``mountain_car_at_goal``, ``inverted_pendulum``).
 import numpy as np
 from numba import njit
 
@@ -24,6 +30,12 @@ def no_termination(obs, act, next_obs):
 
 
 @njit(cache=True)
+def mountain_car_at_goal(position, velocity):
+    """MountainCarContinuous-v0's goal for one state: position >= 0.45 and velocity >= 0 (bool)."""
+    return position >= 0.45 and velocity >= 0.0
+
+
+@njit(cache=True)
 def mountain_car_continuous(obs, act, next_obs):
     """MountainCarContinuous-v0: the car reached the flag (position' >= 0.45, velocity' >= 0).
 
@@ -38,7 +50,7 @@ def mountain_car_continuous(obs, act, next_obs):
     n = next_obs.shape[0]
     out = np.empty(n, dtype=np.bool_)
     for i in range(n):
-        out[i] = next_obs[i, 0] >= 0.45 and next_obs[i, 1] >= 0.0
+        out[i] = mountain_car_at_goal(next_obs[i, 0], next_obs[i, 1])
     return out
 
 

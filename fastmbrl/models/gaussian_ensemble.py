@@ -273,8 +273,8 @@ class GaussianEnsemble:
             Holdout score for early stopping and elites (normalized units). "nll" (default) keeps
             training while the variance head still improves, so the predicted sigma is
             calibrated (``FitHistory.calibration``); "mse", as in PETS and mbrl-lib, stops as soon
-            as the mean stops improving, often before the variance has been learned (measured on
-            a 1-D problem whose noise varies twentyfold: median sigma error 37% with "mse").
+            as the mean stops improving, often before the variance has been learned
+            (benchmarks/README.md).
         progress : bool
             Show a one-line progress display on stderr.
         callback : callable, optional

@@ -52,6 +52,18 @@ class Normalizer:
         self._mean64 = np.zeros(self.dim)
         self._m2 = np.zeros(self.dim)
 
+    def _batch_moments(self, x):
+        """Check ``x`` (N, D) and return its row count, column means and sums of squared
+        deviations, in float64 (zeros for N = 0); overflow is left to :meth:`_commit` to report."""
+        x = as_float_array("x", x, np.float64, ndim=2, shape=(None, self.dim))
+        n = x.shape[0]
+        if n == 0:
+            return 0, np.zeros(self.dim), np.zeros(self.dim)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean64 = x.mean(axis=0)
+            m2 = ((x - mean64) ** 2).sum(axis=0)
+        return n, mean64, m2
+
     def _commit(self, count, mean64, m2):
         """Check statistics computed elsewhere, derive ``mean``/``std`` and only then store them."""
         var = m2 / max(count, 1)
@@ -84,28 +96,14 @@ class Normalizer:
             On a bad shape, non-finite values, or statistics that overflow the dtype; the
             normalizer is then left unchanged.
         """
-        x = as_float_array("x", x, np.float64, ndim=2, shape=(None, self.dim))
-        n = x.shape[0]
-        if n == 0:
-            self._commit(0, np.zeros(self.dim), np.zeros(self.dim))
-        else:
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean64 = x.mean(axis=0)
-                m2 = ((x - mean64) ** 2).sum(axis=0)
-            self._commit(n, mean64, m2)
+        self._commit(*self._batch_moments(x))
         return self
 
     def update(self, x):
-        """Merge the rows of ``x`` into the running statistics.
+        """Merge the rows of ``x`` (float array (N, D), finite) into the running statistics.
 
-        Parameters
-        ----------
-        x : float array (N, D), finite
-
-        Raises
-        ------
-        ValueError
-            As :meth:`fit`; the normalizer is then left unchanged.
+        Checks ``x`` and raises as :meth:`fit` (the normalizer is then left unchanged); an empty
+        ``x`` changes nothing.
 
         Notes
         -----
@@ -113,13 +111,10 @@ class Normalizer:
         deviations M2_b, ``delta = m_b - m``, ``m += delta n_b / n``,
         ``M2 += M2_b + delta^2 n_a n_b / n``.
         """
-        x = as_float_array("x", x, np.float64, ndim=2, shape=(None, self.dim))
-        n_b = x.shape[0]
+        n_b, mean_b, m2_b = self._batch_moments(x)
         if n_b == 0:
             return self
         with np.errstate(over="ignore", invalid="ignore"):
-            mean_b = x.mean(axis=0)
-            m2_b = ((x - mean_b) ** 2).sum(axis=0)
             n_a = self.count
             n = n_a + n_b
             delta = mean_b - self._mean64

@@ -25,6 +25,35 @@ import numpy as np
 
 from fastmbrl.nn import soft_bound_logvar
 
+
+def _padded_batches(batch_size, *pairs):
+    """Copy the rows of each ``(source, buffer)`` pair into its buffer, ``batch_size`` at a time.
+
+    Parameters
+    ----------
+    batch_size : int
+    *pairs : (array (N, D), array (E, batch_size, D))
+        Sources of equal length N and the fixed-size buffers they are copied into, broadcast over
+        the E members.
+
+    Yields
+    ------
+    (start, stop) : int, int
+        The source rows now in ``buffer[:, :stop - start]``. The last batch is padded with copies
+        of row ``start`` (a valid row), so every forward pass has the same shape; callers count
+        only the first ``stop - start`` rows.
+    """
+    n = pairs[0][0].shape[0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        k = stop - start
+        for source, buffer in pairs:
+            buffer[:, :k] = source[start:stop]
+            if k < batch_size:
+                buffer[:, k:] = source[start]
+        yield start, stop
+
+
 class _NonFinite(Exception):
     """Raised inside a step when the network output or the loss stops being finite."""
 
@@ -200,14 +229,8 @@ class EnsembleTrainer:
         sse = np.zeros(E)
         nll = np.zeros(E)
         xb, yb = self._xb, self._yb
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            k = stop - start
-            xb[:, :k] = X[start:stop]
-            yb[:, :k] = Y[start:stop]
-            if k < batch_size:      # pad with a valid row; padded rows are not counted below
-                xb[:, k:] = X[start]
-                yb[:, k:] = Y[start]
+        for start, stop in _padded_batches(batch_size, (X, xb), (Y, yb)):
+            k = stop - start                    # padded rows beyond k are not counted below
             out, _ = self.net.forward(xb)
             if not np.isfinite(out).all():      # weights broken by the last update
                 return np.full(E, np.nan), np.full(E, np.nan)
@@ -221,9 +244,8 @@ class EnsembleTrainer:
 
         Parameters
         ----------
-        X : float array (N, D_in), normalized inputs, N >= 1
-        Y : float array (N, D_out), normalized targets
-        batch_size : int
+        X, Y, batch_size :
+            As :meth:`evaluate`.
 
         Returns
         -------
@@ -236,12 +258,8 @@ class EnsembleTrainer:
         n = X.shape[0]
         inside = np.zeros((E, 2))
         xb = self._xb
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            k = stop - start
-            xb[:, :k] = X[start:stop]
-            if k < batch_size:      # pad like evaluate(): fixed shapes, padded rows not counted
-                xb[:, k:] = X[start]
+        for start, stop in _padded_batches(batch_size, (X, xb)):
+            k = stop - start                    # padded rows beyond k are not counted below
             out, _ = self.net.forward(xb)
             lv, _ = soft_bound_logvar(out[:, :k, d:], self.max_logvar, self.min_logvar)
             z = np.abs(out[:, :k, :d] - Y[start:stop]) * np.exp(-0.5 * lv)

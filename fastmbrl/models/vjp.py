@@ -60,11 +60,9 @@ def step_tape_from_arrays(arrays, obs, act, members, noise):
 
     Parameters
     ----------
-    arrays : ModelArrays
-    obs : float array (B, D_obs)
-    act : float array (B, D_act)
-    members : int array (B,), values in ``[0, E)``
-    noise : float array (B, D_out)
+    arrays, obs, act, members, noise :
+        As :func:`fastmbrl.models.arrays.step_from_arrays`: ModelArrays, (B, D_obs), (B, D_act),
+        int (B,) in ``[0, E)``, (B, D_out).
 
     Returns
     -------

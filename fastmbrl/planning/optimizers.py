@@ -7,7 +7,7 @@ distribution starts from its default for every call unless ``init_mean`` is give
 the previous plan shifted by one step when warm starting). Sampling and the elite statistics are
 NumPy on (P, H, D_act) arrays, except CEM's, which are two small compiled calls per iteration
 (``_kernels._cem_sample``/``_cem_refit``, NumPy twins in ``_reference``): at config (a)'s size the
-NumPy version cost ~60 us per iteration, 5% of the whole ``act()``.
+NumPy version was a visible share of ``act()`` (benchmarks/README.md).
 
 Time budget: ``optimize(..., time_budget=s)`` starts the first iteration, then starts another only
 if the elapsed time plus the estimated cost of that iteration (the last measured time per candidate

@@ -14,19 +14,19 @@ chunk below ``2 * CHUNK_ROWS`` particle rows, else an even number of chunks of a
 RNG stream and buffers, so the values depend on the seed only, not on ``n_threads`` nor on which
 thread ran which chunk. With ``n_threads=2`` the calling thread and one worker take chunks from a
 shared queue: on a shared machine a descheduled thread then delays only the chunk it holds instead
-of half the work (measured: fixed halves made 2 threads slower than 1 under load). The agent limits
+of half the work (fixed halves made 2 threads slower than 1 under load). The agent limits
 BLAS to one thread meanwhile (``threadpoolctl``): spinning OpenBLAS teams collapse on 2 busy cores
 (PERF.md).
 
-Numba reward functions and the on-disk cache (measured, numba 0.68): passing an ``njit`` dispatcher
+Numba reward functions and the on-disk cache (numba 0.68): passing an ``njit`` dispatcher
 straight into the ``cache=True`` kernel types that argument as ``Dispatcher(<function at 0x...>)``;
 the key holds the object's address, so every new process misses the cache, recompiles the kernel
-(4-5 s) and appends one more entry to the cache index. The rollout therefore hands the kernel a
+and appends one more entry to the cache index. The rollout therefore hands the kernel a
 first-class function value instead (Numba's wrapper-address protocol: the compiled function's
 signature and C address). The kernel is then keyed by the signature alone, one cached kernel serves
-every reward function of that signature, and a fresh process with a warm cache pays about 0.8 s for
-its first ``act()`` (Numba start-up and cache loads) against about 6 s with a cold cache. The call
-through a function pointer happens once per step, which costs nothing measurable.
+every reward function of that signature, and a fresh process with a warm cache pays only Numba's
+start-up and the cache loads for its first ``act()`` (figures in benchmarks/README.md). The call
+through a function pointer happens once per step.
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
 
@@ -418,9 +418,8 @@ class ModelRollout:
         Seeds the noise and member assignment streams.
     blas_threads : int or None
         OpenBLAS threads while the kernels run (threadpoolctl), 1 by default: with scipy's
-        two-thread OpenBLAS team left on, one objective call of config (b) ran 3-7x slower on one
-        worker and 17x slower on two (measured on the shared 2-core machine). None leaves BLAS
-        alone. ``blas_limit()`` applies the limit around several calls.
+        two-thread OpenBLAS team left on, objective calls ran several times slower on the shared
+        2-core machine (benchmarks/README.md). None leaves BLAS alone. ``blas_limit()`` applies the limit around several calls.
     """
 
     def __init__(self, reward_fn=None, termination_fn=None, particles=20, propagation="ts1",
