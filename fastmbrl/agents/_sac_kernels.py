@@ -74,21 +74,21 @@ def _sac_draw_normals(rng_state, slot, out):
 
 # ------------------------------------------------------------------------------------ MLP pieces
 @njit(cache=True)
-def _layer(flat, dims, n_members, e, l):
+def _layer(flat, dims, ensemble_size, e, l):
     """Views (W (D_l, D_l+1), b (D_l+1,)) of member e, layer l, in the flat layout."""
     off = 0
     for k in range(l):
-        off += n_members * (dims[k] * dims[k + 1] + dims[k + 1])
+        off += ensemble_size * (dims[k] * dims[k + 1] + dims[k + 1])
     din = dims[l]
     dout = dims[l + 1]
     W = flat[off + e * din * dout: off + (e + 1) * din * dout].reshape((din, dout))
-    boff = off + n_members * din * dout
+    boff = off + ensemble_size * din * dout
     b = flat[boff + e * dout: boff + (e + 1) * dout]
     return W, b
 
 
 @njit(cache=True)
-def _mlp_forward(flat, dims, n_members, e, act_code, x):
+def _mlp_forward(flat, dims, ensemble_size, e, act_code, x):
     """Forward pass of member e on x (R, D_0): list [x, h_1, ..., h_{L-1}, y] of post-activations.
 
     act_code 1 = ReLU, 2 = tanh on hidden layers; the output layer is linear.
@@ -97,7 +97,7 @@ def _mlp_forward(flat, dims, n_members, e, act_code, x):
     acts = [x]
     h = x
     for l in range(L):
-        W, b = _layer(flat, dims, n_members, e, l)
+        W, b = _layer(flat, dims, ensemble_size, e, l)
         z = np.dot(h, W)
         R, D = z.shape
         hidden = l < L - 1
@@ -116,7 +116,7 @@ def _mlp_forward(flat, dims, n_members, e, act_code, x):
 
 
 @njit(cache=True)
-def _mlp_backward(flat, dims, n_members, e, act_code, acts, dy, grad_flat, want_grads, dx_from):
+def _mlp_backward(flat, dims, ensemble_size, e, act_code, acts, dy, grad_flat, want_grads, dx_from):
     """Backward pass of member e through the activations ``acts`` of ``_mlp_forward``.
 
     dy (R, D_L) is the gradient at the output. With want_grads the parameter gradients of member e
@@ -128,9 +128,9 @@ def _mlp_backward(flat, dims, n_members, e, act_code, acts, dy, grad_flat, want_
     R = dy.shape[0]
     dx = np.empty((R, 0), dtype=dy.dtype)
     for l in range(L - 1, -1, -1):
-        W, _b = _layer(flat, dims, n_members, e, l)
+        W, _b = _layer(flat, dims, ensemble_size, e, l)
         if want_grads:
-            gW, gb = _layer(grad_flat, dims, n_members, e, l)
+            gW, gb = _layer(grad_flat, dims, ensemble_size, e, l)
             np.dot(acts[l].T, d, gW)
             D = d.shape[1]
             for j in range(D):

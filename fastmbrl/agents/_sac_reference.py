@@ -40,21 +40,21 @@ def _sac_draw_normals(rng_state, slot, out):
     rng_state[slot] = rng_state[slot] + np.uint64(2 * out.size)
 
 
-def _layer(flat, dims, n_members, e, l):
+def _layer(flat, dims, ensemble_size, e, l):
     off = 0
     for k in range(l):
-        off += n_members * (dims[k] * dims[k + 1] + dims[k + 1])
+        off += ensemble_size * (dims[k] * dims[k + 1] + dims[k + 1])
     din, dout = int(dims[l]), int(dims[l + 1])
     W = flat[off + e * din * dout: off + (e + 1) * din * dout].reshape(din, dout)
-    boff = off + n_members * din * dout
+    boff = off + ensemble_size * din * dout
     return W, flat[boff + e * dout: boff + (e + 1) * dout]
 
 
-def _mlp_forward(flat, dims, n_members, e, act_code, x):
+def _mlp_forward(flat, dims, ensemble_size, e, act_code, x):
     L = len(dims) - 1
     acts = [x]
     for l in range(L):
-        W, b = _layer(flat, dims, n_members, e, l)
+        W, b = _layer(flat, dims, ensemble_size, e, l)
         z = acts[-1] @ W + b
         if l < L - 1:
             z = np.maximum(z, 0.0) if act_code == 1 else np.tanh(z)
@@ -62,14 +62,14 @@ def _mlp_forward(flat, dims, n_members, e, act_code, x):
     return acts
 
 
-def _mlp_backward(flat, dims, n_members, e, act_code, acts, dy, grad_flat, want_grads, dx_from):
+def _mlp_backward(flat, dims, ensemble_size, e, act_code, acts, dy, grad_flat, want_grads, dx_from):
     L = len(dims) - 1
     d = dy
     dx = np.empty((dy.shape[0], 0), dtype=dy.dtype)
     for l in range(L - 1, -1, -1):
-        W, _ = _layer(flat, dims, n_members, e, l)
+        W, _ = _layer(flat, dims, ensemble_size, e, l)
         if want_grads:
-            gW, gb = _layer(grad_flat, dims, n_members, e, l)
+            gW, gb = _layer(grad_flat, dims, ensemble_size, e, l)
             gW[...] = acts[l].T @ d
             gb[...] = d.sum(axis=0)
         if l > 0:

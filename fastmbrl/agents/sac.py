@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from fastmbrl._io import atomic_savez
-from fastmbrl._validate import as_float_array, check_dtype, check_int
+from fastmbrl._validate import as_float_array, check_dtype, check_float, check_int
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.backend import use_compiled
 from fastmbrl.nn._flat import param_offsets, unflatten
@@ -27,17 +27,6 @@ _HP = ("gamma", "tau", "lr_actor", "lr_critic", "lr_alpha", "beta1", "beta2", "a
        "log_std_min", "log_std_max", "target_entropy")
 _STATE_ARRAYS = ("actor", "critic", "critic_target", "actor_m", "actor_v", "critic_m", "critic_v",
                  "alpha_state", "steps", "rng_state")
-
-
-def _check_float(name, value, lo=-np.inf, hi=np.inf, lo_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
-        raise TypeError(f"{name}: expected a real number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    if not np.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-        raise ValueError(f"{name}: expected a finite number in {'(' if lo_open else '['}{lo}, {hi}],"
-                         f" got {value!r}")
-    return v
 
 
 class SAC(Agent):
@@ -117,18 +106,18 @@ class SAC(Agent):
         if not isinstance(hidden, (tuple, list)) or len(hidden) == 0:
             raise ValueError(f"hidden: expected a non-empty tuple of widths, got {hidden!r}")
         self.hidden = tuple(check_int(f"hidden[{i}]", h) for i, h in enumerate(hidden))
-        self.gamma = _check_float("gamma", gamma, 0.0, 1.0)
-        self.tau = _check_float("tau", tau, 0.0, 1.0)
-        self.lr = _check_float("lr", lr, 0.0, np.inf, lo_open=True)
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0)
+        self.tau = check_float("tau", tau, 0.0, 1.0)
+        self.lr = check_float("lr", lr, 0.0, strict_min=True)
         self.batch_size = check_int("batch_size", batch_size)
-        self.init_temperature = _check_float("init_temperature", init_temperature, 0.0, np.inf,
-                                             lo_open=True)
+        self.init_temperature = check_float("init_temperature", init_temperature, 0.0,
+                                            strict_min=True)
         self.target_entropy = (-float(self.act_dim) if target_entropy is None
-                               else _check_float("target_entropy", target_entropy))
+                               else check_float("target_entropy", target_entropy))
         if not isinstance(log_std_bounds, (tuple, list)) or len(log_std_bounds) != 2:
             raise ValueError(f"log_std_bounds: expected (min, max), got {log_std_bounds!r}")
-        lo = _check_float("log_std_bounds[0]", log_std_bounds[0])
-        hi = _check_float("log_std_bounds[1]", log_std_bounds[1])
+        lo = check_float("log_std_bounds[0]", log_std_bounds[0])
+        hi = check_float("log_std_bounds[1]", log_std_bounds[1])
         if lo >= hi:
             raise ValueError(f"log_std_bounds: expected min < max, got {log_std_bounds!r}")
         self.log_std_bounds = (lo, hi)
@@ -163,9 +152,9 @@ class SAC(Agent):
         self._blas = None
 
     # ------------------------------------------------------------------------------ helpers
-    def _init_flat(self, rng, dims, n_members):
-        flat = np.empty(param_offsets(dims, n_members)[-1], self.dtype)
-        for i, p in enumerate(unflatten(flat, dims, n_members)):
+    def _init_flat(self, rng, dims, ensemble_size):
+        flat = np.empty(param_offsets(dims, ensemble_size)[-1], self.dtype)
+        for i, p in enumerate(unflatten(flat, dims, ensemble_size)):
             bound = 1.0 / np.sqrt(dims[i // 2])       # torch nn.Linear default: U(+-1/sqrt(fan_in))
             p[...] = rng.uniform(-bound, bound, p.shape)
         return flat

@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._numba import _exp_f32, _exp_inplace, _mlp_forward_flat
+from fastmbrl.nn._numba import _exp_f32, _exp_inplace, _member_layer, _mlp_forward_flat
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -149,6 +149,30 @@ def _bounded_var(y, max_logvar, min_logvar, take_sqrt, ebuf, var_out):
 
 
 @njit(**_JIT)
+def _write_step_outputs(obs, order, noise, delta_mask, out_mean, out_std, y, std, next_obs_out,
+                        reward_out):
+    """The reparameterized sample in raw units, scattered back to the callers' row order.
+
+    Row ``j`` of ``y`` (network means, normalised) and ``std`` (bounded standard deviations) is
+    row ``i = order[j]`` of the batch: ``v = out_mean + out_std (y + std noise[i])``; observation
+    columns get ``obs[i]`` added where ``delta_mask`` is set and go to ``next_obs_out[i]``, column
+    D_obs (the learned reward) to ``reward_out[i]``.
+    """
+    d_obs = obs.shape[1]
+    d_out = out_mean.shape[0]
+    for j in range(obs.shape[0]):
+        i = order[j]
+        for d in range(d_out):
+            v = out_mean[d] + out_std[d] * (y[j, d] + std[j, d] * noise[i, d])
+            if d < d_obs:
+                if delta_mask[d]:
+                    v += obs[i, d]
+                next_obs_out[i, d] = v
+            else:
+                reward_out[i] = v
+
+
+@njit(**_JIT)
 def _model_step_grouped(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
                         ensemble_size, activation, plain_idx, angle_idx, delta_mask, in_mean,
                         in_std, out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf,
@@ -185,9 +209,6 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
     log-variance, ``y = out_mean + out_std * (mu + std * eps_i)``; ``next = obs + y`` on delta
     columns, ``y`` elsewhere; column D_obs of ``y`` is the reward. Chua et al. (2018), Sec. 4-5.
     """
-    n_rows = obs.shape[0]
-    d_obs = obs.shape[1]
-    d_out = out_mean.shape[0]
     _model_inputs(obs, act, order, False, plain_idx, angle_idx, in_mean, in_std, x_buf)
     for k in range(block_members.shape[0]):
         lo = block_starts[k]
@@ -196,16 +217,8 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
             _mlp_forward_flat(flat, layer_dims, ensemble_size, block_members[k], activation,
                               x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
     _bounded_var(y_buf, max_logvar, min_logvar, True, ebuf, std_buf)
-    for j in range(n_rows):
-        i = order[j]
-        for d in range(d_out):
-            v = out_mean[d] + out_std[d] * (y_buf[j, d] + std_buf[j, d] * noise[i, d])
-            if d < d_obs:
-                if delta_mask[d]:
-                    v += obs[i, d]
-                next_obs_out[i, d] = v
-            else:
-                reward_out[i] = v
+    _write_step_outputs(obs, order, noise, delta_mask, out_mean, out_std, y_buf, std_buf,
+                        next_obs_out, reward_out)
 
 
 @njit(**_JIT)
@@ -446,8 +459,6 @@ def _model_step_tape(obs, act, order, block_starts, block_members, noise, flat, 
     out_std (mu + std eps)``); the pre-activations are kept, the activations overwritten.
     """
     n_rows = obs.shape[0]
-    d_obs = obs.shape[1]
-    d_out = out_mean.shape[0]
     n_layers = layer_dims.shape[0] - 1
     _model_inputs(obs, act, order, False, plain_idx, angle_idx, in_mean, in_std, x_buf)
     for k in range(block_members.shape[0]):
@@ -461,15 +472,8 @@ def _model_step_tape(obs, act, order, block_starts, block_members, noise, flat, 
         tape_off = 0
         src = x_buf[lo:hi]
         for layer in range(n_layers):
-            fan_in = layer_dims[layer]
             fan_out = layer_dims[layer + 1]
-            w_size = fan_in * fan_out
-            w_start = offset + member * w_size
-            w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
-            offset += ensemble_size * w_size
-            b_start = offset + member * fan_out
-            b = flat[b_start:b_start + fan_out]
-            offset += ensemble_size * fan_out
+            w, b, offset = _member_layer(flat, layer_dims, ensemble_size, member, layer, offset)
             if layer == n_layers - 1:
                 dst = y_tape[lo:hi]
                 np.dot(src, w, dst)
@@ -485,16 +489,8 @@ def _model_step_tape(obs, act, order, block_starts, block_members, noise, flat, 
                 src = h
                 tape_off += n_rows * fan_out
     _bounded_var(y_tape, max_logvar, min_logvar, True, ebuf, std_buf)
-    for j in range(n_rows):
-        i = order[j]
-        for d in range(d_out):
-            v = out_mean[d] + out_std[d] * (y_tape[j, d] + std_buf[j, d] * noise[i, d])
-            if d < d_obs:
-                if delta_mask[d]:
-                    v += obs[i, d]
-                next_obs_out[i, d] = v
-            else:
-                reward_out[i] = v
+    _write_step_outputs(obs, order, noise, delta_mask, out_mean, out_std, y_tape, std_buf,
+                        next_obs_out, reward_out)
 
 
 @njit(**_JIT)

@@ -76,6 +76,15 @@ class ModelEnv:
     def _arrays(self):
         return self.model if isinstance(self.model, ModelArrays) else self.model.arrays()
 
+    def _check_noise(self, noise, n, dtype):
+        """``noise`` as a (n, D_out) array of ``dtype``; the scalar 0 stands for the mean."""
+        if np.ndim(noise) == 0:
+            if noise != 0:
+                raise ValueError(f"noise: expected an array of shape ({n}, {self.out_dim}) or 0 "
+                                 f"(the mean), got the scalar {noise!r}")
+            return np.zeros((n, self.out_dim), dtype)
+        return as_float_array("noise", noise, dtype, ndim=2, shape=(n, self.out_dim))
+
     def step(self, obs, act, *, rng=None, noise=None, members=None):
         """One model step for every row.
 
@@ -122,13 +131,8 @@ class ModelEnv:
             members = check_members("members", members, n, int(arrays.ensemble_size))
         if noise is None:
             noise = rng.standard_normal((n, self.out_dim)).astype(dtype)
-        elif np.ndim(noise) == 0:
-            if noise != 0:
-                raise ValueError(f"noise: expected an array of shape ({n}, {self.out_dim}) or 0 "
-                                 f"(the mean), got the scalar {noise!r}")
-            noise = np.zeros((n, self.out_dim), dtype)
         else:
-            noise = as_float_array("noise", noise, dtype, ndim=2, shape=(n, self.out_dim))
+            noise = self._check_noise(noise, n, dtype)
         next_obs, learned = step_from_arrays(arrays, obs, act, members, noise)
         if self.reward_fn is None:
             reward = learned
@@ -194,13 +198,7 @@ class ModelEnv:
         obs = as_float_array("obs", obs, dtype, ndim=2, shape=(None, self.obs_dim))
         n = obs.shape[0]
         act = as_float_array("act", act, dtype, ndim=2, shape=(n, self.act_dim))
-        if np.ndim(noise) == 0:
-            if noise != 0:
-                raise ValueError(f"noise: expected an array of shape ({n}, {self.out_dim}) or 0 "
-                                 f"(the mean), got the scalar {noise!r}")
-            noise = np.zeros((n, self.out_dim), dtype)
-        else:
-            noise = as_float_array("noise", noise, dtype, ndim=2, shape=(n, self.out_dim))
+        noise = self._check_noise(noise, n, dtype)
         if members is None:
             raise ValueError(f"members: expected the member of each of {n} rows (an int or an int "
                              "array), got None")

@@ -158,6 +158,25 @@ def _bias_activation(h, b, activation, ebuf):
 
 
 @njit(**_JIT)
+def _member_layer(flat, layer_dims, ensemble_size, member, layer, offset):
+    """Views ``(W (fan_in, fan_out), b (fan_out,))`` of one member's ``layer`` in ``flat``.
+
+    ``offset`` is where ``layer``'s weights of all members start (0 for layer 0); the third value
+    returned is where the next layer's start. Layout of ``fastmbrl.nn._flat``: per layer, the
+    weights of every member, then their biases.
+    """
+    fan_in = layer_dims[layer]
+    fan_out = layer_dims[layer + 1]
+    w_size = fan_in * fan_out
+    w_start = offset + member * w_size
+    w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
+    offset += ensemble_size * w_size
+    b_start = offset + member * fan_out
+    b = flat[b_start:b_start + fan_out]
+    return w, b, offset + ensemble_size * fan_out
+
+
+@njit(**_JIT)
 def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, out, h0, h1, ebuf):
     """Forward pass of one ensemble member over a block of rows (inference only).
 
@@ -188,15 +207,8 @@ def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, ou
     offset = 0
     src = x
     for layer in range(n_layers):
-        fan_in = layer_dims[layer]
         fan_out = layer_dims[layer + 1]
-        w_size = fan_in * fan_out
-        w_start = offset + member * w_size
-        w = flat[w_start:w_start + w_size].reshape((fan_in, fan_out))
-        offset += ensemble_size * w_size
-        b_start = offset + member * fan_out
-        b = flat[b_start:b_start + fan_out]
-        offset += ensemble_size * fan_out
+        w, b, offset = _member_layer(flat, layer_dims, ensemble_size, member, layer, offset)
         if layer == n_layers - 1:
             np.dot(src, w, out)
             for i in range(rows):

@@ -284,15 +284,15 @@ def _cem_sample(mean, var, lower, upper, z, samples):
 
 
 @njit(**_JIT)
-def _cem_refit(samples, values, n_elites, alpha, mean, var):
-    """Refit the CEM distribution in place to the ``n_elites`` best candidates (smoothed).
+def _cem_refit(samples, values, num_elites, alpha, mean, var):
+    """Refit the CEM distribution in place to the ``num_elites`` best candidates (smoothed).
 
     Parameters
     ----------
     samples : float64 array (P, H, D_act)
     values : float64 array (P,)
         Larger is better (NaN already mapped to -inf by the caller).
-    n_elites : int
+    num_elites : int
         K, ``1 <= K <= P``.
     alpha : float
         ``mean = alpha mean + (1 - alpha) elite_mean``, the same for the variance.
@@ -304,15 +304,15 @@ def _cem_refit(samples, values, n_elites, alpha, mean, var):
     """
     n_cand, horizon, d_act = samples.shape
     order = np.argsort(-values)
-    inv_k = 1.0 / n_elites
+    inv_k = 1.0 / num_elites
     for h in range(horizon):
         for a in range(d_act):
             s = 0.0
-            for e in range(n_elites):
+            for e in range(num_elites):
                 s += samples[order[e], h, a]
             m = s * inv_k
             ss = 0.0
-            for e in range(n_elites):
+            for e in range(num_elites):
                 d = samples[order[e], h, a] - m
                 ss += d * d
             mean[h, a] = alpha * mean[h, a] + (1.0 - alpha) * m

@@ -108,9 +108,9 @@ def _cem_sample(mean, var, lower, upper, z, samples):
     samples[...] = np.clip(mean + std * z, lower, upper)
 
 
-def _cem_refit(samples, values, n_elites, alpha, mean, var):
-    """Reference CEM refit to the ``n_elites`` best candidates, smoothed by ``alpha`` (in place)."""
-    elites = samples[np.argpartition(-values, n_elites - 1)[:n_elites]]
+def _cem_refit(samples, values, num_elites, alpha, mean, var):
+    """Reference CEM refit to the ``num_elites`` best candidates, smoothed by ``alpha`` (in place)."""
+    elites = samples[np.argpartition(-values, num_elites - 1)[:num_elites]]
     elite_mean = elites.mean(axis=0)
     elite_var = ((elites - elite_mean) ** 2).mean(axis=0)
     mean[...] = alpha * mean + (1 - alpha) * elite_mean
