@@ -71,6 +71,10 @@ class PlannerConfig:
     """Particle propagation: 'ts1', 'tsinf' or 'expectation'."""
     options: dict = field(default_factory=dict)
     """Extra keyword arguments passed to the optimizer's constructor (e.g. MPPI's temperature)."""
+    bonus_weight: float = 0.0
+    """Optimism bonus w: plans maximise return + w * the ensemble's disagreement (0: off)."""
+    bonus_decay_episodes: int = 0
+    """Episode k plans with w * max(0, 1 - (k - 1) / bonus_decay_episodes); 0: w throughout."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,8 @@ def validate(config):
         ("planner.particles", p.particles >= 1, "at least 1"),
         ("planner.propagation", p.propagation in ("ts1", "tsinf", "expectation"),
          "ts1, tsinf or expectation"),
+        ("planner.bonus_weight", 0 <= p.bonus_weight < float("inf"), "a finite number >= 0"),
+        ("planner.bonus_decay_episodes", p.bonus_decay_episodes >= 0, "non-negative"),
         ("algorithm.episodes", a.episodes >= 0, "non-negative"),
         ("algorithm.initial_steps", a.initial_steps >= 1, "at least 1"),
         ("algorithm.max_episode_steps", a.max_episode_steps is None or a.max_episode_steps >= 1,

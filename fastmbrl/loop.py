@@ -272,7 +272,20 @@ def make_planner(config, seed):
     return cls(**kwargs)
 
 
-def make_agent(kind, model, action_space, reward_fn, termination_fn, config, seed):
+def bonus_weight_at(config, episode):
+    """The optimism bonus weight episode ``episode`` (1-based; None: the first) plans with.
+
+    ``w * max(0, 1 - (episode - 1) / bonus_decay_episodes)``, or ``w`` when the decay is 0: the
+    disagreement already shrinks where data accumulates; the schedule guarantees that late
+    episodes optimise the plain return.
+    """
+    p = config.planner
+    if p.bonus_weight <= 0 or p.bonus_decay_episodes <= 0 or episode is None:
+        return float(p.bonus_weight)
+    return float(p.bonus_weight) * max(0.0, 1.0 - (episode - 1) / p.bonus_decay_episodes)
+
+
+def make_agent(kind, model, action_space, reward_fn, termination_fn, config, seed, episode=None):
     """Build the acting agent for one episode ('pets', 'random' or a factory callable)."""
     from fastmbrl import agents
 
@@ -286,7 +299,7 @@ def make_agent(kind, model, action_space, reward_fn, termination_fn, config, see
     return agents.PETS(model, reward_fn, action_space, planner=planner,
                        particles=config.planner.particles,
                        propagation=config.planner.propagation, termination_fn=termination_fn,
-                       seed=int(rollout_seed))
+                       seed=int(rollout_seed), bonus_weight=bonus_weight_at(config, episode))
 
 
 def _close(agent):
@@ -533,7 +546,8 @@ def run(env="Pendulum-v1", agent="pets", episodes=None, seed=None, config=None, 
         # as an uninterrupted one would.
         _close(current_agent)
         current_agent = make_agent(agent, model, env_obj.action_space, reward_fn, termination_fn,
-                                   cfg, _derive_seed(cfg.seed, _STREAM_PLANNER, episode))
+                                   cfg, _derive_seed(cfg.seed, _STREAM_PLANNER, episode),
+                                   episode=episode)
         current_agent.reset()
 
         # ---- Algorithm 1, line 5: collect an episode into the buffer ---------------------------
