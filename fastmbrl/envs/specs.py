@@ -92,10 +92,23 @@ _SPECS = [
         reward_fn=reward_fns.mountain_car_continuous,
         termination_fn=termination_fns.mountain_car_continuous,
         max_episode_steps=999,
-        defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 100, "batch_size": 64},
-                  "planner": {"name": "cem", "horizon": 30, "population": 150, "iterations": 5,
-                              "particles": 5},
-                  "algorithm": {"episodes": 10, "initial_steps": 999}},
+        defaults={"model": {"hidden": [32, 32, 32], "max_epochs": 100, "batch_size": 64},
+                  "planner": {"name": "cem", "horizon": 30, "population": 100, "iterations": 3,
+                              "particles": 1, "propagation": "expectation",
+                              "bonus_weight": 100.0, "bonus_decay_episodes": 10},
+                  "algorithm": {"episodes": 5, "initial_steps": 999}},
+        # The plain objective never sees the flag within a 30-step horizon and the action cost
+        # makes standing still optimal (-0.2 per episode, 5 of 5; issue 15). The optimism bonus
+        # (the ensemble's disagreement, weight 100, decaying to 0 over 10 episodes) makes the car
+        # pump energy into states the model does not know yet, which is how it finds the flag.
+        # The dynamics are deterministic, so "expectation" with one particle suffices (and the
+        # bonus then reuses the members' means: ~20 ms per action). Measured (seeds 0 / 1 / 2,
+        # 5 episodes, shared 2-core machine, 1-2 min per seed):
+        #   -0.8 89.0 -96.6 87.6 93.2 / 92.2 87.2 87.1 92.5 -97.8 / -25.4 -0.7 -1.3 -1.5 -0.7;
+        # >= 90 in 2 of 3 seeds. Weights 30 and 300 (seed 0) also reached 92.8 / 93.5; seed 2
+        # stayed near the bottom with weight 1000, horizon 60 or a 3x64 model too (not solved).
+        # The bonus keeps exploring after the flag is found (the -97 episodes: full throttle for
+        # 999 steps), the price of optimism with a weight this large.
         description="drive an underpowered car up a hill; 999 steps, reward 100 at the flag"),
     EnvSpec(
         id="CartPoleContinuous-v0", factory=_gym_factory(CARTPOLE_ID),

@@ -225,6 +225,10 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                         nxt[i, d] += pred_mean[0, i, d]
                     if reward_mode == 1:
                         rewards[t, i] += pred_mean[0, i, d_obs]
+                if bonus_weight > 0.0:       # the bonus reuses the members' means
+                    for i in range(n_rows):
+                        for d in range(d_obs):
+                            bonus_mean[m, i, d] = pred_mean[0, i, d]
             inv = 1.0 / n_used
             for i in range(n_rows):
                 for d in range(d_obs):
@@ -241,10 +245,11 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
 
         # ---- optimism bonus: every elite member's mean at this step's rows (only when on)
         if bonus_weight > 0.0:
-            _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
-                           plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
-                           max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf, bonus_mean,
-                           bonus_var)
+            if propagation != 2:
+                _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
+                               plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                               out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf,
+                               bonus_mean, bonus_var)
             _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
 
         # ---- reward and termination of the whole step, compiled user code

@@ -83,6 +83,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1,
                                ebuf, pred_mean, pred_var)
                 mean += pred_mean[0]
+                if bonus_weight > 0.0:
+                    bonus_mean[m] = pred_mean[0]
             mean /= n_used
             nxt[...] = mean[:, :d_obs]
             if reward_mode == 1:
@@ -94,10 +96,11 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                 out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
                                 ebuf, nxt, rewards[t])
         if bonus_weight > 0.0:
-            _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
-                           plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean, out_std,
-                           max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf, bonus_mean,
-                           bonus_var)
+            if propagation != 2:        # expectation: the members' means were kept above
+                _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
+                               plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                               out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf,
+                               bonus_mean, bonus_var)
             _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
         if reward_mode == 0:
             rewards[t] = reward_fn(obs, acts, nxt)

@@ -286,8 +286,8 @@ class ModelRollout:
         ``i``'s state at step ``t``, in the target normaliser's units, summed over observation
         dims (``fastmbrl.planning._kernels._disagreement``), counted until termination. It needs
         every elite member's forward pass on every row at every step (M + 1 passes instead of 1
-        for ts1/tsinf), so it is computed only when ``w > 0``; 0 (default) is the plain PETS
-        objective, bit for bit.
+        for ts1/tsinf; "expectation" computes them anyway and the bonus reuses them), so it is
+        computed only when ``w > 0``; 0 (default) is the plain PETS objective, bit for bit.
     """
 
     def __init__(self, reward_fn=None, termination_fn=None, particles=20, propagation="ts1",
