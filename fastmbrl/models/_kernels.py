@@ -8,8 +8,8 @@ them from its own compiled horizon loop). The NumPy twins with the same names an
 Design
 ------
 * One model step, for rows ``obs (B, D_obs)``, ``act (B, D_act)`` (the maths is written out in
-  ``fastmbrl.models.arrays``): network input ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``,
-  normalised; one ensemble member's forward pass (``fastmbrl.nn._numba._mlp_forward_flat``);
+  ``fastmbrl.models.arrays``): network input
+  ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``, normalised; one ensemble member's forward pass (``fastmbrl.nn._numba._mlp_forward_flat``);
   soft log-variance bounds; de-normalisation; the delta added back on delta columns.
 * ``_model_step``: one member per row (``members[row]``), one forward pass per row (not E), and the
   reparameterized sample ``next = mean + std * noise`` in raw units (noise 0 gives the mean). It
@@ -19,15 +19,16 @@ Design
   rows arrive already grouped by member (positions ``block_starts[k]..block_starts[k+1]`` of
   ``order`` run member ``block_members[k]``), so each member runs one contiguous BLAS block. The
   rollout's per-step row permutation is such an ``order`` (ts1 / tsinf).
-* ``_model_predict``: the mean and variance of every row under each of a set of members, (M, B, D_out)
-  (what ``predict`` and the rollout's "expectation" propagation need).
+* ``_model_predict``: the mean and variance of every row under each of a set of members,
+  (M, B, D_out) (what ``predict`` and the rollout's "expectation" propagation need).
 * Who allocates: the caller, always (Python wrappers in ``fastmbrl.models.arrays`` once per call,
   the rollout once per shape). Nothing here allocates, validates or draws random numbers. Loops:
   the input gather is column by column (one ``1 / std`` per column), the network one member block at
   a time, the variance bound in one contiguous vectorizable pass, the sample scatter row by row.
 * The bounded variance is taken in closed form (one exp, no log):
-  ``exp(min + softplus(max - softplus(max - raw) - min)) = exp(min) + exp(max) / (1 + exp(max - raw))``.
-  Its tiled ``exp(min)``, ``exp(max)`` live at the start of ``ebuf`` (``2 B D_out`` elements).
+  ``exp(min + softplus(max - softplus(max - raw) - min))``
+  ``= exp(min) + exp(max) / (1 + exp(max - raw))``.
+  Its ``exp(min)``, ``exp(max)`` tiled over 64 rows live at the start of ``ebuf``.
 * A VJP can be added beside these kernels: the forward quantities it needs (``x_buf``, ``y_buf``,
   ``std_buf``, ``order``) are all caller-owned buffers.
 """
@@ -39,6 +40,25 @@ from numba import njit
 from fastmbrl.nn._numba import _exp_inplace, _mlp_forward_flat
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+
+
+@njit(**_JIT)
+def _gather_scaled(src, cols, use_cols, c0, n_cols, order, identity, in_mean, in_std, x_out):
+    """``x_out[j, c0 + k] = (src[row_j, col_k] - in_mean) / in_std`` for ``k < n_cols``.
+
+    ``col_k = cols[k]`` when ``use_cols``, else ``k``; ``row_j = order[j]`` unless ``identity``.
+    Column by column, so each column's ``1 / std`` is taken once and the inner loop has no branch
+    on the column's kind.
+    """
+    n_rows = x_out.shape[0]
+    for k in range(n_cols):
+        c = c0 + k
+        col = cols[k] if use_cols else k
+        mu = in_mean[c]
+        inv = 1.0 / in_std[c]
+        for j in range(n_rows):
+            i = j if identity else order[j]
+            x_out[j, c] = (src[i, col] - mu) * inv
 
 
 @njit(**_JIT)
@@ -55,79 +75,77 @@ def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_s
     plain_idx, angle_idx : int64 arrays
         Observation columns fed directly and as (sin, cos).
     in_mean, in_std : float arrays (D_in,)
-    x_out : float array (B, D_in), written
+    x_out : float array (B, D_in), written: ``[obs[plain], sin(obs[angle]), cos(obs[angle]), act]``
+        normalised
     """
     n_rows = x_out.shape[0]
-    d_act = act.shape[1]
-    c = 0
-    for k in range(plain_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        col = plain_idx[k]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (obs[i, col] - mu) * inv
-        c += 1
-    for k in range(angle_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
+    n_plain = plain_idx.shape[0]
+    n_angle = angle_idx.shape[0]
+    _gather_scaled(obs, plain_idx, True, 0, n_plain, order, identity, in_mean, in_std, x_out)
+    for k in range(n_angle):
+        cs = n_plain + k
+        cc = n_plain + n_angle + k
+        mu_s, inv_s = in_mean[cs], 1.0 / in_std[cs]
+        mu_c, inv_c = in_mean[cc], 1.0 / in_std[cc]
         col = angle_idx[k]
         for j in range(n_rows):
             i = j if identity else order[j]
-            x_out[j, c] = (math.sin(obs[i, col]) - mu) * inv
-        c += 1
-    for k in range(angle_idx.shape[0]):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        col = angle_idx[k]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (math.cos(obs[i, col]) - mu) * inv
-        c += 1
-    for a in range(d_act):
-        mu = in_mean[c]
-        inv = 1.0 / in_std[c]
-        for j in range(n_rows):
-            i = j if identity else order[j]
-            x_out[j, c] = (act[i, a] - mu) * inv
-        c += 1
+            v = obs[i, col]
+            x_out[j, cs] = (math.sin(v) - mu_s) * inv_s
+            x_out[j, cc] = (math.cos(v) - mu_c) * inv_c
+    _gather_scaled(act, plain_idx, False, n_plain + 2 * n_angle, act.shape[1], order, identity,
+                   in_mean, in_std, x_out)
+
+
+# rows of the tiled exp(min_logvar), exp(max_logvar) that _bounded_var divides against
+_TILE_ROWS = 64
 
 
 @njit(**_JIT)
-def _bounded_var(y, max_logvar, min_logvar, ebuf, var_out):
-    """Normalised variance ``exp(lv)`` of the soft-bounded log-variance of each row, in closed form.
+def _bounded_var(y, max_logvar, min_logvar, take_sqrt, ebuf, var_out):
+    """Normalised variance ``exp(lv)`` (or its square root) of the soft-bounded log-variance.
 
     Parameters
     ----------
     y : float array (B, 2 D_out)
         Network outputs; columns ``D_out..`` are the raw log-variances.
     max_logvar, min_logvar : float arrays (D_out,)
-    ebuf : float array (>= 2 B D_out,), scratch (tiled ``exp(min)``, ``exp(max)``)
+    take_sqrt : bool
+        Write the standard deviation ``exp(lv / 2)`` instead.
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch (tiled ``exp(min)``, ``exp(max)``)
     var_out : float array (B, D_out), C-contiguous, written
 
     Notes
     -----
     ``lv = min + softplus(max - softplus(max - raw) - min)`` (PETS' soft bounds) and
     ``exp(lv) = exp(min) + exp(max) / (1 + exp(max - raw))``. The exps run in one vectorizable
-    pass over ``var_out`` and the division in one more against the tiled bounds.
+    pass over ``var_out``, the division (and square root) in one more, 64 rows at a time against
+    ``exp(min)``, ``exp(max)`` tiled over 64 rows (the loops vectorize over the flat index).
     """
     n_rows, d_out = var_out.shape
     n_flat = n_rows * d_out
-    min_tiled = ebuf[:n_flat]
-    max_tiled = ebuf[n_flat:2 * n_flat]
+    n_tile = min(n_rows, _TILE_ROWS) * d_out
+    min_tiled = ebuf[:n_tile]
+    max_tiled = ebuf[n_tile:2 * n_tile]
     for d in range(d_out):
         e_min = np.exp(min_logvar[d])
         e_max = np.exp(max_logvar[d])
-        for j in range(n_rows):
-            min_tiled[j * d_out + d] = e_min
-            max_tiled[j * d_out + d] = e_max
+        for q in range(d, n_tile, d_out):
+            min_tiled[q] = e_min
+            max_tiled[q] = e_max
     for j in range(n_rows):
         for d in range(d_out):
             var_out[j, d] = max_logvar[d] - y[j, d_out + d]
     flat = var_out.reshape(-1)
-    _exp_inplace(flat, ebuf[2 * n_flat:])
-    for q in range(n_flat):
-        flat[q] = min_tiled[q] + max_tiled[q] / (1.0 + flat[q])
+    _exp_inplace(flat, ebuf[2 * n_tile:])
+    for base in range(0, n_flat, n_tile):
+        block = flat[base:min(base + n_tile, n_flat)]
+        if take_sqrt:
+            for q in range(block.shape[0]):
+                block[q] = math.sqrt(min_tiled[q] + max_tiled[q] / (1.0 + block[q]))
+        else:
+            for q in range(block.shape[0]):
+                block[q] = min_tiled[q] + max_tiled[q] / (1.0 + block[q])
 
 
 @njit(**_JIT)
@@ -142,8 +160,8 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
     obs : float array (B, D_obs)
     act : float array (B, D_act)
     order : int64 array (B,)
-        ``order[j]`` is the row at position ``j``; positions ``block_starts[k] .. block_starts[k+1]``
-        run member ``block_members[k]``.
+        ``order[j]`` is the row at position ``j``; positions
+        ``block_starts[k] .. block_starts[k+1]`` run member ``block_members[k]``.
     block_starts : int64 array (K+1,), nondecreasing, ``block_starts[K] = B``
     block_members : int64 array (K,), members in ``[0, E)``
     noise : float array (B, D_out)
@@ -157,7 +175,7 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
     x_buf, y_buf, std_buf : float arrays (B, D_in), (B, 2 D_out), (B, D_out), scratch; written
         with the normalised input, the network output (by position) and the normalised std.
     h0, h1 : float arrays (>= B max(hidden widths),), scratch
-    ebuf : float array (>= 2 B D_out,), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
     next_obs_out : float array (B, D_obs), written
     reward_out : float array (B,), written when D_out > D_obs (learned reward), else untouched
 
@@ -177,10 +195,7 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
         if hi > lo:
             _mlp_forward_flat(flat, layer_dims, ensemble_size, block_members[k], activation,
                               x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
-    _bounded_var(y_buf, max_logvar, min_logvar, ebuf, std_buf)
-    std_flat = std_buf.reshape(-1)
-    for q in range(n_rows * d_out):
-        std_flat[q] = math.sqrt(std_flat[q])
+    _bounded_var(y_buf, max_logvar, min_logvar, True, ebuf, std_buf)
     for j in range(n_rows):
         i = order[j]
         for d in range(d_out):
@@ -274,7 +289,7 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         The model (see ``_model_step_grouped``).
     x_buf, y_buf : float arrays (B, D_in), (B, 2 D_out), scratch
     h0, h1 : float arrays (>= B max(hidden widths),), scratch
-    ebuf : float array (>= 2 B D_out,), scratch
+    ebuf : float array (>= 2 min(B, 64) D_out,), scratch
     mean_out, var_out : float arrays (M, B, D_out), C-contiguous, written
         Columns ``< D_obs``: the next observation (the change added back on delta columns);
         column D_obs (learned reward head): the reward.
@@ -292,7 +307,7 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         _mlp_forward_flat(flat, layer_dims, ensemble_size, members[m], activation, x_buf, y_buf,
                           h0, h1, ebuf)
         var_m = var_out[m]
-        _bounded_var(y_buf, max_logvar, min_logvar, ebuf, var_m)
+        _bounded_var(y_buf, max_logvar, min_logvar, False, ebuf, var_m)
         for i in range(n_rows):
             for d in range(d_out):
                 v = out_mean[d] + out_std[d] * y_buf[i, d]

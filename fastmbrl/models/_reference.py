@@ -13,7 +13,7 @@ from fastmbrl.nn._reference import _softplus
 
 
 def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_std, x_out):
-    """Reference normalised network input of rows ``order`` (or all rows in order) into ``x_out``."""
+    """Reference normalised network input of rows ``order`` (or all rows) into ``x_out``."""
     rows = np.arange(x_out.shape[0]) if identity else order
     o = obs[rows]
     x = np.concatenate([o[:, plain_idx], np.sin(o[:, angle_idx]), np.cos(o[:, angle_idx]),
@@ -21,13 +21,13 @@ def _model_inputs(obs, act, order, identity, plain_idx, angle_idx, in_mean, in_s
     x_out[...] = (x - in_mean) / in_std
 
 
-def _bounded_var(y, max_logvar, min_logvar, ebuf, var_out):
-    """Reference ``exp(min + softplus(max - softplus(max - raw) - min))`` (normalised units)."""
+def _bounded_var(y, max_logvar, min_logvar, take_sqrt, ebuf, var_out):
+    """Reference ``exp(min + softplus(max - softplus(max - raw) - min))`` (or its square root)."""
     d_out = var_out.shape[1]
     raw = y[:, d_out:]
     lv = max_logvar - _softplus(max_logvar - raw)
     lv = min_logvar + _softplus(lv - min_logvar)
-    var_out[...] = np.exp(lv)
+    var_out[...] = np.exp(0.5 * lv) if take_sqrt else np.exp(lv)
 
 
 def _model_step_grouped(obs, act, order, block_starts, block_members, noise, flat, layer_dims,
@@ -42,8 +42,7 @@ def _model_step_grouped(obs, act, order, block_starts, block_members, noise, fla
         if hi > lo:
             _mlp_forward_flat(flat, layer_dims, ensemble_size, block_members[k], activation,
                               x_buf[lo:hi], y_buf[lo:hi], h0, h1, ebuf)
-    _bounded_var(y_buf, max_logvar, min_logvar, ebuf, std_buf)
-    std_buf[...] = np.sqrt(std_buf)
+    _bounded_var(y_buf, max_logvar, min_logvar, True, ebuf, std_buf)
     d_out = out_mean.shape[0]
     sample = out_mean + out_std * (y_buf[:, :d_out] + std_buf * noise[order])
     next_obs_out[order] = sample[:, :d_obs] + np.where(delta_mask, obs[order], 0.0)
@@ -84,5 +83,5 @@ def _model_predict(obs, act, members, flat, layer_dims, ensemble_size, activatio
         _mlp_forward_flat(flat, layer_dims, ensemble_size, members[m], activation, x_buf, y_buf,
                           h0, h1, ebuf)
         mean_out[m] = out_mean + out_std * y_buf[:, :d_out] + delta
-        _bounded_var(y_buf, max_logvar, min_logvar, ebuf, var_out[m])
+        _bounded_var(y_buf, max_logvar, min_logvar, False, ebuf, var_out[m])
         var_out[m] *= out_std ** 2

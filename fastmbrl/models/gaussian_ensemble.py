@@ -22,6 +22,7 @@ from fastmbrl.models.arrays import ModelArrays, check_members, predict_from_arra
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
 from fastmbrl.nn import EnsembleMLP, GaussianTrainStep
+from fastmbrl.nn.optim import parse_weight_decay
 
 MODEL_FORMAT_VERSION = 1
 
@@ -159,15 +160,8 @@ class GaussianEnsemble:
                 raise ValueError(f"weight_decay: expected 'pets', a float or {n_layers} floats, "
                                  f"got {weight_decay!r}")
             decays = pets_weight_decay(n_layers)
-        elif np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * n_layers
         else:
-            decays = [float(w) for w in weight_decay]
-            if len(decays) != n_layers:
-                raise ValueError(f"weight_decay: expected {n_layers} values (one per layer), "
-                                 f"got {len(decays)}")
-        if any(not (w >= 0) for w in decays):
-            raise ValueError(f"weight_decay: expected non-negative values, got {decays}")
+            decays = parse_weight_decay(weight_decay, n_layers, "weight matrix")
         self.weight_decay = decays
 
         # ---- parameters, normalizers, optimizers
@@ -502,7 +496,8 @@ class GaussianEnsemble:
         """
         if self._arrays is None or self._arrays.members is not self.elites:
             self._arrays = ModelArrays(
-                flat=self.net.flat, layer_dims=self.net.layer_dims, ensemble_size=self.ensemble_size,
+                flat=self.net.flat, layer_dims=self.net.layer_dims,
+                ensemble_size=self.ensemble_size,
                 activation=ACTIVATIONS[self.activation], members=self.elites,
                 angle_mask=self.angle_mask, delta_mask=self.delta_mask,
                 in_mean=self.input_normalizer.mean, in_std=self.input_normalizer.std,

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmbrl.nn import soft_bound_logvar
-
 
 class _NonFinite(Exception):
     """Raised inside a step when the network output or the loss stops being finite."""
@@ -193,14 +191,12 @@ class EnsembleTrainer:
             if k < batch_size:      # pad with a valid row; padded rows are not counted below
                 xb[:, k:] = X[start]
                 yb[:, k:] = Y[start]
-            out = self.net.forward(xb)
+            out, _ = self.net.forward(xb)
             if not np.isfinite(out).all():      # weights broken by the last update
                 return np.full(E, np.nan), np.full(E, np.nan)
-            lv, _ = soft_bound_logvar(out[..., d:], self.max_logvar, self.min_logvar)
-            err2 = np.square(out[:, :k, :d] - yb[:, :k])
-            sse += err2.sum(axis=(1, 2), dtype=np.float64)
-            lvk = lv[:, :k]
-            nll += (err2 * np.exp(-lvk) + lvk).sum(axis=(1, 2), dtype=np.float64)
+            sse += np.square(out[:, :k, :d] - yb[:, :k]).sum(axis=(1, 2), dtype=np.float64)
+            # the NLL as the train step defines it (its evaluation mode, no update), real rows only
+            nll += k * self.step.evaluate(xb[:, :k], yb[:, :k])
         return sse / (n * d), nll / n
 
     # ------------------------------------------------------------------ the fit

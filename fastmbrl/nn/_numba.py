@@ -3,18 +3,17 @@
 Design
 ------
 * One call runs one member on one contiguous block of rows: ``x (rows, D0) -> out (rows, DL)``. The
-  planning rollout calls it from its own compiled loop once per member block per horizon step, so no
-  Python is crossed inside a rollout.
-* Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md).
-  Measured for config (a) (100 rows per member): 4x64, 64x64 and 64x6 products take 1.0, 7.2 and
-  1.1 us, the 64x64 one at ~110 GFLOP/s; a hand loop for the 4x64 layer was 2.7x slower than BLAS.
+  model-step kernel (``fastmbrl.models._kernels``) calls it once per member block, from compiled
+  code, so no Python is crossed inside a model step or a rollout.
+* Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md);
+  a hand loop even for the narrow first layer was slower than BLAS.
 * Bias + activation is one fused loop over the matmul output. For float32 SiLU the exponential is a
   polynomial times ``2**n`` built by a bit cast (``_f32_from_bits``), one pass that LLVM
   vectorizes (libm ``expf`` does not; PERF.md measured SiLU costing as much as the matmuls at
   width 64). float64 uses ``math.exp`` (tests and gradient checks).
 * The caller allocates everything: two hidden buffers ``h0``/``h1`` of at least
-  ``rows * max(hidden widths)`` elements and ``ebuf`` (scratch, no longer used by the float32 paths;
-  kept in the signatures); nothing is allocated here.
+  ``rows * max(hidden widths)`` elements. ``ebuf`` is passed through the signatures for scratch
+  but none of the paths here reads or writes it; nothing is allocated here.
 """
 import math
 
@@ -93,12 +92,12 @@ def _silu_bias_f32(h, b, ebuf):
     ----------
     h : float32 array (rows, D), C-contiguous; overwritten
     b : float32 array (D,)
-    ebuf : float32 array, unused (kept for signature parity with the callers' scratch)
+    ebuf : float32 array, not used (signature parity with the callers' scratch)
 
     Notes
     -----
-    One pass: ``z / (1 + exp(-z))`` with ``_exp_f32`` inlined, 16 lanes per AVX-512 instruction
-    on this machine (measured 10% faster than the former two-pass version with an int32 view).
+    One pass: ``z / (1 + exp(-z))`` with ``_exp_f32`` inlined, which LLVM vectorizes for the host
+    CPU (AVX2 or AVX-512 lanes, whichever it compiles for).
     """
     rows, d = h.shape
     one = np.float32(1.0)
@@ -115,7 +114,7 @@ def _exp_inplace(x, ebuf):
     Parameters
     ----------
     x : float array (n,), C-contiguous; overwritten
-    ebuf : float array of the same dtype, unused (signature parity)
+    ebuf : float array of the same dtype, not used (signature parity)
 
     Notes
     -----
@@ -140,7 +139,7 @@ def _bias_activation(h, b, activation, ebuf):
     h : float array (rows, D), C-contiguous; overwritten
     b : float array (D,)
     activation : int, 0 identity, 1 relu, 2 tanh, 3 silu
-    ebuf : float array (>= 2 * rows * D,), scratch used by float32 SiLU
+    ebuf : float array, not used (signature parity)
     """
     rows, d = h.shape
     if activation == 3 and h.itemsize == 4:
@@ -177,7 +176,7 @@ def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, ou
     x : float array (rows, D0), C-contiguous
     out : float array (rows, DL), C-contiguous, written
     h0, h1 : float arrays (>= rows * max(D1..D_{L-1}),), scratch
-    ebuf : float array (>= 2 * rows * max(D1..D_{L-1}),), scratch for the fused SiLU
+    ebuf : float array, not used (signature parity)
 
     Notes
     -----

@@ -5,11 +5,12 @@ They are the ground truth the compiled kernels are tested against, and what runs
 """
 import numpy as np
 
+from fastmbrl.nn._reference import _activation_forward
+
 
 def _silu_bias_f32(h, b, ebuf):
     """Reference of the float32 fused bias + SiLU: in place ``h = silu(h + b)``."""
-    z = h + b
-    h[...] = z / (1.0 + np.exp(-z))
+    h[...] = _activation_forward(h + b, 3)
 
 
 def _exp_inplace(x, ebuf):
@@ -22,14 +23,7 @@ def _exp_inplace(x, ebuf):
 
 def _bias_activation(h, b, activation, ebuf):
     """Reference fused bias + activation: in place ``h = act(h + b)`` (codes of ACTIVATIONS)."""
-    z = h + b
-    if activation == 1:
-        z = np.maximum(z, 0)
-    elif activation == 2:
-        z = np.tanh(z)
-    elif activation == 3:
-        z = z / (1 + np.exp(-z))
-    h[...] = z
+    h[...] = _activation_forward(h + b, activation)
 
 
 def _mlp_forward_flat(flat, layer_dims, ensemble_size, member, activation, x, out, h0, h1, ebuf):

@@ -17,6 +17,22 @@ def truncated_normal(rng, shape, std, dtype):
     return (out * std).astype(dtype)
 
 
+class ForwardCache:
+    """What one :meth:`EnsembleMLP.forward` pass leaves for its backward pass.
+
+    Attributes
+    ----------
+    net : EnsembleMLP, the network that made it
+    x : array (E, B, D_in), the input
+    z, y : lists of arrays (E, B, D_l), each layer's pre-activation and output
+    """
+
+    __slots__ = ("net", "x", "z", "y")
+
+    def __init__(self, net, x, z, y):
+        self.net, self.x, self.z, self.y = net, x, z, y
+
+
 class EnsembleMLP:
     """An ensemble of E multilayer perceptrons with identical architecture.
 
@@ -37,7 +53,8 @@ class EnsembleMLP:
     ----------
     flat : 1-D array holding every parameter (layout of ``fastmbrl.nn._flat``)
     params : list of views ``[W0, b0, W1, b1, ...]`` into ``flat``; W_l (E, fan_in, fan_out), b_l (E, fan_out)
-    grad_flat, grads : the same layout for the gradients written by ``backward``
+    grad_flat, grads : the same layout, the gradient buffer of the fused train step
+        (``fastmbrl.nn.GaussianTrainStep``); ``backward`` returns its own
     layer_dims : int64 array (D_in, hidden..., D_out)
 
     Notes
@@ -68,8 +85,6 @@ class EnsembleMLP:
         for layer in range(self.n_layers):
             W = self.params[2 * layer]
             W[...] = truncated_normal(rng, W.shape, 1.0 / (2.0 * np.sqrt(W.shape[1])), self.dtype)
-        self._cache_rows = -1
-        self._x = None
 
     @property
     def in_dim(self):
@@ -82,16 +97,6 @@ class EnsembleMLP:
     @property
     def shapes(self):
         return param_shapes(self.layer_dims, self.ensemble_size)
-
-    def _buffers(self, rows):
-        """(Re)allocate per-layer buffers when the batch size changes; reused otherwise."""
-        if rows != self._cache_rows:
-            E = self.ensemble_size
-            self._z = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
-            self._y = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
-            self._dz = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[1:]]
-            self._dx = [np.empty((E, rows, d), self.dtype) for d in self.layer_dims[:-1]]
-            self._cache_rows = rows
 
     def _check_input(self, name, x, width):
         if not isinstance(x, np.ndarray) or x.dtype != self.dtype:
@@ -113,47 +118,71 @@ class EnsembleMLP:
 
         Returns
         -------
-        y : array (E, B, D_out), a buffer owned by the network (copy it to keep it past the next call)
+        y : array (E, B, D_out), a new array
+        cache : ForwardCache
+            What :meth:`backward` needs (the input, every layer's pre-activation and output). The
+            network keeps nothing, so several passes can be alive at once.
         """
         x = self._check_input("x", x, self.in_dim)
-        self._buffers(x.shape[1])
-        self._x = x
+        E, rows = self.ensemble_size, x.shape[1]
+        zs, ys = [], []
         h = x
         last = self.n_layers - 1
         for layer in range(self.n_layers):
             act = self.activation_code if layer < last else 0
-            _kernels._dense_forward(h, self.params[2 * layer], self.params[2 * layer + 1], act,
-                                    self._z[layer], self._y[layer])
-            h = self._y[layer]
-        return h
+            width = int(self.layer_dims[layer + 1])
+            z = np.empty((E, rows, width), self.dtype)
+            y = np.empty((E, rows, width), self.dtype)
+            _kernels._dense_forward(h, self.params[2 * layer], self.params[2 * layer + 1], act, z, y)
+            zs.append(z)
+            ys.append(y)
+            h = y
+        return h, ForwardCache(self, x, zs, ys)
 
-    def backward(self, dy):
-        """Backpropagate ``dy`` = dLoss/dy through the last ``forward``.
+    def backward(self, dy, cache, grad_flat_out=None):
+        """Backpropagate ``dy`` = dLoss/dy through the pass that produced ``cache``.
 
         Parameters
         ----------
         dy : array (E, B, D_out)
+        cache : ForwardCache
+            Returned by :meth:`forward` of this network (the weights must not have changed since).
+        grad_flat_out : array (n_params,) of the network's dtype, optional
+            Where to write the parameter gradient (layout of ``flat``); default a new array.
 
         Returns
         -------
-        grads : list of arrays aligned with ``params`` (views into ``grad_flat``, overwritten each call)
+        grads : list of arrays aligned with ``params`` (views into ``grad_flat_out``)
         dx : array (E, B, D_in), dLoss/dx: the input gradient used for backpropagation through the model
         """
-        if self._x is None:
-            raise RuntimeError("backward: call forward first")
+        if not isinstance(cache, ForwardCache) or cache.net is not self:
+            raise TypeError(f"cache: expected the ForwardCache of a forward pass of this network, "
+                            f"got {type(cache).__name__}")
         dy = self._check_input("dy", dy, self.out_dim)
-        if dy.shape[1] != self._x.shape[1]:
-            raise ValueError(f"dy: expected {self._x.shape[1]} rows as in the last forward, got {dy.shape[1]}")
+        rows = cache.x.shape[1]
+        if dy.shape[1] != rows:
+            raise ValueError(f"dy: expected {rows} rows as in the cached forward pass, got "
+                             f"{dy.shape[1]}")
+        if grad_flat_out is None:
+            grad_flat_out = np.empty_like(self.flat)
+        elif (not isinstance(grad_flat_out, np.ndarray) or grad_flat_out.shape != self.flat.shape
+              or grad_flat_out.dtype != self.dtype or not grad_flat_out.flags.c_contiguous):
+            raise ValueError(f"grad_flat_out: expected a C-contiguous {np.dtype(self.dtype).name} "
+                             f"array of shape {self.flat.shape}, got "
+                             f"{getattr(grad_flat_out, 'shape', type(grad_flat_out).__name__)}")
+        grads = unflatten(grad_flat_out, self.layer_dims, self.ensemble_size)
+        E = self.ensemble_size
         last = self.n_layers - 1
         grad_out = dy
         for layer in range(last, -1, -1):
             act = self.activation_code if layer < last else 0
-            inp = self._x if layer == 0 else self._y[layer - 1]
-            _kernels._dense_backward(inp, self.params[2 * layer], self._z[layer], grad_out, act,
-                                     self._dz[layer], self.grads[2 * layer], self.grads[2 * layer + 1],
-                                     self._dx[layer])
-            grad_out = self._dx[layer]
-        return self.grads, grad_out
+            inp = cache.x if layer == 0 else cache.y[layer - 1]
+            dz = np.empty_like(cache.z[layer])
+            dx = np.empty((E, rows, int(self.layer_dims[layer])), self.dtype)
+            _kernels._dense_backward(inp, self.params[2 * layer], cache.z[layer], grad_out, act,
+                                     dz, grads[2 * layer], grads[2 * layer + 1], dx)
+            grad_out = dx
+        return grads, grad_out
 
     def __repr__(self):
         dims = "x".join(str(int(d)) for d in self.layer_dims)

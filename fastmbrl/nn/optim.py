@@ -28,6 +28,38 @@ def _flat_base(arrays):
     return base.reshape(-1)[offset:offset + total]
 
 
+
+def parse_weight_decay(weight_decay, n, per="parameter array"):
+    """One L2 decay per array: a float repeated ``n`` times, or ``n`` values, each finite and >= 0.
+
+    Parameters
+    ----------
+    weight_decay : float or sequence of float
+    n : int
+        How many values are needed.
+    per : str
+        What one value belongs to, for the error message.
+
+    Returns
+    -------
+    list of float, length ``n``
+
+    Raises
+    ------
+    ValueError
+        Naming ``weight_decay``, on a wrong count or a negative or non-finite value.
+    """
+    if np.ndim(weight_decay) == 0:
+        decays = [float(weight_decay)] * n
+    else:
+        decays = [float(d) for d in weight_decay]
+        if len(decays) != n:
+            raise ValueError(f"weight_decay: expected a float or {n} values (one per {per}), "
+                             f"got {len(decays)}")
+    if any(not (np.isfinite(d) and d >= 0) for d in decays):
+        raise ValueError(f"weight_decay: expected finite values >= 0, got {decays}")
+    return decays
+
 class Adam:
     """Adam (Kingma & Ba 2015) over a list of arrays, updated in place.
 
@@ -54,15 +86,7 @@ class Adam:
         for i, p in enumerate(self.params):
             if not isinstance(p, np.ndarray) or p.dtype.type not in (np.float32, np.float64):
                 raise TypeError(f"params[{i}]: expected a float32 or float64 array")
-        if np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * len(self.params)
-        else:
-            decays = [float(d) for d in weight_decay]
-            if len(decays) != len(self.params):
-                raise ValueError(f"weight_decay: expected a float or {len(self.params)} values "
-                                 f"(one per parameter array), got {len(decays)}")
-        if any(d < 0 for d in decays):
-            raise ValueError(f"weight_decay: expected values >= 0, got {decays}")
+        decays = parse_weight_decay(weight_decay, len(self.params), "parameter array")
         if lr <= 0:
             raise ValueError(f"lr: expected > 0, got {lr}")
         self.lr = float(lr)

@@ -16,6 +16,7 @@ import numpy as np
 from fastmbrl._validate import check_int
 from fastmbrl.nn import _kernels
 from fastmbrl.nn.mlp import EnsembleMLP
+from fastmbrl.nn.optim import parse_weight_decay
 
 __all__ = ["GaussianTrainStep"]
 
@@ -160,16 +161,7 @@ class GaussianTrainStep:
                              f"got {self.min_logvar}")
         self.bounds_grad = np.zeros(2 * D, dtype=self.dtype)
 
-        n_arrays = len(net.params)
-        if np.ndim(weight_decay) == 0:
-            decays = [float(weight_decay)] * n_arrays
-        else:
-            decays = [float(d) for d in weight_decay]
-            if len(decays) != n_arrays:
-                raise ValueError(f"weight_decay: expected a float or {n_arrays} values (one per "
-                                 f"array of net.params), got {len(decays)}")
-        if any(not np.isfinite(d) or d < 0 for d in decays):
-            raise ValueError(f"weight_decay: expected finite values >= 0, got {decays}")
+        decays = parse_weight_decay(weight_decay, len(net.params), "array of net.params")
         self.weight_decay = decays
         self._seg_end = np.cumsum([p.size for p in net.params]).astype(np.int64)
         self._seg_decay = np.array(decays, dtype=np.float64)

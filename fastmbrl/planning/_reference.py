@@ -8,10 +8,6 @@ import numpy as np
 
 from fastmbrl.models._reference import _model_predict, _model_step_grouped
 
-PROP_TS1 = 0
-PROP_TSINF = 1
-PROP_EXPECTATION = 2
-
 REWARD_FN = 0
 REWARD_LEARNED = 1
 REWARD_LATER = 2

@@ -247,7 +247,7 @@ class CEM(_Optimizer):
         super().__init__(horizon, population, iterations, seed)
         self.elite_frac = _check_fraction("elite_frac", elite_frac, closed_low=False)
         self.alpha = _check_fraction("alpha", alpha)
-        self.n_elites = max(1, int(round(self.elite_frac * self.population)))
+        self.num_elites = max(1, int(round(self.elite_frac * self.population)))
         self.init_std = init_std
         self.return_mean_elites = bool(return_mean_elites)
 
@@ -268,7 +268,7 @@ class CEM(_Optimizer):
         k._cem_sample(mean, var, lo, hi, z, samples)
         values = self._evaluate(objective, samples)
         self._track_best(state, samples, values)
-        k._cem_refit(samples, values, self.n_elites, self.alpha, mean, var)   # in place
+        k._cem_refit(samples, values, self.num_elites, self.alpha, mean, var)   # in place
         return samples.shape[0]
 
     def _result(self, state, lo, hi):
@@ -329,7 +329,7 @@ class ICEM(_Optimizer):
         H.
     population : int
         P, samples in the first iteration; iteration ``i`` samples
-        ``max(P * population_decay**-i, 2 * n_elites)``.
+        ``max(P * population_decay**-i, 2 * num_elites)``.
     elite_frac : float in (0, 1]
         Elites as a fraction of ``population``.
     iterations : int
@@ -373,7 +373,7 @@ class ICEM(_Optimizer):
         self.add_mean = bool(add_mean)
         self.init_std_frac = _check_fraction("init_std_frac", init_std_frac, high=np.inf,
                                              closed_low=False)
-        self.n_elites = max(1, int(round(self.elite_frac * self.population)))
+        self.num_elites = max(1, int(round(self.elite_frac * self.population)))
         self._kept = None
 
     def reset(self):
@@ -382,7 +382,7 @@ class ICEM(_Optimizer):
 
     def _population_at(self, iteration):
         n = int(self.population * self.population_decay ** (-iteration))
-        return max(n, 2 * self.n_elites)
+        return max(n, 2 * self.num_elites)
 
     def _init_state(self, lo, hi, init_mean):
         mean = (lo + hi) / 2 if init_mean is None else init_mean.copy()
@@ -410,7 +410,7 @@ class ICEM(_Optimizer):
         samples = np.clip(np.concatenate(parts) if len(parts) > 1 else samples, lo, hi)
         values = self._evaluate(objective, samples)
         self._track_best(state, samples, values)
-        k = min(self.n_elites, samples.shape[0])
+        k = min(self.num_elites, samples.shape[0])
         order = np.argsort(-values, kind="stable")[:k]
         elites = samples[order]
         state["elites"] = elites
@@ -421,7 +421,7 @@ class ICEM(_Optimizer):
         return samples.shape[0]
 
     def _result(self, state, lo, hi):
-        n_keep = int(round(self.keep_elites_frac * self.n_elites))
+        n_keep = int(round(self.keep_elites_frac * self.num_elites))
         self._kept = state["elites"][:n_keep].copy() if n_keep > 0 else None
         return np.clip(state["best"], lo, hi)
 

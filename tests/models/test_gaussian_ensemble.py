@@ -71,6 +71,22 @@ def test_predict_matches_predict_from_arrays(dtype, learn_reward):
     model.fit(obs, act, nxt, rew, max_epochs=3, progress=False)
     q_obs, q_act = obs[:17].astype(dtype), act[:17].astype(dtype)
     ref = predict_from_arrays(model.arrays(), q_obs, q_act)
+    # and an independent path: the training network's forward pass and the loss's soft bounds
+    x = model.input_normalizer.normalize(model.model_inputs(q_obs, q_act))
+    out, _ = model.net.forward(np.ascontiguousarray(np.broadcast_to(x, (3,) + x.shape)))
+    d = model.out_dim
+    lv, _ = fm.nn.soft_bound_logvar(np.ascontiguousarray(out[..., d:]), model.max_logvar,
+                                    model.min_logvar)
+    on = model.output_normalizer
+    full_mean = on.mean + on.std * out[..., :d]
+    full_var = on.std ** 2 * np.exp(lv)
+    delta = np.where(model.delta_mask, q_obs, 0)
+    tol = dict(rtol=RTOL[dtype], atol=ATOL[dtype])
+    np.testing.assert_allclose(ref[0], full_mean[..., :3] + delta, **tol)
+    np.testing.assert_allclose(ref[1], full_var[..., :3], **tol)
+    if learn_reward:
+        np.testing.assert_allclose(ref[2], full_mean[..., 3], **tol)
+        np.testing.assert_allclose(ref[3], full_var[..., 3], **tol)
     if learn_reward:
         mean, var, r_mean, r_var = model.predict(q_obs, q_act, return_reward=True)
         np.testing.assert_allclose(r_mean, ref[2], rtol=RTOL[dtype], atol=ATOL[dtype])

@@ -33,12 +33,12 @@ def test_tiny_network_by_hand(dtype):
     x = np.array([[[1.0, 2.0]]], dtype)
     # z0 = x W0 + b0 = [1 + 1, -1 + 2] + [0, -2] = [2, -1];  h = relu(z0) = [2, 0]
     # y = h W1 + b1 = [2, 4] + [0.5, -0.5] = [2.5, 3.5]
-    y = net.forward(x)
+    y, cache = net.forward(x)
     np.testing.assert_array_equal(y, [[[2.5, 3.5]]])
     # dy = [1, 1]: dW1 = h^T dy = [[2, 2], [0, 0]], db1 = [1, 1]
     # dh = dy W1^T = [3, 7]; relu' = [1, 0] -> dz0 = [3, 0]
     # dW0 = x^T dz0 = [[3, 0], [6, 0]], db0 = [3, 0], dx = dz0 W0^T = [3, 1.5]
-    grads, dx = net.backward(np.ones((1, 1, 2), dtype))
+    grads, dx = net.backward(np.ones((1, 1, 2), dtype), cache)
     np.testing.assert_array_equal(grads[2][0], [[2, 2], [0, 0]])
     np.testing.assert_array_equal(grads[3][0], [1, 1])
     np.testing.assert_array_equal(grads[0][0], [[3, 0], [6, 0]])
@@ -67,9 +67,9 @@ def test_forward_backward_match_twins_for_any_layout(rng, dtype, layout):
     elif layout == "strided":
         x, dy = np.repeat(x, 2, axis=1)[:, ::2], np.repeat(dy, 2, axis=1)[:, ::2]
     x.flags.writeable = False
-    out = net.forward(x).copy()
+    out, cache = net.forward(x)
     np.testing.assert_allclose(out, h, rtol=RTOL[dtype], atol=ATOL[dtype])
-    grads, dx = net.backward(dy)
+    grads, dx = net.backward(dy, cache)
     g = dy
     for layer in range(2, -1, -1):
         act = 3 if layer < 2 else 0
@@ -99,11 +99,16 @@ def test_forward_bad_input(rng, make, match, exc):
 
 def test_backward_bad_input(rng):
     net = fm.nn.EnsembleMLP(4, 2, hidden=(5,), ensemble_size=3)
-    with pytest.raises(RuntimeError, match="forward first"):
-        net.backward(np.zeros((3, 6, 2), np.float32))
-    net.forward(rng.standard_normal((3, 6, 4)).astype(np.float32))
+    with pytest.raises(TypeError, match="cache: expected the ForwardCache"):
+        net.backward(np.zeros((3, 6, 2), np.float32), None)
+    _, cache = net.forward(rng.standard_normal((3, 6, 4)).astype(np.float32))
     with pytest.raises(ValueError, match="dy: expected 6 rows"):
-        net.backward(np.zeros((3, 5, 2), np.float32))
+        net.backward(np.zeros((3, 5, 2), np.float32), cache)
+    other = fm.nn.EnsembleMLP(4, 2, hidden=(5,), ensemble_size=3)
+    with pytest.raises(TypeError, match="cache: expected the ForwardCache"):
+        other.backward(np.zeros((3, 6, 2), np.float32), cache)
+    with pytest.raises(ValueError, match="grad_flat_out: expected"):
+        net.backward(np.zeros((3, 6, 2), np.float32), cache, grad_flat_out=np.zeros(3, np.float32))
 
 
 def test_constructor_bad_input():
@@ -113,3 +118,28 @@ def test_constructor_bad_input():
         fm.nn.EnsembleMLP(2, 2, ensemble_size=0)
     with pytest.raises(TypeError, match="dtype"):
         fm.nn.EnsembleMLP(2, 2, dtype=np.int32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_concurrent_passes_match_sequential_ones(rng, dtype):
+    """Two passes alive at once (forward, forward, backward, backward) give the sequential results."""
+    net = fm.nn.EnsembleMLP(3, 2, hidden=(7, 5), ensemble_size=2, dtype=dtype, seed=3)
+    xa = rng.standard_normal((2, 6, 3)).astype(dtype)
+    xb = rng.standard_normal((2, 4, 3)).astype(dtype)      # another batch size too
+    dya = rng.standard_normal((2, 6, 2)).astype(dtype)
+    dyb = rng.standard_normal((2, 4, 2)).astype(dtype)
+    seq = []
+    for x, dy in ((xa, dya), (xb, dyb)):
+        y, cache = net.forward(x)
+        grads, dx = net.backward(dy, cache)
+        seq.append((y, [g.copy() for g in grads], dx))
+    ya, ca = net.forward(xa)
+    yb, cb = net.forward(xb)
+    gb, dxb = net.backward(dyb, cb)
+    ga, dxa = net.backward(dya, ca)
+    for (y, grads, dx), (y2, grads2, dx2) in zip(seq, ((ya, ga, dxa), (yb, gb, dxb))):
+        np.testing.assert_array_equal(y, y2)
+        np.testing.assert_array_equal(dx, dx2)
+        for g, g2 in zip(grads, grads2):
+            np.testing.assert_array_equal(g, g2)
+    assert not np.array_equal(seq[0][2][:, :4], seq[1][2])      # the two passes differ
