@@ -444,7 +444,8 @@ class ModelRollout:
         key = (chunk, n_rows, horizon)
         store = self._buffers
         buf = store.get(key)
-        if buf is None or buf.bonus_mean.shape[0] < bonus_members:
+        if buf is None or (bonus_members > 0 and buf.bonus_mean.shape[:2] != (
+                bonus_members, n_rows)):
             if len(store) > 4 * MAX_CHUNKS:  # a decaying population uses a few sizes; bound it
                 store.clear()
             noisy = self.propagation != "expectation"

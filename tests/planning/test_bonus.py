@@ -102,6 +102,18 @@ def test_bonus_zero_with_one_elite():
     np.testing.assert_array_equal(vals[0], vals[1])
 
 
+def test_bonus_switched_on_after_plain_calls_on_one_member_ensemble():
+    """Buffers made while the bonus was off are replaced when it is turned on (E = 1 too)."""
+    arrays = random_arrays(d_obs=2, d_act=1, ensemble_size=1, seed=6)
+    acts = np.random.default_rng(2).uniform(-1, 1, (4, 3, 1))
+    ro = ModelRollout(neg_sq_nb, particles=2, seed=1)
+    plain = ro.objective(arrays, np.zeros(2))(acts)
+    ro.bonus_weight = 2.0
+    ro.reseed(1)
+    np.testing.assert_array_equal(ro.objective(arrays, np.zeros(2))(acts), plain)
+    assert ro._buffers[(0, 8, 3)].bonus.shape == (3, 8)
+
+
 def test_bonus_raises_values_and_favours_uncertain_plans():
     """Disagreement grows with |x| here, so the bonus ranks the plan that goes far first."""
     arrays = linear_arrays(SLOPES)
