@@ -232,3 +232,38 @@ def test_bonus_weight_checked():
         ModelRollout(neg_sq_nb, bonus_weight=float("nan"))
     with pytest.raises(TypeError, match="bonus_weight"):
         ModelRollout(neg_sq_nb, bonus_weight="big")
+
+
+def test_bonus_decay_schedule_and_config():
+    from fastmbrl import config as cfg
+    from fastmbrl.loop import bonus_weight_at
+
+    c = cfg.from_dict({"planner": {"bonus_weight": 10.0, "bonus_decay_episodes": 4}})
+    assert [bonus_weight_at(c, k) for k in (1, 2, 3, 4, 5, 9)] == [10.0, 7.5, 5.0, 2.5, 0.0, 0.0]
+    no_decay = cfg.from_dict({"planner": {"bonus_weight": 3.0}})
+    assert bonus_weight_at(no_decay, 50) == 3.0
+    assert bonus_weight_at(cfg.RunConfig(), 1) == 0.0      # off by default
+    with pytest.raises(cfg.ConfigError, match="planner.bonus_weight"):
+        cfg.from_dict({"planner": {"bonus_weight": -1.0}})
+    with pytest.raises(cfg.ConfigError, match="planner.bonus_decay_episodes"):
+        cfg.from_dict({"planner": {"bonus_decay_episodes": -2}})
+
+
+def test_pets_passes_the_bonus_to_its_rollout():
+    from fastmbrl.agents import PETS
+
+    arrays = linear_arrays(SLOPES)
+    agent = PETS(arrays, zero_reward_nb, (np.array([-1.0]), np.array([1.0])), particles=2,
+                 seed=0, bonus_weight=4.0)
+    assert agent.rollout.bonus_weight == 4.0
+    assert PETS(arrays, zero_reward_nb, (np.array([-1.0]), np.array([1.0]))).rollout.bonus_weight == 0
+
+
+def test_bonus_on_by_default_only_where_the_spec_says():
+    from fastmbrl import config as cfg
+    from fastmbrl.envs.specs import SPECS
+
+    assert "MountainCarContinuous-v0" in SPECS and len(SPECS) >= 6
+    for spec_id, spec in SPECS.items():
+        c = cfg.from_dict(spec.defaults)
+        assert (c.planner.bonus_weight > 0) == (spec_id == "MountainCarContinuous-v0"), spec_id
