@@ -4,7 +4,8 @@
     python benchmarks/run_loop_table.py --envs Pendulum-v1 --seeds 0 --out table.md
 
 For every (env, seed): the return of every episode, the mean of episodes 6-10 (Pendulum's target
-statistic), the first episode reaching the target return (CartPole: 200), and wall time split into
+statistic; Reacher's too), the first episode reaching the target return (CartPole: 200,
+MountainCar: 90), and wall time split into
 model fitting, acting (planning) and environment stepping. Runs one after the other (the machine
 has two cores; the planner may use both).
 """
@@ -24,6 +25,9 @@ DEFAULT_PLAN = {
     "Pendulum-v1": (10, (0, 1, 2), -250.0, "mean6-10"),
     "CartPoleContinuous-v0": (15, (0, 1, 2), 200.0, "first"),
     "InvertedPendulum-v5": (10, (0,), 1000.0, "first"),
+    "MountainCarContinuous-v0": (5, (0, 1, 2), 90.0, "first"),
+    "Reacher-v5": (10, (0, 1, 2), -5.0, "mean6-10"),
+    "HalfCheetah-v5": (10, (0,), float("nan"), "mean6-10"),
 }
 
 

@@ -104,6 +104,10 @@ class PlannerConfig:
     """Particle propagation: 'ts1', 'tsinf' or 'expectation'."""
     options: dict = field(default_factory=dict)
     """Extra keyword arguments passed to the optimizer's constructor (e.g. MPPI's temperature)."""
+    bonus_weight: float = 0.0
+    """Optimism bonus w: plans maximise return + w * the ensemble's disagreement (0: off)."""
+    bonus_decay_episodes: int = 0
+    """Episode k plans with w * max(0, 1 - (k - 1) / bonus_decay_episodes); 0: w throughout."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section (``options`` are checked
@@ -117,6 +121,8 @@ class PlannerConfig:
             ("alpha", alpha_in_range(self.alpha), "in [0, 1)"),   # the planners' own rule
             ("particles", self.particles >= 1, "at least 1"),
             ("propagation", self.propagation in PROPAGATION_MODES, ", ".join(PROPAGATION_MODES)),
+            ("bonus_weight", 0 <= self.bonus_weight < float("inf"), "a finite number >= 0"),
+            ("bonus_decay_episodes", self.bonus_decay_episodes >= 0, "non-negative"),
         ]
 
 

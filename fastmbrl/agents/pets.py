@@ -69,6 +69,10 @@ class PETS(Agent):
         leaves BLAS alone.
     seed : int or None
         Seeds the rollout's noise and member assignments.
+    bonus_weight : float
+        Optimism bonus ``w >= 0`` (exploration from the ensemble's disagreement): plans maximize
+        the return plus ``w`` times the elite members' disagreement summed along the trajectory
+        (see ``fastmbrl.planning.ModelRollout``). 0 (default) is plain PETS.
 
     Attributes
     ----------
@@ -92,7 +96,7 @@ class PETS(Agent):
 
     def __init__(self, model, reward_fn, action_space, planner=None, particles=20,
                  propagation="ts1", termination_fn=None, warm_start=True, n_threads="auto",
-                 blas_threads=1, seed=None):
+                 blas_threads=1, seed=None, bonus_weight=0.0):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
@@ -121,7 +125,7 @@ class PETS(Agent):
         self.n_threads = n_threads
         self.rollout = ModelRollout(reward_fn, termination_fn, particles=particles,
                                     propagation=propagation, n_threads=n_threads, seed=seed,
-                                    blas_threads=blas_threads)
+                                    blas_threads=blas_threads, bonus_weight=bonus_weight)
         self.particles = self.rollout.particles
         self.propagation = propagation
         self.warm_start = check_bool("warm_start", warm_start)

@@ -37,7 +37,8 @@ from fastmbrl.algorithms._common import (
     write_results,
 )
 
-__all__ = ["BUDGET", "check", "fit_model", "make_agent", "make_model", "make_planner", "run"]
+__all__ = ["BUDGET", "bonus_weight_at", "check", "fit_model", "make_agent", "make_model", "make_planner",
+           "run"]
 
 BUDGET = "episodes"
 
@@ -78,8 +79,22 @@ def make_planner(config, seed):
     return cls(**kwargs)
 
 
-def make_agent(model, action_space, reward_fn, termination_fn, config, seed):
-    """Build the PETS agent of one episode (its planner and rollout seeded from ``seed``)."""
+def bonus_weight_at(config, episode):
+    """The optimism bonus weight episode ``episode`` (1-based; None: the first) plans with.
+
+    ``w * max(0, 1 - (episode - 1) / bonus_decay_episodes)``, or ``w`` when the decay is 0: the
+    disagreement already shrinks where data accumulates; the schedule guarantees that late
+    episodes optimise the plain return.
+    """
+    p = config.planner
+    if p.bonus_weight <= 0 or p.bonus_decay_episodes <= 0 or episode is None:
+        return float(p.bonus_weight)
+    return float(p.bonus_weight) * max(0.0, 1.0 - (episode - 1) / p.bonus_decay_episodes)
+
+
+def make_agent(model, action_space, reward_fn, termination_fn, config, seed, episode=None):
+    """Build the PETS agent of one episode (its planner and rollout seeded from ``seed``; the
+    optimism bonus weighted for ``episode``, see :func:`bonus_weight_at`)."""
     from fastmbrl import agents
 
     planner_seed, rollout_seed = np.random.SeedSequence(seed).generate_state(2)
@@ -87,7 +102,7 @@ def make_agent(model, action_space, reward_fn, termination_fn, config, seed):
     return agents.PETS(model, reward_fn, action_space, planner=planner,
                        particles=config.planner.particles,
                        propagation=config.planner.propagation, termination_fn=termination_fn,
-                       seed=int(rollout_seed))
+                       seed=int(rollout_seed), bonus_weight=bonus_weight_at(config, episode))
 
 
 def fit_model(model, buffer, model_config):
@@ -205,7 +220,7 @@ def run(ctx, random_policy=False):
         agent_seed = derive_seed(cfg.seed, STREAM_PLANNER, episode)
         agent = agents.RandomAgent(env.env.action_space, agent_seed) if random_policy else \
             make_agent(model, env.env.action_space, env.reward_fn, env.termination_fn, cfg,
-                       agent_seed)
+                       agent_seed, episode=episode)
         agent.reset()
 
         # ---- line 5: collect an episode into the buffer -----------------------------------------

@@ -106,7 +106,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     ensemble_size, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
-                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out):
+                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out,
+                    bonus_weight, bonus_mean, bonus_var, bonus):
     """Roll ``P`` action sequences through the ensemble from ``obs0`` and score them.
 
     Parameters
@@ -159,7 +160,16 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     h0, h1 : float arrays (>= R max(hidden widths),), scratch of the network
     ebuf : float array (>= 2 R D_out,), scratch of the model step
     values_out : float array (P,)
-        Written with the candidates' values when neither mode is 2.
+        Written with the candidates' values when neither mode is 2 (plus the optimism bonus).
+    bonus_weight : float
+        Weight ``w`` of the optimism bonus (see ``_disagreement``); 0 turns it off and then
+        ``bonus_mean``, ``bonus_var`` and ``bonus`` are not touched (no extra work).
+    bonus_mean, bonus_var : float arrays (>= M, R, D_out) when ``w > 0``, else any (k, 1, D_out)
+        Scratch: every elite member's predicted mean and variance at each row's current state.
+    bonus : float array (H, R) when ``w > 0``, else any 2-D, written
+        Per-step, per-row member disagreement ``u[t, i]``; the value gains
+        ``w (1/N) sum_{i in p} sum_t u[t, i]`` counted until termination like the rewards
+        (``_add_bonus``; the caller adds it itself in modes 2).
 
     Returns
     -------
@@ -221,6 +231,10 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                         nxt[i, d] += pred_mean[0, i, d]
                     if reward_mode == 1:
                         rewards[t, i] += pred_mean[0, i, d_obs]
+                if bonus_weight > 0.0:       # the bonus reuses the members' means
+                    for i in range(n_rows):
+                        for d in range(d_obs):
+                            bonus_mean[m, i, d] = pred_mean[0, i, d]
             inv = 1.0 / n_used
             for i in range(n_rows):
                 for d in range(d_obs):
@@ -234,6 +248,15 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                 plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
                                 out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
                                 ebuf, nxt, rewards[t])
+
+        # ---- optimism bonus: every elite member's mean at this step's rows (only when on)
+        if bonus_weight > 0.0:
+            if propagation != 2:
+                _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
+                               plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                               out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf,
+                               bonus_mean, bonus_var)
+            _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
 
         # ---- reward and termination of the whole step, compiled user code behind a status
         # wrapper (rollout._status_wrapper): it writes the step's row and returns 0, or 1 if the
@@ -249,7 +272,75 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
 
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+        if bonus_weight > 0.0:
+            _add_bonus(bonus, dones, n_particles, bonus_weight, values_out)
     return 0
+
+
+@njit(**_JIT)
+def _disagreement(means, n_used, d_obs, out_std, u_out):
+    """Member disagreement of each row: the variance across members of the predicted mean.
+
+    Parameters
+    ----------
+    means : float array (>= M, R, D_out)
+        ``means[m, i]``: member ``m``'s predicted mean of row ``i``'s next state (raw units).
+    n_used : int
+        M, the members compared (the first M of ``means``).
+    d_obs : int
+        Only the observation columns ``< D_obs`` count (not a learned reward).
+    out_std : float array (D_out,)
+        The target normaliser's scale: differences are measured in its (normalised) units.
+    u_out : float array (R,), written
+
+    Notes
+    -----
+    ``u_i = sum_{d < D_obs} (1/M) sum_m (mu_{m,i,d} - mean_m mu_{m,i,d})^2 / out_std_d^2``: the
+    epistemic part of the ensemble's predictive variance (course notes Sec. 4), summed over
+    dims; 0 when the members agree (and for M = 1).
+    """
+    n_rows = u_out.shape[0]
+    inv_m = 1.0 / n_used
+    for i in range(n_rows):
+        u_out[i] = 0.0
+    for d in range(d_obs):
+        inv_var = 1.0 / (out_std[d] * out_std[d])
+        for i in range(n_rows):
+            s = 0.0
+            for m in range(n_used):
+                s += means[m, i, d]
+            mu = s * inv_m
+            ss = 0.0
+            for m in range(n_used):
+                diff = means[m, i, d] - mu
+                ss += diff * diff
+            u_out[i] += ss * inv_m * inv_var
+
+
+@njit(**_JIT)
+def _add_bonus(bonus, dones, n_particles, weight, values_out):
+    """Add ``weight`` times the per-candidate mean over particles of the summed bonus, in place.
+
+    Parameters
+    ----------
+    bonus : float array (H, R)
+        Per-step disagreement of each row (``_disagreement``).
+    dones : bool array (H, R)
+        Termination flags; the terminating step's bonus counts, later ones do not (as rewards).
+    n_particles : int
+        N; row ``i`` belongs to candidate ``i // N``.
+    weight : float
+    values_out : float array (P,), updated
+    """
+    horizon = bonus.shape[0]
+    for p in range(values_out.shape[0]):
+        total = 0.0
+        for i in range(p * n_particles, (p + 1) * n_particles):
+            for t in range(horizon):
+                total += bonus[t, i]
+                if dones[t, i]:
+                    break
+        values_out[p] += weight * total / n_particles
 
 
 @njit(**_JIT)

@@ -56,7 +56,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     ensemble_size, activation, members, plain_idx, angle_idx, delta_mask, in_mean,
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
-                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out):
+                    y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out,
+                    bonus_weight, bonus_mean, bonus_var, bonus):
     """Reference of the compiled rollout; see ``fastmbrl.planning._kernels._rollout_values``."""
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles
@@ -78,6 +79,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                out_mean, out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1,
                                ebuf, pred_mean, pred_var)
                 mean += pred_mean[0]
+                if bonus_weight > 0.0:
+                    bonus_mean[m] = pred_mean[0]
             mean /= n_used
             nxt[...] = mean[:, :d_obs]
             if reward_mode == 1:
@@ -88,6 +91,13 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                 plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
                                 out_std, max_logvar, min_logvar, x_buf, y_buf, std_buf, h0, h1,
                                 ebuf, nxt, rewards[t])
+        if bonus_weight > 0.0:
+            if propagation != 2:        # expectation: the members' means were kept above
+                _model_predict(obs, acts, members, flat, layer_dims, ensemble_size, activation,
+                               plain_idx, angle_idx, delta_mask, in_mean, in_std, out_mean,
+                               out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf,
+                               bonus_mean, bonus_var)
+            _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
         if reward_mode == 0:
             status = reward_fn(obs, acts, nxt, rewards[t])
             if status != 0:
@@ -98,7 +108,23 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                 return (t * 2 + 1) * 4 + status
     if reward_mode != 2 and term_mode != 2:
         _masked_returns(rewards, dones, n_particles, values_out)
+        if bonus_weight > 0.0:
+            _add_bonus(bonus, dones, n_particles, bonus_weight, values_out)
     return 0
+
+
+def _disagreement(means, n_used, d_obs, out_std, u_out):
+    """Reference member disagreement: variance over the first M members' means, normalised."""
+    mu = means[:n_used, :, :d_obs]
+    u_out[...] = (mu.var(axis=0) / out_std[:d_obs] ** 2).sum(axis=1)
+
+
+def _add_bonus(bonus, dones, n_particles, weight, values_out):
+    """Reference: ``values_out += weight *`` the masked bonus sums averaged over particles."""
+    done_before = np.zeros_like(dones)
+    done_before[1:] = np.logical_or.accumulate(dones, axis=0)[:-1]
+    per_row = np.where(done_before, 0.0, bonus).sum(axis=0)
+    values_out += weight * per_row.reshape(-1, n_particles).mean(axis=1)
 
 
 def _cem_sample(mean, var, lower, upper, z, samples):

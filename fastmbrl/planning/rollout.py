@@ -297,6 +297,17 @@ def is_numba_function(fn):
     return isinstance(fn, Dispatcher)
 
 
+def check_bonus_weight(bonus_weight):
+    """The optimism bonus weight as a float ``>= 0``; raise ValueError naming it otherwise."""
+    if isinstance(bonus_weight, bool) or not isinstance(bonus_weight, (int, float, np.floating,
+                                                                       np.integer)):
+        raise TypeError(f"bonus_weight: expected a number >= 0, got {bonus_weight!r}")
+    w = float(bonus_weight)
+    if not (np.isfinite(w) and w >= 0):
+        raise ValueError(f"bonus_weight: expected a finite number >= 0, got {bonus_weight!r}")
+    return w
+
+
 def _writable(a):
     # Numba types read-only arrays differently; the kernel's entry point is compiled for writable
     # ones, so read-only inputs (np.load mmap, frozen model snapshots) are copied.
@@ -375,7 +386,8 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
 class _Buffers:
     """Every array one worker's kernel call needs for ``R`` rows, allocated once and reused."""
 
-    def __init__(self, n_rows, horizon, dims, d_obs, d_act, d_out, dtype, n_perm_steps, noisy):
+    def __init__(self, n_rows, horizon, dims, d_obs, d_act, d_out, dtype, n_perm_steps, noisy,
+                 bonus_members=0):
         max_hidden = int(max(dims[1:-1])) if len(dims) > 2 else 1
         self.perm_uniforms = np.zeros((n_perm_steps, n_rows))
         self.perms = np.zeros((n_perm_steps, n_rows), dtype=np.int64)
@@ -393,6 +405,11 @@ class _Buffers:
         self.h0 = np.zeros(n_rows * max_hidden, dtype=dtype)
         self.h1 = np.zeros(n_rows * max_hidden, dtype=dtype)
         self.ebuf = np.zeros(2 * n_rows * max(max_hidden, d_out), dtype=dtype)
+        # optimism bonus: every member's mean at every row (only when on; else placeholders)
+        b_shape = (bonus_members, n_rows, d_out) if bonus_members > 0 else (1, 1, d_out)
+        self.bonus_mean = np.zeros(b_shape, dtype=dtype)
+        self.bonus_var = np.zeros(b_shape, dtype=dtype)
+        self.bonus = np.zeros((horizon, n_rows) if bonus_members > 0 else (1, 1), dtype=dtype)
 
 
 class ModelRollout:
@@ -419,11 +436,21 @@ class ModelRollout:
     blas_threads : int or None
         OpenBLAS threads while the kernels run (threadpoolctl), 1 by default: with scipy's
         two-thread OpenBLAS team left on, objective calls ran several times slower on the shared
-        2-core machine (benchmarks/README.md). None leaves BLAS alone. ``blas_limit()`` applies the limit around several calls.
+        2-core machine (benchmarks/README.md).
+        None leaves BLAS alone. ``blas_limit()`` applies the limit around several calls.
+    bonus_weight : float
+        ``w >= 0``, weight of the optimism bonus (exploration from the ensemble's disagreement):
+        a candidate's value becomes ``return + w * (1/N) sum_i sum_t u[t, i]`` where ``u[t, i]`` is
+        the variance across the elite members' predicted means of the next state from particle
+        ``i``'s state at step ``t``, in the target normaliser's units, summed over observation
+        dims (``fastmbrl.planning._kernels._disagreement``), counted until termination. It needs
+        every elite member's forward pass on every row at every step (M + 1 passes instead of 1
+        for ts1/tsinf; "expectation" computes them anyway and the bonus reuses them), so it is
+        computed only when ``w > 0``; 0 (default) is the plain PETS objective, bit for bit.
     """
 
     def __init__(self, reward_fn=None, termination_fn=None, particles=20, propagation="ts1",
-                 n_threads=1, seed=None, blas_threads=1):
+                 n_threads=1, seed=None, blas_threads=1, bonus_weight=0.0):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
@@ -435,6 +462,7 @@ class ModelRollout:
                 raise TypeError(f"{name}: expected a callable or None, got {type(fn).__name__}")
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
+        self.bonus_weight = check_bonus_weight(bonus_weight)
         self.particles = int(particles)
         self.propagation = propagation
         self.n_threads = int(n_threads)
@@ -513,7 +541,8 @@ class ModelRollout:
         -------
         callable
             Maps float array (P, H, D_act) of candidate sequences to their values (P,) in the
-            model's dtype (mean over particles of the summed rewards).
+            model's dtype (mean over particles of the summed rewards, plus the optimism bonus
+            when ``bonus_weight > 0``).
         """
         arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
         obs = _writable(as_float_array("obs", obs, dtype=dtype, shape=(d_obs,)))
@@ -579,16 +608,18 @@ class ModelRollout:
 
     # ------------------------------------------------------------------ evaluation
     def _get_buffers(self, chunk, n_rows, horizon, arrays, d_obs, d_act, dtype):
+        bonus_members = int(arrays.ensemble_size) if self.bonus_weight > 0 else 0
         key = (chunk, n_rows, horizon)
         store = self._buffers
         buf = store.get(key)
-        if buf is None:
+        if buf is None or (bonus_members > 0 and buf.bonus_mean.shape[:2] != (
+                bonus_members, n_rows)):
             if len(store) > 4 * MAX_CHUNKS:  # a decaying population uses a few sizes; bound it
                 store.clear()
             noisy = self.propagation != "expectation"
             n_perm = horizon if self.propagation == "ts1" else 1
             buf = _Buffers(n_rows, horizon, arrays.layer_dims, d_obs, d_act, d_obs + int(
-                arrays.has_reward), dtype, n_perm, noisy)
+                arrays.has_reward), dtype, n_perm, noisy, bonus_members)
             store[key] = buf
         return buf
 
@@ -620,7 +651,7 @@ class ModelRollout:
             PROPAGATIONS[self.propagation], bound.reward_mode, bound.term_mode,
             bound.kernel_reward_fn, bound.kernel_term_fn, buf.states, buf.act_rows, buf.rewards,
             buf.dones, buf.x, buf.y, buf.std, buf.pred_mean, buf.pred_var, buf.h0, buf.h1,
-            buf.ebuf, values_out)
+            buf.ebuf, values_out, self.bonus_weight, buf.bonus_mean, buf.bonus_var, buf.bonus)
         if backend.use_compiled():
             # the argument types are fixed for a bound objective: look the entry point up once
             # (hashing the function signatures for the key cost ~20 us per call)
@@ -691,6 +722,8 @@ class ModelRollout:
             else:
                 buf.dones[...] = res.reshape(horizon, n_rows)
         k._masked_returns(buf.rewards, buf.dones, n_part, values_out)
+        if self.bonus_weight > 0:
+            k._add_bonus(buf.bonus, buf.dones, n_part, self.bonus_weight, values_out)
 
     def evaluate(self, bound, actions):
         """Values (P,) of candidate sequences ``actions`` (P, H, D_act) for a bound objective."""

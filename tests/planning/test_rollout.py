@@ -71,7 +71,8 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
         arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean, arrays.out_std,
         arrays.max_logvar, arrays.min_logvar, propagation, reward_mode, term_mode, reward_fn,
         term_fn, buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std,
-        buf.pred_mean, buf.pred_var, buf.h0, buf.h1, buf.ebuf, values)
+        buf.pred_mean, buf.pred_var, buf.h0, buf.h1, buf.ebuf, values, 0.0, buf.bonus_mean,
+        buf.bonus_var, buf.bonus)
     if module is _kernels:
         status = _entry_point(args, (np.dtype(dtype).name, reward_fn.sig, term_fn.sig))(*args)
     else:

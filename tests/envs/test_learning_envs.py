@@ -1,0 +1,50 @@
+"""Short PETS runs on MountainCarContinuous-v0, Reacher-v5 and HalfCheetah-v5 beat random play.
+
+Each run is the spec's defaults shrunk to fit a couple of minutes (fewer or shorter episodes, a
+smaller planning budget where the defaults' budget is an hour); the random baseline plays the same
+episodes (same seeds, same lengths) with uniformly random actions.
+"""
+import numpy as np
+import pytest
+
+import fastmbrl as fm
+
+pytestmark = pytest.mark.slow
+
+
+def _returns(env_id, agent, episodes, config, seed=0):
+    result = fm.run(env_id, agent=agent, episodes=episodes, seed=seed, config=config)
+    return np.asarray(result.returns)
+
+
+def _needs(env_id):
+    if not fm.envs.get_spec(env_id).available:
+        pytest.skip(f"{env_id} needs the mujoco extra")
+
+
+def test_mountain_car_beats_random():
+    """Over 300-step episodes random play pays about -10 of action cost; PETS (with the defaults'
+    optimism bonus) either stays near 0 or reaches the flag (+90), in both cases above random."""
+    config = {"algorithm": {"max_episode_steps": 300}}
+    pets = _returns("MountainCarContinuous-v0", "pets", 2, config)
+    rand = _returns("MountainCarContinuous-v0", "random", 2, config)
+    assert pets.min() > rand.max(), (pets, rand)
+
+
+def test_reacher_beats_random():
+    _needs("Reacher-v5")
+    config = {"algorithm": {"initial_steps": 200}}
+    pets = _returns("Reacher-v5", "pets", 3, config)
+    rand = _returns("Reacher-v5", "random", 3, config)
+    # the last two episodes, after two refits
+    assert pets[1:].mean() > rand[1:].mean() + 10, (pets, rand)
+
+
+def test_half_cheetah_beats_random():
+    _needs("HalfCheetah-v5")
+    config = {"algorithm": {"initial_steps": 1000, "max_episode_steps": 100},
+              "planner": {"population": 100, "horizon": 10, "particles": 2, "iterations": 3},
+              "model": {"max_epochs": 10}}
+    pets = _returns("HalfCheetah-v5", "pets", 1, config)
+    rand = _returns("HalfCheetah-v5", "random", 1, config)
+    assert pets[0] > rand[0], (pets, rand)
