@@ -5,8 +5,8 @@ from numba import njit
 
 from fastmbrl._config import ATOL, RTOL
 from fastmbrl.planning import ModelRollout, _kernels, _reference
-from fastmbrl.planning.rollout import (_Buffers, _compiled_function_handle, _entry_point,
-                                       check_model_arrays)
+from fastmbrl.planning.rollout import (_Buffers, _PythonStatusHandle, _compiled_function_handle,
+                                       _entry_point, check_model_arrays)
 from planning_helpers import linear_arrays, random_arrays
 
 DTYPES = [np.float32, np.float64]
@@ -168,6 +168,9 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, weight, 
     if module is _kernels:
         rfn = _compiled_function_handle(rfn, dtype, d_obs, d_act, "reward_fn")
         tfn = _compiled_function_handle(tfn, dtype, d_obs, d_act, "termination_fn")
+    else:       # the twin gets the same status contract in Python
+        rfn = _PythonStatusHandle(rfn, "reward_fn")
+        tfn = _PythonStatusHandle(tfn, "termination_fn")
     values = np.zeros(n_cand, dtype=dtype)
     args = (
         actions.astype(dtype), obs0.astype(dtype), n_particles, buf.perm_uniforms, buf.perms,
@@ -178,9 +181,10 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, weight, 
         buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std, buf.pred_mean, buf.pred_var,
         buf.h0, buf.h1, buf.ebuf, values, weight, buf.bonus_mean, buf.bonus_var, buf.bonus)
     if module is _kernels:
-        _entry_point(args, (np.dtype(dtype).name, rfn.sig, tfn.sig))(*args)
+        status = _entry_point(args, (np.dtype(dtype).name, rfn.sig, tfn.sig))(*args)
     else:
-        module._rollout_values(*args)
+        status = module._rollout_values(*args)
+    assert status == 0
     return values, buf
 
 
