@@ -37,7 +37,8 @@ import math
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._numba import _exp_f32, _exp_inplace, _member_layer, _mlp_forward_flat
+from fastmbrl.nn._numba import (_activate, _exp_f32, _exp_inplace, _member_layer,
+                                _mlp_forward_flat)
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -384,13 +385,7 @@ def _bias_tape_activation(z, b, activation, h_out):
         for j in range(d):
             v = z[i, j] + b[j]
             z[i, j] = v
-            if activation == 1:
-                v = max(v, 0.0)
-            elif activation == 2:
-                v = math.tanh(v)
-            elif activation == 3:
-                v = v / (1.0 + math.exp(-v))
-            h_out[i, j] = v
+            h_out[i, j] = _activate(v, activation)
 
 
 @njit(**_JIT)

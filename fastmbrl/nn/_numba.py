@@ -131,6 +131,19 @@ def _exp_inplace(x, ebuf):
 
 
 @njit(**_JIT)
+def _activate(v, activation):
+    """One hidden activation of a scalar (codes of fastmbrl._config.ACTIVATIONS: 0 identity,
+    1 ReLU, 2 tanh, 3 SiLU); the generic path of the bias + activation loops."""
+    if activation == 1:
+        return max(v, 0.0)
+    if activation == 2:
+        return math.tanh(v)
+    if activation == 3:
+        return v / (1.0 + math.exp(-v))
+    return v
+
+
+@njit(**_JIT)
 def _bias_activation(h, b, activation, ebuf):
     """In place ``h = act(h + b)`` (fused); ``activation`` is a code of ``_config.ACTIVATIONS``.
 
@@ -147,14 +160,7 @@ def _bias_activation(h, b, activation, ebuf):
         return
     for i in range(rows):
         for j in range(d):
-            z = h[i, j] + b[j]
-            if activation == 1:
-                z = max(z, 0.0)
-            elif activation == 2:
-                z = math.tanh(z)
-            elif activation == 3:
-                z = z / (1.0 + math.exp(-z))
-            h[i, j] = z
+            h[i, j] = _activate(h[i, j] + b[j], activation)
 
 
 @njit(**_JIT)
