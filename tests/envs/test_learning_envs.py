@@ -12,8 +12,8 @@ import fastmbrl as fm
 pytestmark = pytest.mark.slow
 
 
-def _returns(env_id, agent, episodes, config, seed=0):
-    result = fm.run(env_id, agent=agent, episodes=episodes, seed=seed, config=config)
+def _returns(env_id, algorithm, episodes, config, seed=0):
+    result = fm.run(env_id, algorithm=algorithm, episodes=episodes, seed=seed, config=config)
     return np.asarray(result.returns)
 
 
