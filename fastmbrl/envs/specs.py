@@ -85,7 +85,9 @@ _SPECS = [
                             "max_epochs": 100, "batch_size": 64, "patience": 5},
                   "planner": {"name": "cem", "horizon": 25, "population": 150, "iterations": 5,
                               "particles": 5, "elite_frac": 0.1, "alpha": 0.1},
-                  "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False}},
+                  "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False},
+                  # rl-zoo's Pendulum-v1 SAC: lr 1e-3, otherwise SB3's defaults
+                  "sac": {"lr": 1e-3, "total_steps": 8000, "eval_every": 1000}},
         description="swing up and balance a pendulum; 200 steps, solved near -150"),
     EnvSpec(
         id="MountainCarContinuous-v0", factory=_gym_factory("MountainCarContinuous-v0"),
@@ -138,7 +140,9 @@ _SPECS = [
                             "max_epochs": 25},
                   "planner": {"name": "cem", "horizon": 30, "population": 350, "iterations": 5,
                               "particles": 20},
-                  "algorithm": {"episodes": 100, "initial_steps": 5000}},
+                  "algorithm": {"episodes": 100, "initial_steps": 5000},
+                  # rl-zoo's MuJoCo SAC: 10k random steps
+                  "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 5000}},
         description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
 ]
 
