@@ -497,7 +497,7 @@ class EvalRecord:
     """One evaluation of a step-based run (one results row).
 
     ``ret`` / ``ret_std``: mean and standard deviation of the evaluation episodes' returns (the
-    deterministic policy on its own environment instance), ``length`` their mean length. The
+    deterministic policy on its own environment instance), ``length`` their mean length (rounded). The
     times (seconds) and ``updates_per_s`` cover the segment since the previous evaluation:
     ``env_time`` training ``env.step`` calls, ``act_time`` training actions, ``update_time`` SAC
     updates, ``fit_time`` model refits, ``rollout_time`` model rollouts, ``eval_time`` the
@@ -509,7 +509,7 @@ class EvalRecord:
     steps: int
     ret: float
     ret_std: float = 0.0
-    length: float = 0.0
+    length: int = 0
     wall_time: float = 0.0
     updates: int = 0
     updates_per_s: float = 0.0
@@ -839,7 +839,8 @@ class StepLoop:
             wall = time.perf_counter() - t_start
             record = EvalRecord(
                 episode=len(self.records) + 1, steps=self.steps, ret=float(rets.mean()),
-                ret_std=float(rets.std()), length=float(np.mean([r.length for r in eval_recs])),
+                ret_std=float(rets.std()),
+                length=int(round(float(np.mean([r.length for r in eval_recs])))),
                 wall_time=wall, updates=self.counters["updates"],
                 updates_per_s=n_upd / seg["update"] if seg["update"] > 0 else 0.0,
                 env_time=seg["env"], act_time=seg["act"], update_time=seg["update"],
