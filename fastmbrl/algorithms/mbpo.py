@@ -1,6 +1,7 @@
 """MBPO: model-based policy optimisation (Janner et al. 2019, Algorithm 2; course notes, 5.2).
 
-    1: collect sac.learning_starts random steps into the environment buffer D_env
+    1: collect mbpo.random_steps (default sac.learning_starts) random steps into the environment
+       buffer D_env
     2: for each environment step t:
     3:     if t is a refit step (every model_train_every steps from the end of the random data):
     4:         fit the ensemble to D_env (warm start, early stopping, elites; at most
@@ -121,9 +122,12 @@ def check(ctx):
 
     cfg, env = ctx.config, ctx.env
     _sac.check(ctx)
-    if cfg.sac.learning_starts < 2:
+    if cfg.mbpo.random_steps == 0 and cfg.sac.learning_starts < 2:
         raise ConfigError(f"sac.learning_starts: mbpo fits its model to the random steps, expected "
                           f"at least 2, got {cfg.sac.learning_starts}")
+    if step_budget(cfg, cfg.mbpo) < 1:
+        raise ValueError(f"steps: expected at least 1 environment step for mbpo, got "
+                         f"{step_budget(cfg, cfg.mbpo)}")
     try:
         model = _make_model(env, cfg, seed=0)
     except (TypeError, ValueError) as exc:
@@ -131,7 +135,7 @@ def check(ctx):
     if env.reward_fn is None and not cfg.model.learn_reward:
         raise ConfigError("model.learn_reward: mbpo needs a reward function (reward_fn=) or a "
                           "learned reward head (model.learn_reward=true), got neither")
-    agent = _sac.make_agent(env, cfg, seed=0)
+    agent = _sac.make_agent(env, cfg, seed=0, hidden=cfg.mbpo.hidden)
     _model_env(model, env).rollout(agent, np.zeros((2, env.obs_dim)), 1,
                                    np.random.default_rng(0))
 
@@ -140,10 +144,11 @@ def run(ctx):
     """Run MBPO from ``ctx`` (a ``fastmbrl.algorithms._common.RunContext``); returns a RunResult."""
     cfg, env = ctx.config, ctx.env
     s, mb, m = cfg.sac, cfg.mbpo, cfg.model
-    agent = _sac.make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0))
+    random_steps = mb.random_steps or s.learning_starts
+    agent = _sac.make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0), hidden=mb.hidden)
     model = _make_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
-    loop = StepLoop(ctx, _sac.make_buffer(env, cfg), agent, step_budget(cfg, s), s.eval_every,
-                    s.eval_episodes, s.learning_starts, model=model)
+    loop = StepLoop(ctx, _sac.make_buffer(env, cfg), agent, step_budget(cfg, mb), s.eval_every,
+                    s.eval_episodes, random_steps, model=model)
     state = {"refits": 0}
     resumed = loop.restore()
     if resumed:
@@ -197,7 +202,7 @@ def run(ctx):
 
     def train(lp):
         t = lp.steps
-        if t >= s.learning_starts and (t - s.learning_starts) % mb.model_train_every == 0:
+        if t >= random_steps and (t - random_steps) % mb.model_train_every == 0:
             # ---- lines 3-5: refit the model, then the rollouts that fill the model buffer -------
             fit_model(lp)
             state["refits"] += 1

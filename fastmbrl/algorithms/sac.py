@@ -37,12 +37,14 @@ BUDGET = "steps"
 log = logging.getLogger("fastmbrl.algorithms.sac")
 
 
-def make_agent(env, config, seed):
-    """The ``fastmbrl.agents.SAC`` a RunConfig's ``sac`` section describes."""
+def make_agent(env, config, seed, hidden=None):
+    """The ``fastmbrl.agents.SAC`` a RunConfig's ``sac`` section describes (``hidden`` overrides
+    ``sac.hidden`` when given)."""
     from fastmbrl.agents import SAC
 
     s = config.sac
-    return SAC(env.obs_dim, env.act_dim, env.env.action_space, hidden=s.hidden, gamma=s.gamma,
+    return SAC(env.obs_dim, env.act_dim, env.env.action_space, hidden=hidden or s.hidden,
+               gamma=s.gamma,
                tau=s.tau, lr=s.lr, batch_size=s.batch_size, init_temperature=s.init_temperature,
                dtype=np.dtype(s.dtype).type, seed=seed, n_threads=s.n_threads)
 
