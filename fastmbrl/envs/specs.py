@@ -121,7 +121,15 @@ _SPECS = [
         defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 100, "batch_size": 64},
                   "planner": {"name": "cem", "horizon": 15, "population": 150, "iterations": 5,
                               "particles": 5},
-                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False}},
+                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False},
+                  # (sac.lr is shared by the sac algorithm)
+                  "sac": {"lr": 1e-3, "eval_every": 500},
+                  # MBPO for wall time: 64x64 actor-critic, length-1 rollouts (seed 0: 1000 from
+                  # 1k steps on, one dip, 4k steps in 102 s on the shared machine)
+                  "mbpo": {"total_steps": 5000, "random_steps": 250, "hidden": [64, 64],
+                           "model_train_every": 250, "rollouts_per_step": 100,
+                           "rollout_schedule": [1, 1, 1, 1], "updates_per_step": 20,
+                           "real_ratio": 0.05}},
         # With the exact termination no setting reached 1000 within 5 episodes (seed 0: horizon
         # 15-40, 5-20 particles, CEM/iCEM/MPPI, 3x64 to 3x200 models; best episodes 250-610): the
         # episodes end with the cart against the rail at |x| = 1, which the ensemble does not learn
