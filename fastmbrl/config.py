@@ -259,6 +259,21 @@ class MBPOConfig:
     hidden: tuple = ()
     """Hidden widths of MBPO's actor and critics; () uses ``sac.hidden``. MBPO makes many more
     updates per environment step than SAC, so its wall time is mostly the networks' width."""
+    dyna_rollouts: bool = True
+    """Model rollouts into the model buffer at each refit (MBPO's Dyna data); false: none, every
+    minibatch is real data (the ``mve`` preset)."""
+    critic_horizon: int = 1
+    """n of the value-expansion critic target (MVE, notes 5.3): ``r + sum_{1<=t<n} gamma^t (r_t -
+    alpha log pi_t) + gamma^n (min Q'(s_n, a_n) - alpha log pi_n)`` with s_2..s_n imagined by the
+    model under the current policy from each minibatch row's s', terminations masked; 1: SAC's
+    TD target."""
+    actor_horizon: int = 0
+    """h of the actor objective through the model (SVG(H), notes 5.4): the actor maximises
+    ``sum_{t<h} gamma^t (r_t - alpha log pi_t) + gamma^h (min Q(s_h, a_h) - alpha log pi_h)`` over
+    h reparameterized model steps from each minibatch row's s, backpropagated through every step;
+    0: SAC's actor loss."""
+    actor_grad_clip: float = 0.0
+    """Global L2-norm clip of the actor's gradient in the model-based updates; 0: none."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""
@@ -276,6 +291,9 @@ class MBPOConfig:
             ("real_ratio", 0 <= self.real_ratio <= 1, "in [0, 1]"),
             ("updates_per_step", self.updates_per_step >= 0, "non-negative"),
             ("model_fit_seconds", self.model_fit_seconds >= 0, "non-negative (0: unbounded)"),
+            ("critic_horizon", 1 <= self.critic_horizon <= 20, "an integer in [1, 20]"),
+            ("actor_horizon", 0 <= self.actor_horizon <= 20, "an integer in [0, 20]"),
+            ("actor_grad_clip", self.actor_grad_clip >= 0, "non-negative (0: no clipping)"),
         ]
 
 

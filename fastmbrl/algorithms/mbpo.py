@@ -115,6 +115,24 @@ def _model_env(model, env):
     return ModelEnv(model, reward_fn=env.reward_fn, termination_fn=env.termination_fn)
 
 
+def _model_based(mb):
+    """Whether the update step uses the model (value expansion, SVG(H) or the actor's clip)."""
+    return mb.critic_horizon > 1 or mb.actor_horizon > 0 or mb.actor_grad_clip > 0
+
+
+def _model_based_updates(agent, menv, buffer, model_buffer, mb):
+    """Line 7 with the switches: ``fastmbrl.agents._mb_grads.model_based_update_from`` on
+    minibatches mixing real and (with ``dyna_rollouts``) model rows by ``real_ratio``."""
+    from fastmbrl.agents._mb_grads import model_based_update_from
+
+    with agent._blas_limit():
+        return model_based_update_from(
+            agent, menv, buffer, mb.updates_per_step,
+            model_buffer=model_buffer.buffer if mb.dyna_rollouts else None,
+            real_ratio=mb.real_ratio, critic_horizon=mb.critic_horizon,
+            actor_horizon=mb.actor_horizon, actor_grad_clip=mb.actor_grad_clip or None)
+
+
 def check(ctx):
     """Refuse what the run would fail on before anything is written: build the agent, the model
     and its ModelEnv, and run a 2-row rollout (checks the reward and termination functions)."""
@@ -135,6 +153,11 @@ def check(ctx):
     if env.reward_fn is None and not cfg.model.learn_reward:
         raise ConfigError("model.learn_reward: mbpo needs a reward function (reward_fn=) or a "
                           "learned reward head (model.learn_reward=true), got neither")
+    if (cfg.mbpo.actor_horizon > 0 and env.reward_fn is not None and not cfg.model.learn_reward
+            and _model_env(model, env).reward_grad_fn is None):
+        raise ConfigError("mbpo.actor_horizon: actor gradients through the model need the reward's "
+                          "gradient; this environment's reward_fn has none, set "
+                          "model.learn_reward=true or mbpo.actor_horizon=0")
     agent = _sac.make_agent(env, cfg, seed=0, hidden=cfg.mbpo.hidden)
     _model_env(model, env).rollout(agent, np.zeros((2, env.obs_dim)), 1,
                                    np.random.default_rng(0))
@@ -196,7 +219,7 @@ def run(ctx):
         lp.model_rows = len(model_buffer)
         lp.times["rollout"] += time.perf_counter() - t0
 
-    if resumed and state["refits"] > 0:
+    if resumed and state["refits"] > 0 and mb.dyna_rollouts:
         # the model buffer is not checkpointed: one refit's worth, from the restored model/policy
         model_rollouts(loop, 1_000_000 + state["refits"])
 
@@ -206,8 +229,16 @@ def run(ctx):
             # ---- lines 3-5: refit the model, then the rollouts that fill the model buffer -------
             fit_model(lp)
             state["refits"] += 1
-            model_rollouts(lp, state["refits"])
-        if len(model_buffer) and mb.updates_per_step > 0:
+            if mb.dyna_rollouts:
+                model_rollouts(lp, state["refits"])
+        if not mb.dyna_rollouts or _model_based(mb):
+            # ---- value expansion / actor gradients through the model (mve, svg presets) ---------
+            if state["refits"] > 0 and mb.updates_per_step > 0:
+                t0 = time.perf_counter()
+                _model_based_updates(agent, menv, lp.buffer, model_buffer, mb)
+                lp.times["update"] += time.perf_counter() - t0
+                lp.counters["updates"] += mb.updates_per_step
+        elif len(model_buffer) and mb.updates_per_step > 0:
             # ---- line 7: SAC updates on mixed real / model minibatches --------------------------
             t0 = time.perf_counter()
             agent.update_from(lp.buffer, mb.updates_per_step, model_buffer=model_buffer.buffer,
