@@ -267,6 +267,9 @@ class MBPOConfig:
     alpha log pi_t) + gamma^n (min Q'(s_n, a_n) - alpha log pi_n)`` with s_2..s_n imagined by the
     model under the current policy from each minibatch row's s', terminations masked; 1: SAC's
     TD target."""
+    td_k: bool = False
+    """With critic_horizon > 1, also fit the critic at the imagined states s_1..s_{n-1} to their
+    own shorter targets (MVE's TD-k trick)."""
     actor_horizon: int = 0
     """h of the actor objective through the model (SVG(H), notes 5.4): the actor maximises
     ``sum_{t<h} gamma^t (r_t - alpha log pi_t) + gamma^h (min Q(s_h, a_h) - alpha log pi_h)`` over

@@ -218,12 +218,18 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
 
 
 def mve_critic_target(agent, menv, reward, next_obs, terminated, horizon, noise, alpha,
-                      actor=None, target=None):
+                      actor=None, target=None, imagined=False):
     """Value-expansion TD targets y_MVE (module docstring), (B,).
 
     ``noise``: act (n, B, D_act) for a_1..a_n, model (n-1, B, D_out), members (n-1, B). n = 1 is
-    ``_sac_critic_target`` itself (SAC's target, bit for bit). Imagined rewards of rows that
-    terminated earlier are masked out (np.where, so a diverging model cannot leak NaNs into them).
+    ``_sac_critic_target`` itself (SAC's target, bit for bit). Computed by the soft-value recursion
+    ``W_n = min Q'(s_n, a_n) - alpha log pi_n``, ``W_t = r_t - alpha log pi_t + gamma (1 - d_t)
+    W_{t+1}``, ``y = r + gamma (1 - terminated) W_1`` (d_t: the model's termination at step t;
+    ``np.where`` masks, so a diverging model cannot leak NaNs into terminated rows).
+
+    With ``imagined`` (MVE's TD-k trick) also returns ``(obs_t, act_t, y_t)`` for the imagined
+    steps 1 <= t < n of rows not terminated before t, stacked: obs (m, D_obs), act (m, D_act) and
+    their own shorter targets ``y_t = r_t + gamma (1 - d_t) W_{t+1}`` (m,).
     """
     actor = agent.actor if actor is None else actor
     target = agent.critic_target if target is None else target
@@ -235,27 +241,38 @@ def mve_critic_target(agent, menv, reward, next_obs, terminated, horizon, noise,
         _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic, agent._act_code,
                               next_obs, reward, terminated, noise.act[0], alpha, agent.gamma, lo,
                               hi, agent.scale, agent.bias, y)
+        if imagined:
+            return y, (next_obs[:0], np.empty((0, agent.act_dim), dt), y[:0])
         return y
     arrays = menv._arrays()
     reward_fn = menv.reward_fn
-    acc = reward.astype(np.float64)
-    alive = (~np.asarray(terminated, bool)).astype(np.float64)
+    gamma = agent.gamma
+    alive = ~np.asarray(terminated, bool)
     s = next_obs
+    steps = []                                   # (s_t, a_t, r_t, logp_t, d_t, alive_t)
     for t in range(1, horizon):
         a, logp = _sample(agent, actor, s, noise.act[t - 1])
         nxt, rew, term, _ = _model_step(menv, arrays, s, a, noise.model[t - 1],
                                         noise.members[t - 1], reward_fn, False)
-        c = (agent.gamma ** t) * alive
-        acc += np.where(alive > 0, c * (rew - alpha * logp), 0.0)
-        alive = alive * (~term)
+        steps.append((s, a, rew, logp, term, alive))
+        alive = alive & ~term
         s = nxt
     v = np.empty(B, dt)
     _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic, agent._act_code, s,
                           np.zeros(B, dt), np.zeros(B, bool), noise.act[horizon - 1], alpha, 1.0,
                           lo, hi, agent.scale, agent.bias, v)
-    c = (agent.gamma ** horizon) * alive
-    y[...] = acc + np.where(alive > 0, c * v, 0.0)
-    return y
+    w = v.astype(np.float64)
+    extra = []
+    for s_t, a_t, r_t, logp_t, d_t, alive_t in reversed(steps):
+        y_t = r_t + gamma * np.where(d_t, 0.0, w)
+        if imagined:
+            extra.append((s_t[alive_t], a_t[alive_t], y_t[alive_t]))
+        w = y_t - alpha * logp_t.astype(np.float64)
+    y[...] = reward + gamma * np.where(np.asarray(terminated, bool), 0.0, w)
+    if not imagined:
+        return y
+    obs_i, act_i, y_i = (np.ascontiguousarray(np.concatenate(x).astype(dt)) for x in zip(*extra))
+    return y, (obs_i, act_i, y_i)
 
 
 def clip_global_norm(grad, max_norm):
@@ -267,10 +284,13 @@ def clip_global_norm(grad, max_norm):
 
 
 def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, critic_horizon=1,
-                       actor_horizon=0, actor_grad_clip=None, critic_noise=None, actor_noise=None):
+                       actor_horizon=0, actor_grad_clip=None, td_k=False, critic_noise=None,
+                       actor_noise=None):
     """One SAC update (critic, actor, temperature, Polyak, in SB3's order as ``SAC.update``) with
     the MVE critic target of horizon n = ``critic_horizon`` and the SVG(H) actor gradient of
     horizon h = ``actor_horizon``, global-norm clipped at ``actor_grad_clip`` (None: no clip).
+    With ``td_k`` (and n > 1) the critic is also fitted at the imagined states s_1..s_{n-1} to their
+    own shorter targets (MVE's TD-k trick): one loss, the mean over real and imagined rows.
 
     Arrays as in ``SAC.update``'s batch (agent dtype, C-contiguous, terminated bool). Noise not
     given is drawn from the agent's update stream: critic (n act, n-1 model steps), then actor
@@ -285,7 +305,7 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
         critic_noise = draw_noise(agent, arrays, B, critic_horizon, critic_horizon - 1, out_dim)
     if actor_noise is None:
         actor_noise = draw_noise(agent, arrays, B, actor_horizon + 1, actor_horizon, out_dim)
-    if critic_horizon == 1 and actor_horizon == 0 and actor_grad_clip is None:
+    if critic_horizon == 1 and actor_horizon == 0 and actor_grad_clip is None and not td_k:
         # both switches off: SAC's own update kernel (bit for bit SAC.update)
         metrics = np.zeros(6, np.float64)
         with agent._blas_limit():
@@ -297,8 +317,17 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
     lr_a, lr_c, lr_t, b1, b2, aeps, tent = hp[2], hp[3], hp[4], hp[5], hp[6], hp[7], hp[10]
     alpha = float(np.exp(np.float64(agent.alpha_state[0])))
     # ---- critic step
-    y = mve_critic_target(agent, menv, reward, next_obs, terminated, critic_horizon, critic_noise,
-                          alpha)
+    if td_k and critic_horizon > 1:
+        y, (obs_i, act_i, y_i) = mve_critic_target(agent, menv, reward, next_obs, terminated,
+                                                   critic_horizon, critic_noise, alpha,
+                                                   imagined=True)
+        obs, act = np.concatenate([obs, obs_i]), np.concatenate([act, act_i.astype(act.dtype)])
+        y = np.concatenate([y, y_i])
+        obs_actor = obs[:B]
+    else:
+        y = mve_critic_target(agent, menv, reward, next_obs, terminated, critic_horizon,
+                              critic_noise, alpha)
+        obs_actor = obs
     gc = np.empty_like(agent.critic)
     closs, mean_q = _k._sac_critic_loss_grad(agent.critic, agent.dims_critic, agent._act_code, obs,
                                              act, y, gc)
@@ -311,11 +340,12 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
         logp = np.empty(B, agent.dtype)
         lo, hi = agent.log_std_bounds
         aloss = _k._sac_actor_loss_grad(agent.actor, agent.dims_actor, agent.critic,
-                                        agent.dims_critic, agent._act_code, obs,
+                                        agent.dims_critic, agent._act_code, obs_actor,
                                         actor_noise.act[0], alpha, lo, hi, agent.scale,
                                         agent.bias, ga, logp)
     else:
-        aloss, logp = svg_actor_loss_grad(agent, menv, obs, actor_horizon, actor_noise, alpha, ga)
+        aloss, logp = svg_actor_loss_grad(agent, menv, np.ascontiguousarray(obs_actor),
+                                          actor_horizon, actor_noise, alpha, ga)
     if actor_grad_clip is not None:
         clip_global_norm(ga, actor_grad_clip)
     agent.steps[1] += 1

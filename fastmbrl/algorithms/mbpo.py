@@ -130,7 +130,8 @@ def _model_based_updates(agent, menv, buffer, model_buffer, mb):
             agent, menv, buffer, mb.updates_per_step,
             model_buffer=model_buffer.buffer if mb.dyna_rollouts else None,
             real_ratio=mb.real_ratio, critic_horizon=mb.critic_horizon,
-            actor_horizon=mb.actor_horizon, actor_grad_clip=mb.actor_grad_clip or None)
+            actor_horizon=mb.actor_horizon, actor_grad_clip=mb.actor_grad_clip or None,
+            td_k=mb.td_k)
 
 
 def check(ctx):

@@ -268,3 +268,36 @@ def test_new_sac_kernels_match_twins(dtype, activation):
         outs.append((a, lp, g, dobs, q, qo, qa, d_act))
     for x, y in zip(outs[0][:-1], outs[1][:-1]):
         np.testing.assert_allclose(x, y, **tol)
+
+
+def test_td_k_imagined_targets_are_the_shorter_expansions():
+    """MVE's TD-k rows: at the imagined s_1 (with a_1), the target is the (n-1)-step expansion
+    from s_1's own transition (r_1, s_2, d_1) with the same later draws."""
+    agent = make_agent()
+    menv = ModelEnv(linear_model(), reward_fn=lin_reward, termination_fn=lin_term)
+    rng = np.random.default_rng(8)
+    B, n = 7, 3
+    nobs = 0.6 * rng.standard_normal((B, D_OBS))
+    nobs[2, 0] = 1.5
+    term = np.zeros(B, bool)
+    term[4] = True
+    rew = rng.standard_normal(B)
+    noise = _mb_grads.ModelNoise(rng.standard_normal((n, B, D_ACT)),
+                                 rng.standard_normal((n - 1, B, D_OBS)),
+                                 rng.integers(0, 2, (n - 1, B)))
+    y, (obs_i, act_i, y_i) = _mb_grads.mve_critic_target(agent, menv, rew, nobs, term, n, noise,
+                                                         0.2, imagined=True)
+    np.testing.assert_array_equal(
+        y, _mb_grads.mve_critic_target(agent, menv, rew, nobs, term, n, noise, 0.2))
+    alive1 = ~term
+    a1, _ = policy(agent, nobs, noise.act[0])
+    s2, r1, d1 = menv.step(nobs, a1, noise=noise.model[0], members=noise.members[0])
+    alive2 = alive1 & ~d1
+    assert obs_i.shape == (alive1.sum() + alive2.sum(), D_OBS)
+    later = _mb_grads.ModelNoise(noise.act[1:], noise.model[1:], noise.members[1:])
+    y1 = _mb_grads.mve_critic_target(agent, menv, r1, s2, d1, n - 1, later, 0.2)
+    # stacked last step first: t = 2 rows, then t = 1 rows
+    k = alive2.sum()
+    np.testing.assert_allclose(obs_i[k:], nobs[alive1], rtol=1e-12)
+    np.testing.assert_allclose(act_i[k:], a1[alive1], rtol=1e-10)
+    np.testing.assert_allclose(y_i[k:], y1[alive1], rtol=1e-10, atol=1e-12)

@@ -45,9 +45,11 @@ def _updated(result):
 
 @pytest.mark.parametrize("algorithm,changes", [
     ("mve", {}),
+    ("mve", {"td_k": True}),                                      # MVE with the TD-k trick
     ("mve", {"critic_horizon": 2, "actor_horizon": 2}),           # MVE + SVG, no Dyna data
     ("svg", {}),
     ("svg", {"actor_grad_clip": 1.0, "critic_horizon": 2}),       # SVG + MVE + Dyna
+    ("svg", {"critic_horizon": 3, "td_k": True}),                 # SVG + MVE/TD-k + Dyna
     ("mbpo", {"actor_horizon": 2}),                               # MBPO + SVG
     ("mbpo", {"critic_horizon": 3}),                              # MBPO + MVE
     ("mbpo", {"dyna_rollouts": False}),                           # SAC updates on real data only
