@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from run_mbpo_table import at, blas_info, run_one  # noqa: E402
+from run_mbpo_table import at, blas_info, run_one
 
 VARIANTS = {
     "sac": ("sac", {}),

@@ -30,9 +30,9 @@ def main():
     menv = ModelEnv(model, reward_fn=reward_fns.pendulum)
     th = rng.uniform(-np.pi, np.pi, B)
     obs = np.stack([np.cos(th), np.sin(th), rng.normal(size=B)], 1).astype(np.float32)
-    batch = dict(obs=obs, act=rng.uniform(-2, 2, (B, 1)).astype(np.float32),
-                 reward=rng.normal(size=B).astype(np.float32), next_obs=obs.copy(),
-                 terminated=np.zeros(B, bool))
+    batch = {"obs": obs, "act": rng.uniform(-2, 2, (B, 1)).astype(np.float32),
+                 "reward": rng.normal(size=B).astype(np.float32), "next_obs": obs.copy(),
+                 "terminated": np.zeros(B, bool)}
     cases = [("sac", 1, 0), ("mve n=5", 5, 0), ("svg h=5", 1, 5), ("mve n=5 + svg h=5", 5, 5),
              ("mve n=3", 3, 0), ("svg h=3", 1, 3)]
     with threadpool_limits(limits=1, user_api="blas"):

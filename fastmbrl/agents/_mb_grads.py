@@ -24,6 +24,8 @@ Soft returns (the entropy terms, as SAC's soft Bellman equation): with c_t = gam
 with s_1 = s', alive_1 = 1 - terminated. h = 0 is SAC's actor loss ``mean(alpha log pi - min Q)``
 and n = 1 SAC's TD target, exactly.
 """
+import logging
+
 import numpy as np
 
 from fastmbrl.backend import use_compiled
@@ -33,8 +35,15 @@ if use_compiled():
 else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
     from fastmbrl.agents import _sac_reference as _k
 
-__all__ = ["ModelNoise", "draw_noise", "svg_actor_loss_grad", "mve_critic_target",
-           "model_based_update"]
+log = logging.getLogger("fastmbrl.agents.model_based")
+
+__all__ = [
+    "ModelNoise",
+    "draw_noise",
+    "model_based_update",
+    "mve_critic_target",
+    "svg_actor_loss_grad",
+]
 
 
 def _hp(agent):
@@ -92,6 +101,10 @@ def _reward_parts(menv, arrays):
     if grad is None and not arrays.has_reward:
         raise ValueError("reward_grad_fn: actor gradients through the model need the gradient of "
                          "reward_fn or a learned reward head; got neither")
+    if grad is None and not getattr(menv, "_warned_fallback", True):
+        menv._warned_fallback = True
+        log.warning("reward_grad_fn: none for reward_fn; the actor's gradient goes through the "
+                    "model's learned reward head instead")
     return menv.reward_fn, grad
 
 
@@ -160,7 +173,7 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
     arrays = menv._arrays() if horizon > 0 else None
     reward_fn, grad_fn = _reward_parts(menv, arrays) if horizon > 0 else (None, None)
     gamma = agent.gamma
-    states, actions, rewards_in, tapes, nexts, weights = [], [], [], [], [], []
+    states, actions, tapes, nexts, weights = [], [], [], [], []
     alive = np.ones(B, dt)
     s = obs
     total = np.zeros(B, np.float64)
@@ -200,9 +213,7 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
     for t in range(horizon - 1, -1, -1):
         w = (-weights[t] / B).astype(dt)                  # cotangent of r_t in the loss
         st, at = states[t], actions[t]
-        if reward_fn is None:
-            d_st, d_at = vjp_from_tape(arrays, tapes[t], d_s, w)
-        elif grad_fn is None:                             # learned head stands in for reward_fn
+        if reward_fn is None or grad_fn is None:
             d_st, d_at = vjp_from_tape(arrays, tapes[t], d_s, w)
         else:
             r_obs, r_act, r_next = (np.asarray(x, dt) for x in grad_fn(st, at, nexts[t]))

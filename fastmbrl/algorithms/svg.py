@@ -11,7 +11,7 @@ import dataclasses
 
 from fastmbrl.algorithms import mbpo as _mbpo
 
-__all__ = ["run", "check", "preset", "BUDGET"]
+__all__ = ["BUDGET", "check", "preset", "run"]
 
 BUDGET = "steps"
 DEFAULT_ACTOR_HORIZON = 3

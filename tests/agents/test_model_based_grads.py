@@ -6,7 +6,8 @@ import pytest
 
 from fastmbrl import backend
 from fastmbrl._config import ACTIVATIONS
-from fastmbrl.agents import SAC, _mb_grads, _sac_reference as ref
+from fastmbrl.agents import SAC, _mb_grads
+from fastmbrl.agents import _sac_reference as ref
 from fastmbrl.models import ModelArrays, ModelEnv
 from fastmbrl.nn._flat import param_offsets
 from tests.models.test_step_vjp import make_arrays, quad_reward, quad_reward_grad
@@ -210,11 +211,11 @@ def test_h0_n1_update_is_sac_update_bit_for_bit(dtype):
     a1, a2 = make_agent(dtype, "relu"), make_agent(dtype, "relu")
     rng = np.random.default_rng(0)
     B = 6
-    batch = dict(obs=rng.standard_normal((B, D_OBS)).astype(dtype),
-                 act=rng.uniform(-1, 2, (B, D_ACT)).astype(dtype),
-                 reward=rng.standard_normal(B).astype(dtype),
-                 next_obs=rng.standard_normal((B, D_OBS)).astype(dtype),
-                 terminated=np.array([0, 0, 1, 0, 0, 0], bool))
+    batch = {"obs": rng.standard_normal((B, D_OBS)).astype(dtype),
+                 "act": rng.uniform(-1, 2, (B, D_ACT)).astype(dtype),
+                 "reward": rng.standard_normal(B).astype(dtype),
+                 "next_obs": rng.standard_normal((B, D_OBS)).astype(dtype),
+                 "terminated": np.array([0, 0, 1, 0, 0, 0], bool)}
     noise = rng.standard_normal((2, B, D_ACT)).astype(dtype)
     for _ in range(3):
         m1 = a1.update(batch, noise=noise)
@@ -251,7 +252,7 @@ def test_new_sac_kernels_match_twins(dtype, activation):
     obs = rng.standard_normal((B, D_OBS)).astype(dtype)
     eps = rng.standard_normal((B, D_ACT)).astype(dtype)
     lo, hi = agent.log_std_bounds
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-12}
     outs = []
     for mod in (k, ref):
         a, lp = np.empty((B, D_ACT), dtype), np.empty(B, dtype)
