@@ -70,11 +70,12 @@ def at(row, budget):
     return vals[-1] if vals else None
 
 
-def cost_run(steps, seed=0):
+def cost_run(steps, seed=0, fit_seconds=0.0):
     """MBPO at mbrl-lib's InvertedPendulum settings: wall time and split per 1k steps."""
     total = 250 + steps
-    r = fm.run("InvertedPendulum-v5", algorithm="mbpo", steps=total, seed=seed,
-               config=MBRL_LIB_SETTINGS)
+    config = json.loads(json.dumps(MBRL_LIB_SETTINGS))
+    config["mbpo"]["model_fit_seconds"] = fit_seconds
+    r = fm.run("InvertedPendulum-v5", algorithm="mbpo", steps=total, seed=seed, config=config)
     recs = [x for x in r.records if x.steps > 250]      # the learning steps only
     n = sum(x.segment_steps or 250 for x in recs)
     split = {"SAC updates": sum(x.update_time for x in recs),
@@ -84,17 +85,20 @@ def cost_run(steps, seed=0):
              "eval": sum(x.eval_time for x in recs)}
     wall = recs[-1].wall_time - r.records[0].wall_time if len(r.records) > 1 else recs[-1].wall_time
     return {"steps": n, "wall": wall, "split": split, "returns": r.returns.tolist(),
+            "fit_seconds": fit_seconds, "fit_epochs": [x.fit_epochs for x in recs],
             "updates_per_s": float(np.mean([x.updates_per_s for x in recs]))}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "InvertedPendulum-v5"])
-    p.add_argument("--algorithms", nargs="+", default=["mbpo", "sac", "pets"])
+    p.add_argument("--envs", nargs="*", default=["Pendulum-v1", "InvertedPendulum-v5"])
+    p.add_argument("--algorithms", nargs="*", default=["mbpo", "sac", "pets"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=None, help="budget (default per env)")
     p.add_argument("--cost-steps", type=int, default=0,
                    help="learning steps of the mbrl-lib-settings cost run (0: skip)")
+    p.add_argument("--fit-seconds", nargs="+", type=float, default=[0.0],
+                   help="mbpo.model_fit_seconds of the cost runs (0: unbounded)")
     p.add_argument("--out", default="benchmarks/results/mbpo_table.md")
     p.add_argument("--json", default=None, help="also write the raw rows here")
     args = p.parse_args(argv)
@@ -121,24 +125,25 @@ def main(argv=None):
                              f"{s['rollout+plan']:.0f} | {s['update']:.0f} | {s['env']:.1f} |")
         lines.append("")
     if args.cost_steps:
-        c = cost_run(args.cost_steps)
-        per1k = {k: 1000.0 * v / c["steps"] for k, v in c["split"].items()}
-        wall1k = 1000.0 * c["wall"] / c["steps"]
         lib1k = {k: 4 * v for k, v in MBRL_LIB_PER_250.items()}
         lines += ["## Wall time per 1k env steps, mbrl-lib's InvertedPendulum MBPO settings", "",
                   "10 SAC updates/step (256x256, batch 256), 400 model rollouts/step, ensemble 7 of "
                   "4x200, refit every 250 steps, rollout length 1. mbrl-lib: measured on this "
-                  "machine, one thread (issue 10).", "",
-                  "| | wall s / 1k steps | SAC updates | model fit | rollouts | env + act | eval |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| fastmbrl ({c['steps']} steps) | {wall1k:.1f} | {per1k['SAC updates']:.1f} | "
-                  f"{per1k['model fit']:.1f} | {per1k['rollouts']:.2f} | {per1k['env + act']:.2f} | "
-                  f"{per1k['eval']:.2f} |",
-                  f"| mbrl-lib | ~140 | {lib1k['SAC updates']:.0f} | {lib1k['model fit']:.0f} | "
-                  f"{lib1k['rollouts']:.0f} | | |", "",
-                  f"SAC updates/s: {c['updates_per_s']:.0f}; returns: {c['returns']}", ""]
-        rows.append({"cost": c})
-        print(json.dumps(c), flush=True)
+                  "machine, one thread (issue 10). Seconds per 1k learning steps.", "",
+                  "| | wall | SAC updates | model fit | rollouts | env + act | eval | returns |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for fit_seconds in args.fit_seconds:
+            c = cost_run(args.cost_steps, fit_seconds=fit_seconds)
+            per1k = {k: 1000.0 * v / c["steps"] for k, v in c["split"].items()}
+            wall1k = 1000.0 * c["wall"] / c["steps"]
+            name = "fastmbrl" + (f", fit <= {fit_seconds:g} s/refit" if fit_seconds else "")
+            lines.append(f"| {name} | {wall1k:.1f} | {per1k['SAC updates']:.1f} | "
+                         f"{per1k['model fit']:.1f} | {per1k['rollouts']:.2f} | "
+                         f"{per1k['env + act']:.2f} | {per1k['eval']:.2f} | {c['returns']} |")
+            rows.append({"cost": c})
+            print(json.dumps(c), flush=True)
+        lines += [f"| mbrl-lib | ~140 | {lib1k['SAC updates']:.0f} | {lib1k['model fit']:.0f} | "
+                  f"{lib1k['rollouts']:.0f} | | | |", ""]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")

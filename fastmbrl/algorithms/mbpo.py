@@ -215,7 +215,9 @@ def run(ctx):
         rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, stream_index))
         starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=n_rollouts)]
         k = rollout_length(mb.rollout_schedule, lp.steps)
-        batch = menv.rollout(agent, starts, k, rng)
+        # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine (PERF.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            batch = menv.rollout(agent, starts, k, rng)
         model_buffer.add_refit(batch)
         lp.model_rows = len(model_buffer)
         lp.times["rollout"] += time.perf_counter() - t0
