@@ -502,7 +502,8 @@ class EvalRecord:
     ``env_time`` training ``env.step`` calls, ``act_time`` training actions, ``update_time`` SAC
     updates, ``fit_time`` model refits, ``rollout_time`` model rollouts, ``eval_time`` the
     evaluation itself. ``updates`` and ``steps`` are cumulative; ``wall_time`` is since the run
-    started (summed over resumed sessions). ``model_rows``: rows in the model buffer (mbpo).
+    started (summed over resumed sessions). ``model_rows``: rows in the model buffer (mbpo);
+    ``fit_epochs`` the segment's refit epochs, ``holdout_mse`` the last refit's holdout MSE.
     """
 
     episode: int

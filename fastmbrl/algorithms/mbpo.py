@@ -205,7 +205,8 @@ def run(ctx):
         lp.times["fit"] += time.perf_counter() - t0
         lp.counters["fit_epochs"] += int(history.epochs_run)
         if history.holdout_mse.size:
-            lp.last_fit["holdout_mse"] = float(np.mean(history.best_holdout))
+            # the elites' holdout MSE at the last epoch (normalised units)
+            lp.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
         for cb in ctx.callbacks:
             cb.on_fit_end(len(lp.records) + 1, history)
 
