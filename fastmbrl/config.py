@@ -28,7 +28,8 @@ from fastmbrl._validate import alpha_in_range
 
 _DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
 
-__all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "RunConfig", "to_dict", "from_dict",
+__all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "SACConfig", "MBPOConfig",
+           "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
 
 
@@ -168,6 +169,144 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True)
+class SACConfig:
+    """Settings of the soft actor-critic loop (``algorithm="sac"``) and of MBPO's actor-critic.
+
+    Defaults are the SAC paper's / Stable-Baselines3's; the environment specs override some
+    (``fastmbrl.envs.specs``, key ``"sac"``).
+    """
+
+    total_steps: int = 10_000
+    """Environment steps of a run when ``algorithm.steps`` is unset (``steps=`` and ``--steps``
+    set ``algorithm.steps``, which wins)."""
+    hidden: tuple = (256, 256)
+    """Hidden widths of the actor and of each critic."""
+    gamma: float = 0.99
+    """Discount."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics."""
+    lr: float = 3e-4
+    """Adam learning rate of actor, critics and temperature."""
+    batch_size: int = 256
+    """Minibatch rows per update."""
+    init_temperature: float = 1.0
+    """Initial entropy temperature alpha (learned; target entropy -D_act)."""
+    learning_starts: int = 100
+    """Environment steps of uniformly random actions before the first update (MBPO: before the
+    first model fit)."""
+    updates_per_step: int = 1
+    """Gradient updates per environment step once learning has started (sac only; MBPO has its
+    own ``mbpo.updates_per_step``)."""
+    eval_every: int = 1000
+    """Environment steps between evaluations of the deterministic policy (and checkpoints); the
+    last step of the budget is always evaluated."""
+    eval_episodes: int = 5
+    """Episodes per evaluation, on an environment instance of their own."""
+    buffer_capacity: int = 1_000_000
+    """Environment replay buffer capacity (transitions). Exact resume needs a buffer that never
+    wrapped (capacity >= steps): a reloaded ring is stored oldest first."""
+    n_threads: int = 1
+    """BLAS threads during updates (1 is fastest on a busy 2-core machine, PERF.md)."""
+    dtype: str = "float32"
+    """'float32' or 'float64' (networks, replay buffer)."""
+
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section."""
+        return [
+            ("total_steps", self.total_steps >= 1, "at least 1"),
+            ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"),
+            ("tau", 0 < self.tau <= 1, "in (0, 1]"),
+            ("lr", self.lr > 0, "positive"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("init_temperature", self.init_temperature > 0, "positive"),
+            ("learning_starts", self.learning_starts >= 1, "at least 1"),
+            ("updates_per_step", self.updates_per_step >= 0, "non-negative"),
+            ("eval_every", self.eval_every >= 1, "at least 1"),
+            ("eval_episodes", self.eval_episodes >= 1, "at least 1"),
+            ("buffer_capacity", self.buffer_capacity >= self.learning_starts,
+             f"at least sac.learning_starts ({self.learning_starts})"),
+            ("n_threads", self.n_threads >= 1, "at least 1"),
+            ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
+        ]
+
+
+@dataclass(frozen=True)
+class MBPOConfig:
+    """Settings of model-based policy optimisation (``algorithm="mbpo"``, Janner et al. 2019).
+
+    The ensemble is the ``model`` section, the actor-critic the ``sac`` section (its
+    ``updates_per_step``, ``total_steps`` and, when set here, ``hidden`` and the random steps are
+    replaced by this section's).
+    """
+
+    total_steps: int = 10_000
+    """Environment steps of a run when ``algorithm.steps`` is unset."""
+    random_steps: int = 0
+    """Uniformly random steps before the first model fit; 0 uses ``sac.learning_starts``."""
+    model_train_every: int = 250
+    """Environment steps between model refits (and rollout batches)."""
+    rollouts_per_step: int = 100
+    """Model rollouts per environment step: each refit starts ``rollouts_per_step *
+    model_train_every`` rollouts from states drawn from the environment buffer."""
+    rollout_schedule: tuple = (1, 1, 1, 1)
+    """``(start_step, end_step, from_length, to_length)``: the rollout length grows linearly from
+    ``from_length`` at environment step ``start_step`` to ``to_length`` at ``end_step`` (MBPO's
+    schedule, in environment steps), and is held outside."""
+    model_retain: int = 1
+    """Refits whose rollouts the model buffer keeps (FIFO by refit)."""
+    real_ratio: float = 0.05
+    """Fraction of each SAC minibatch drawn from the environment buffer (the rest from the model
+    buffer)."""
+    updates_per_step: int = 10
+    """SAC updates per environment step (MBPO's G; the paper uses 20-40, 10 halves the wall
+    time and, on the environments measured here, not the sample efficiency)."""
+    model_fit_seconds: float = 0.0
+    """Wall-clock bound of one refit in seconds (checked after each epoch); 0: none."""
+    hidden: tuple = ()
+    """Hidden widths of MBPO's actor and critics; () uses ``sac.hidden``. MBPO makes many more
+    updates per environment step than SAC, so its wall time is mostly the networks' width."""
+    dyna_rollouts: bool = True
+    """Model rollouts into the model buffer at each refit (MBPO's Dyna data); false: none, every
+    minibatch is real data (the ``mve`` preset)."""
+    critic_horizon: int = 1
+    """n of the value-expansion critic target (MVE, notes 5.3): ``r + sum_{1<=t<n} gamma^t (r_t -
+    alpha log pi_t) + gamma^n (min Q'(s_n, a_n) - alpha log pi_n)`` with s_2..s_n imagined by the
+    model under the current policy from each minibatch row's s', terminations masked; 1: SAC's
+    TD target."""
+    td_k: bool = False
+    """With critic_horizon > 1, also fit the critic at the imagined states s_1..s_{n-1} to their
+    own shorter targets (MVE's TD-k trick)."""
+    actor_horizon: int = 0
+    """h of the actor objective through the model (SVG(H), notes 5.4): the actor maximises
+    ``sum_{t<h} gamma^t (r_t - alpha log pi_t) + gamma^h (min Q(s_h, a_h) - alpha log pi_h)`` over
+    h reparameterized model steps from each minibatch row's s, backpropagated through every step;
+    0: SAC's actor loss."""
+    actor_grad_clip: float = 0.0
+    """Global L2-norm clip of the actor's gradient in the model-based updates; 0: none."""
+
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section."""
+        s = self.rollout_schedule
+        return [
+            ("total_steps", self.total_steps >= 1, "at least 1"),
+            ("random_steps", self.random_steps == 0 or self.random_steps >= 2,
+             "0 (use sac.learning_starts) or at least 2 (the model's first fit)"),
+            ("model_train_every", self.model_train_every >= 1, "at least 1"),
+            ("rollouts_per_step", self.rollouts_per_step >= 1, "at least 1"),
+            ("rollout_schedule", len(s) == 4 and s[0] <= s[1] and (s[0] < s[1] or s[2] == s[3]),
+             "(start_step, end_step, from_length, to_length) of positive integers with "
+             "start_step <= end_step (start_step < end_step unless the lengths are equal)"),
+            ("model_retain", self.model_retain >= 1, "at least 1"),
+            ("real_ratio", 0 <= self.real_ratio <= 1, "in [0, 1]"),
+            ("updates_per_step", self.updates_per_step >= 0, "non-negative"),
+            ("model_fit_seconds", self.model_fit_seconds >= 0, "non-negative (0: unbounded)"),
+            ("critic_horizon", 1 <= self.critic_horizon <= 20, "an integer in [1, 20]"),
+            ("actor_horizon", 0 <= self.actor_horizon <= 20, "an integer in [0, 20]"),
+            ("actor_grad_clip", self.actor_grad_clip >= 0, "non-negative (0: no clipping)"),
+        ]
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run (together with the environment's code)."""
 
@@ -181,6 +320,10 @@ class RunConfig:
     """MPC agent settings."""
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     """Outer-loop settings."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    """Soft actor-critic settings (algorithms sac and mbpo)."""
+    mbpo: MBPOConfig = field(default_factory=MBPOConfig)
+    """MBPO settings (model refits, model rollouts, the model buffer)."""
 
 
 def sections(config_class=None):

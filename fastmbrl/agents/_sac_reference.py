@@ -248,3 +248,44 @@ def _sac_update_from(actor, critic, target, dims_a, dims_c, act_code, actor_m, a
                     critic_v, alpha_state, steps, hp, scale, bias, buf_obs[idx], buf_act[idx],
                     buf_reward[idx], buf_next_obs[idx], buf_terminated[idx], noise[0], noise[1],
                     metrics_out[u])
+
+
+# ------------------------------------------- pieces of model-based gradients (fastmbrl.agents._mb_grads)
+def _actor_sample(actor, dims_a, act_code, obs, eps, log_std_min, log_std_max, scale, bias, a_out,
+                  logp_out):
+    """Twin of the kernel."""
+    out = _mlp_forward(actor, dims_a, 1, 0, act_code, obs)[-1]
+    _squash_head(out, eps, log_std_min, log_std_max, scale, bias, a_out, logp_out)
+
+
+def _actor_vjp(actor, dims_a, act_code, obs, eps, d_act, d_logp, log_std_min, log_std_max, scale,
+               bias, grad_out, d_obs_out):
+    """Twin of the kernel."""
+    acts = _mlp_forward(actor, dims_a, 1, 0, act_code, obs)
+    out = acts[-1]
+    A = eps.shape[1]
+    raw = out[:, A:]
+    std = np.exp(np.clip(raw, log_std_min, log_std_max))
+    t = np.tanh(out[:, :A] + std * eps)
+    w = d_logp[:, None]
+    du = d_act * scale * (1.0 - t * t) + w * 2.0 * t
+    inside = (raw >= log_std_min) & (raw <= log_std_max)
+    dout = np.concatenate([du, np.where(inside, du * std * eps - w, 0.0)], axis=1).astype(obs.dtype)
+    d_obs_out[...] = _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, 0)
+
+
+def _critic_min_vjp(critic, dims_c, act_code, obs, act, w, qmin_out, d_obs_out, d_act_out):
+    """Twin of the kernel."""
+    z = _concat_obs_act(obs, act)
+    O = obs.shape[1]
+    c0 = _mlp_forward(critic, dims_c, 2, 0, act_code, z)
+    c1 = _mlp_forward(critic, dims_c, 2, 1, act_code, z)
+    q0, q1 = c0[-1][:, 0], c1[-1][:, 0]
+    pick1 = q1 < q0
+    qmin_out[...] = np.where(pick1, q1, q0)
+    dq0 = np.where(pick1, 0.0, w).astype(obs.dtype)[:, None]
+    dq1 = np.where(pick1, w, 0.0).astype(obs.dtype)[:, None]
+    dz = (_mlp_backward(critic, dims_c, 2, 0, act_code, c0, dq0, critic, False, 0)
+          + _mlp_backward(critic, dims_c, 2, 1, act_code, c1, dq1, critic, False, 0))
+    d_obs_out[...] = dz[:, :O]
+    d_act_out[...] = dz[:, O:]

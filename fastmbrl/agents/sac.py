@@ -17,8 +17,10 @@ from fastmbrl.nn._flat import param_offsets, unflatten
 
 if use_compiled():
     from fastmbrl.agents import _sac_kernels as _k
+    from fastmbrl.agents import _sac_mixed_kernels as _km
 else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
     from fastmbrl.agents import _sac_reference as _k
+    from fastmbrl.agents import _sac_mixed_reference as _km
 
 SAC_FORMAT_VERSION = 1
 METRICS = ("critic_loss", "actor_loss", "temperature_loss", "temperature", "entropy", "mean_q")
@@ -274,9 +276,13 @@ class SAC(Agent):
             _k._sac_update(*self._state_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
         return self._metrics_dict(metrics)
 
-    def update_from(self, buffer, n_updates):
+    def update_from(self, buffer, n_updates, model_buffer=None, real_ratio=1.0):
         """``n_updates`` updates on minibatches of ``batch_size`` rows drawn uniformly with
         replacement from ``buffer`` (a ``fastmbrl.buffer.ReplayBuffer``), in one compiled call.
+
+        With ``model_buffer`` (MBPO), each minibatch takes ``int(real_ratio * batch_size)`` rows
+        from ``buffer`` and the rest from ``model_buffer`` (all from ``buffer`` while
+        ``model_buffer`` is empty); kernel ``_sac_mixed_kernels._sac_update_from_mixed``.
 
         Returns
         -------
@@ -284,15 +290,33 @@ class SAC(Agent):
             The METRICS of ``update``, each averaged over the n updates.
         """
         n_updates = check_int("n_updates", n_updates)
+        n, arrays, term = self._buffer_arrays("buffer", buffer)
+        metrics = np.zeros((n_updates, 6), np.float64)
+        if model_buffer is not None:
+            real_ratio = _check_float("real_ratio", real_ratio, 0.0, 1.0)
+            n_real = int(real_ratio * self.batch_size)
+            if len(model_buffer) > 0 and n_real < self.batch_size:
+                m, m_arrays, m_term = self._buffer_arrays("model_buffer", model_buffer)
+                with self._blas_limit():
+                    _km._sac_update_from_mixed(*self._state_args(), *arrays, term, n, *m_arrays,
+                                               m_term, m, n_real, self.batch_size,
+                                               self.rng_state, metrics)
+                return self._metrics_dict(metrics.mean(axis=0))
+        with self._blas_limit():
+            _k._sac_update_from(*self._state_args(), *arrays, term, n, self.batch_size,
+                                self.rng_state, metrics)
+        return self._metrics_dict(metrics.mean(axis=0))
+
+    def _buffer_arrays(self, name, buffer):
         for f in ("_obs", "_act", "_reward", "_next_obs", "_terminated"):
             if not hasattr(buffer, f):
-                raise TypeError(f"buffer: expected a fastmbrl.buffer.ReplayBuffer, got "
+                raise TypeError(f"{name}: expected a fastmbrl.buffer.ReplayBuffer, got "
                                 f"{type(buffer).__name__}")
         n = len(buffer)
         if n == 0:
-            raise ValueError("buffer: is empty; add transitions before update_from")
+            raise ValueError(f"{name}: is empty; add transitions before update_from")
         if buffer.obs_dim != self.obs_dim or buffer.act_dim != self.act_dim:
-            raise ValueError(f"buffer: expected obs_dim {self.obs_dim} and act_dim {self.act_dim}, "
+            raise ValueError(f"{name}: expected obs_dim {self.obs_dim} and act_dim {self.act_dim}, "
                              f"got {buffer.obs_dim} and {buffer.act_dim}")
         # Uniform sampling with replacement does not care about row order, so the stored arrays
         # are read directly (no copy even after the ring wrapped).
@@ -300,12 +324,7 @@ class SAC(Agent):
                                                                 "_next_obs")]
         if arrays[0].dtype != self.dtype:
             arrays = [a.astype(self.dtype) for a in arrays]
-        term = buffer._terminated[:n]
-        metrics = np.zeros((n_updates, 6), np.float64)
-        with self._blas_limit():
-            _k._sac_update_from(*self._state_args(), *arrays, term, n, self.batch_size,
-                                self.rng_state, metrics)
-        return self._metrics_dict(metrics.mean(axis=0))
+        return n, arrays, buffer._terminated[:n]
 
     @staticmethod
     def _metrics_dict(values):

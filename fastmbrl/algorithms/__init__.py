@@ -87,14 +87,15 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
         actions must be 1-D Boxes with finite action bounds.
     algorithm : str, optional
         One of ``fastmbrl.algorithms.available()`` ("pets": Algorithm 1 with MPC; "random": the
-        same loop with random actions). Default: ``config``'s ``algorithm.name`` ("pets"), or on
-        resume the run's own.
+        same loop with random actions; "sac": soft actor-critic; "mbpo": MBPO, SAC on model
+        rollouts). Default: ``config``'s ``algorithm.name`` ("pets"), or on resume the run's own.
     episodes : int, optional
         Budget of an episode-based algorithm (overrides ``config.algorithm.episodes``). On resume, a
         larger value extends the run.
     steps : int, optional
-        Budget of a step-based algorithm, in environment steps (``config.algorithm.steps``);
-        pets refuses it.
+        Budget of a step-based algorithm (sac, mbpo), in environment steps
+        (``config.algorithm.steps``; default ``sac.total_steps`` / ``mbpo.total_steps``); pets
+        refuses it.
     seed : int, optional
         Seed of every random stream (overrides ``config.seed``).
     config : RunConfig or dict, optional

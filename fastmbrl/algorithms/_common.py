@@ -22,29 +22,12 @@ from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoin
 from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
 from fastmbrl._io import atomic_write_text, remove_stale_temporaries, temporary_path
 
-__all__ = [
-    "RESULTS_FIELDS",
-    "STREAM_AGENT",
-    "STREAM_ENV",
-    "STREAM_EVAL_ENV",
-    "STREAM_INITIAL_ENV",
-    "STREAM_MODEL",
-    "STREAM_PLANNER",
-    "STREAM_RANDOM_ACTIONS",
-    "Callback",
-    "EpisodeRecord",
-    "RunContext",
-    "RunResult",
-    "as_callback",
-    "collect_episode",
-    "collect_initial_data",
-    "derive_seed",
-    "evaluate",
-    "load_run_checkpoint",
-    "save_run_checkpoint",
-    "summary",
-    "write_results",
-]
+__all__ = ["RunContext", "RunResult", "EpisodeRecord", "Callback", "as_callback", "derive_seed",
+           "collect_episode", "collect_initial_data", "evaluate", "write_results", "summary",
+           "save_run_checkpoint", "load_run_checkpoint", "RESULTS_FIELDS", "STREAM_ENV",
+           "STREAM_PLANNER", "STREAM_RANDOM_ACTIONS", "STREAM_INITIAL_ENV", "STREAM_MODEL",
+           "STREAM_AGENT", "STREAM_EVAL_ENV", "STREAM_ROLLOUT", "EvalRecord", "StepCollector",
+           "StepLoop", "step_budget", "step_summary", "STEP_RESULTS_FIELDS"]
 
 log = logging.getLogger("fastmbrl.algorithms")
 
@@ -113,6 +96,9 @@ class EpisodeRecord:
         return cls(ret=float(d["return"]), **kw)
 
 
+EpisodeRecord.FIELDS = RESULTS_FIELDS
+
+
 def _record_column(field_name, dtype, what):
     """A read-only property: ``field_name`` of every record, as one array (records,).
 
@@ -165,8 +151,9 @@ def write_results(out_dir, config, records, initial_records, summary=None):
     from fastmbrl.plot import plot_learning_curve
 
     rows = [r.to_dict() for r in records]
+    fields = type(records[0]).FIELDS if records else RESULTS_FIELDS
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULTS_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(row)
@@ -466,7 +453,7 @@ def save_run_checkpoint(ctx, episode, buffer, model, records, initial_records, a
     save_checkpoint(ctx.out_dir, episode, buffer, model, state, agent=agent)
 
 
-def load_run_checkpoint(ctx, agent=None):
+def load_run_checkpoint(ctx, agent=None, record_cls=None):
     """The last checkpoint of ``ctx.out_dir`` checked against the environment, or None when the
     run starts fresh.
 
@@ -480,7 +467,8 @@ def load_run_checkpoint(ctx, agent=None):
         return None
     done, buffer, model, state = load_checkpoint(ctx.out_dir, agent=agent)
     try:
-        records = [EpisodeRecord.from_dict(d) for d in state["records"]]
+        cls = EpisodeRecord if record_cls is None else record_cls
+        records = [cls.from_dict(d) for d in state["records"]]
         initial = [EpisodeRecord.from_dict(d) for d in state["initial_records"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"resume: checkpoint in {ctx.out_dir!r} has damaged records "
@@ -491,3 +479,394 @@ def load_run_checkpoint(ctx, agent=None):
                          f", the environment {dims}")
     log.info("resuming %s after %d (%d transitions)", ctx.out_dir, done, len(buffer))
     return done, buffer, model, records, initial, state
+
+
+# ---------------------------------------------------------------------------------------------
+# step-based loops (sac, mbpo): step collection, periodic evaluation, records, checkpoints
+# ---------------------------------------------------------------------------------------------
+# Streams of the step-based loops (appended after the episode-based ones; never renumber).
+STREAM_ROLLOUT = 7
+
+STEP_RESULTS_FIELDS = ("evaluation", "steps", "return", "return_std", "length", "wall_time",
+                       "updates", "updates_per_s", "env_time", "act_time", "update_time",
+                       "fit_time", "fit_epochs", "holdout_mse", "rollout_time", "model_rows",
+                       "eval_time", "train_episodes", "buffer_size")
+# the time split of a segment (what each row reports since the previous evaluation)
+TIMERS = ("env", "act", "update", "fit", "rollout", "eval")
+
+
+@dataclass
+class EvalRecord:
+    """One evaluation of a step-based run (one results row).
+
+    ``ret`` / ``ret_std``: mean and standard deviation of the evaluation episodes' returns (the
+    deterministic policy on its own environment instance), ``length`` their mean length (rounded). The
+    times (seconds) and ``updates_per_s`` cover the segment since the previous evaluation:
+    ``env_time`` training ``env.step`` calls, ``act_time`` training actions, ``update_time`` SAC
+    updates, ``fit_time`` model refits, ``rollout_time`` model rollouts, ``eval_time`` the
+    evaluation itself. ``updates`` and ``steps`` are cumulative; ``wall_time`` is since the run
+    started (summed over resumed sessions). ``model_rows``: rows in the model buffer (mbpo);
+    ``fit_epochs`` the segment's refit epochs, ``holdout_mse`` the last refit's holdout MSE.
+    """
+
+    episode: int
+    steps: int
+    ret: float
+    ret_std: float = 0.0
+    length: int = 0
+    wall_time: float = 0.0
+    updates: int = 0
+    updates_per_s: float = 0.0
+    env_time: float = 0.0
+    act_time: float = 0.0
+    update_time: float = 0.0
+    fit_time: float = 0.0
+    fit_epochs: int = 0
+    holdout_mse: float = float("nan")
+    rollout_time: float = 0.0
+    model_rows: int = 0
+    eval_time: float = 0.0
+    train_episodes: int = 0
+    buffer_size: int = 0
+    segment_steps: int = 0
+
+    FIELDS = STEP_RESULTS_FIELDS
+    terminated = False
+
+    @property
+    def ms_per_action(self):
+        """Mean time per training action of the segment, in milliseconds."""
+        return 1000.0 * self.act_time / max(self.segment_steps, 1)
+
+    def to_dict(self):
+        """The record as a flat dict with the STEP_RESULTS_FIELDS keys."""
+        d = dataclasses.asdict(self)
+        d["return"], d["return_std"], d["evaluation"] = d.pop("ret"), d.pop("ret_std"), d.pop(
+            "episode")
+        return {k: d[k] for k in STEP_RESULTS_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict` (``segment_steps`` is not stored and comes back 0)."""
+        kw = {k: d[k] for k in STEP_RESULTS_FIELDS
+              if k not in ("return", "return_std", "evaluation")}
+        return cls(episode=int(d["evaluation"]), ret=float(d["return"]),
+                   ret_std=float(d["return_std"]), **kw)
+
+
+def step_summary(records, wall_time):
+    """The ``summary`` block of a step-based run's results.json (totals of the time split)."""
+    returns = [r.ret for r in records]
+    out = {"evaluations": len(records), "steps": records[-1].steps if records else None,
+           "best_return": max(returns) if returns else None,
+           "last_return": returns[-1] if returns else None,
+           "updates": records[-1].updates if records else 0, "wall_time": wall_time}
+    for name in ("env_time", "act_time", "update_time", "fit_time", "rollout_time", "eval_time"):
+        out[name] = float(sum(getattr(r, name) for r in records))
+    return out
+
+
+def _rng_state(rng):
+    return copy.deepcopy(rng.bit_generator.state)
+
+
+def _set_rng_state(rng, state):
+    rng.bit_generator.state = state
+    return rng
+
+
+class StepCollector:
+    """One environment stepped one transition at a time, with episode bookkeeping.
+
+    Episode ``k`` of the run is reset with ``derive_seed(seed, STREAM_ENV, k)``; an episode ends
+    on ``terminated``, on the environment's ``truncated`` or after ``max_episode_steps`` steps (a
+    truncation). Every transition goes into ``buffer`` with its own terminated / truncated flags:
+    the learner cuts bootstrapping on ``terminated`` only.
+
+    Exact resume (:meth:`state` / :meth:`restore`): the environment's internal state cannot be
+    saved in general, so the current episode is replayed: reset with its seed, then its actions
+    (the newest rows of the buffer) are stepped again. For a deterministic environment (all the
+    specs) this rebuilds the state bit for bit; the replayed observations are compared with the
+    stored ones and a mismatch is logged.
+
+    Attributes
+    ----------
+    steps : int
+        Transitions collected by the run so far.
+    episode : int
+        Index of the current (unfinished) episode.
+    obs : array (D_obs,)
+        The current observation.
+    ep_len, ep_return : int, float
+        Length and return of the current episode so far.
+    episode_returns : list of float
+        Returns of the finished training episodes.
+    times : dict
+        Seconds spent in ``env`` (env.reset / env.step) and ``act`` (the policy), accumulated.
+    """
+
+    def __init__(self, env, buffer, seed, max_episode_steps):
+        self.env, self.buffer, self.seed = env, buffer, int(seed)
+        self.max_episode_steps = max_episode_steps
+        self.steps, self.episode, self.ep_len, self.ep_return = 0, 0, 0, 0.0
+        self.episode_returns = []
+        self.times = {"env": 0.0, "act": 0.0}
+        self.obs = None
+
+    def _reset(self):
+        t0 = time.perf_counter()
+        self.obs, _ = self.env.reset(seed=derive_seed(self.seed, STREAM_ENV, self.episode))
+        self.times["env"] += time.perf_counter() - t0
+        self.ep_len, self.ep_return = 0, 0.0
+
+    def step(self, policy):
+        """Act with ``policy(obs) -> action``, step the environment, store the transition.
+
+        Returns
+        -------
+        terminated, truncated : bool
+            Of this transition (the next call starts a new episode after either).
+        """
+        if self.obs is None:
+            self._reset()
+        t0 = time.perf_counter()
+        action = policy(self.obs)
+        t1 = time.perf_counter()
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        t2 = time.perf_counter()
+        self.times["act"] += t1 - t0
+        self.times["env"] += t2 - t1
+        self.ep_len += 1
+        self.steps += 1
+        terminated = bool(terminated)
+        truncated = bool(truncated) or (self.max_episode_steps is not None
+                                        and self.ep_len >= self.max_episode_steps)
+        self.buffer.add(self.obs, action, float(reward), next_obs, terminated, truncated)
+        self.ep_return += float(reward)
+        self.obs = next_obs
+        if terminated or truncated:
+            self.episode_returns.append(self.ep_return)
+            self.episode += 1
+            self.obs = None
+        return terminated, truncated
+
+    def state(self):
+        """JSON-serialisable progress (what :meth:`restore` needs besides the buffer)."""
+        return {"steps": self.steps, "episode": self.episode, "ep_len": self.ep_len,
+                "ep_return": self.ep_return, "episode_returns": list(self.episode_returns),
+                "started": self.obs is not None}
+
+    def restore(self, state):
+        """Continue from :meth:`state` output; the buffer must be the checkpointed one."""
+        self.steps, self.episode = int(state["steps"]), int(state["episode"])
+        self.episode_returns = [float(v) for v in state["episode_returns"]]
+        ep_len = int(state["ep_len"])
+        self.obs = None
+        if not state["started"]:
+            return
+        if ep_len > len(self.buffer):
+            raise ValueError(f"resume: the current episode has {ep_len} steps but the buffer holds "
+                             f"only {len(self.buffer)} transitions")
+        self._reset()
+        if ep_len:
+            acts = self.buffer.act[-ep_len:]
+            stored = self.buffer.next_obs[-ep_len:]
+            dtype = self.env.action_space.dtype
+            worst = 0.0
+            for i in range(ep_len):
+                self.obs, reward, _, _, _ = self.env.step(acts[i].astype(dtype))
+                self.ep_return += float(reward)
+                worst = max(worst, float(np.max(np.abs(np.asarray(self.obs, stored.dtype)
+                                                       - stored[i]), initial=0.0)))
+            self.ep_len = ep_len
+            if worst > 0.0:
+                log.warning("resume: replaying the unfinished episode gave observations up to %.3g "
+                            "away from the stored ones (a non-deterministic environment); the "
+                            "run continues from the replayed state", worst)
+        self.ep_return = float(state["ep_return"])
+
+
+def step_budget(config, section):
+    """Total environment steps of a step-based run: ``algorithm.steps`` or ``section.total_steps``."""
+    steps = config.algorithm.steps
+    return section.total_steps if steps is None else int(steps)
+
+
+class StepLoop:
+    """The outer loop shared by the step-based algorithms (sac, mbpo).
+
+    For ``t = 1 .. total_steps``: act (uniformly random for the first ``random_steps`` steps, then
+    ``policy``), step the environment into ``buffer`` (:class:`StepCollector`), call
+    ``train(loop)`` (the algorithm's updates; it adds its seconds to ``loop.times``), and every
+    ``eval_every`` steps and at the last step evaluate ``eval_policy`` for ``eval_episodes``
+    episodes on a second environment instance, append an :class:`EvalRecord`, checkpoint, write
+    the results files and call the callbacks (a callback returning True stops the run after that
+    checkpoint).
+
+    Checkpoints hold the buffer, the model, the agent's ``state_dict()``, the records, the
+    collector's progress, the random-action generator, the cumulative counters and
+    ``extra_state()`` of the algorithm; a resumed run (``ctx.resume``) continues exactly where the
+    checkpoint was taken (see :class:`StepCollector` for the environment's state).
+
+    Parameters
+    ----------
+    ctx : RunContext
+    buffer : ReplayBuffer
+        The environment buffer (replaced by the checkpoint's on resume).
+    agent : object with ``state_dict`` / ``load_state_dict`` (or None)
+    total_steps, eval_every, eval_episodes, random_steps : int
+    model : GaussianEnsemble or None
+        Checkpointed with the run (replaced by the checkpoint's on resume).
+    """
+
+    def __init__(self, ctx, buffer, agent, total_steps, eval_every, eval_episodes, random_steps,
+                 model=None):
+        cfg = ctx.config
+        self.ctx, self.buffer, self.agent, self.model = ctx, buffer, agent, model
+        self.total_steps, self.eval_every = int(total_steps), int(eval_every)
+        self.eval_episodes, self.random_steps = int(eval_episodes), int(random_steps)
+        env = ctx.env.env
+        self.collector = StepCollector(env, buffer, cfg.seed, ctx.max_episode_steps)
+        self.eval_env = ctx.make_env()
+        self.random_rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_RANDOM_ACTIONS, 0))
+        self._low = env.action_space.low.astype(np.float64)
+        self._high = env.action_space.high.astype(np.float64)
+        self._act_dtype = env.action_space.dtype
+        self.records = []
+        self.times = {k: 0.0 for k in TIMERS}
+        self.counters = {"updates": 0, "fit_epochs": 0}
+        self.last_fit = {"holdout_mse": float("nan")}
+        self.model_rows = 0
+        self.wall_offset = 0.0
+        self.restored_state = None
+
+    # ------------------------------------------------------------------ policies
+    def random_action(self, obs):
+        """A uniformly random action in the bounds (the first ``random_steps`` steps)."""
+        return self.random_rng.uniform(self._low, self._high).astype(self._act_dtype)
+
+    @property
+    def steps(self):
+        """Environment steps collected so far."""
+        return self.collector.steps
+
+    # ------------------------------------------------------------------ checkpoints
+    def restore(self, record_cls=EvalRecord):
+        """Load the last checkpoint of ``ctx.out_dir`` when resuming; returns True if one was
+        loaded (then ``buffer``, ``model``, the agent, the records and the counters are the
+        checkpoint's, and ``restored_state`` holds the algorithm's ``extra`` entry)."""
+        restored = load_run_checkpoint(self.ctx, agent=self.agent, record_cls=record_cls)
+        if restored is None:
+            return False
+        done, buffer, model, records, _, state = restored
+        if len(records) != done:
+            raise ValueError(f"resume: checkpoint in {self.ctx.out_dir!r} is inconsistent "
+                             f"({len(records)} records for evaluation {done})")
+        try:
+            loop = state["loop"]
+            self.buffer = self.collector.buffer = buffer
+            if model is not None:
+                self.model = model
+            self.records = records
+            self.counters = dict(loop["counters"])
+            self.times = {k: float(loop["times"][k]) for k in TIMERS}
+            self.last_fit = dict(loop["last_fit"])
+            self.model_rows = int(loop["model_rows"])
+            self.wall_offset = float(loop["wall_time"])
+            _set_rng_state(self.random_rng, loop["random_rng"])
+            self.collector.restore(loop["collector"])
+            self.collector.times = {"env": self.times["env"], "act": self.times["act"]}
+            self.restored_state = state.get("extra")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"resume: checkpoint in {self.ctx.out_dir!r} has a damaged loop state "
+                             f"({type(exc).__name__}: {exc})") from None
+        if self.collector.steps != self.buffer.n_added:
+            raise ValueError(f"resume: checkpoint in {self.ctx.out_dir!r} is inconsistent "
+                             f"({self.collector.steps} steps, {self.buffer.n_added} transitions)")
+        return True
+
+    def checkpoint(self, wall_time, extra=None):
+        """Write a checkpoint after the last record (a no-op without ``out_dir``)."""
+        loop = {"counters": self.counters, "times": self.times, "last_fit": self.last_fit,
+                "model_rows": self.model_rows, "wall_time": wall_time,
+                "random_rng": _rng_state(self.random_rng), "collector": self.collector.state()}
+        save_run_checkpoint(self.ctx, len(self.records), self.buffer, self.model, self.records, [],
+                            agent=self.agent, extra={"loop": loop, "extra": extra})
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, policy, eval_policy, train, extra_state=None):
+        """Run the steps left of the budget.
+
+        Parameters
+        ----------
+        policy : callable
+            ``policy(obs) -> action`` once ``random_steps`` steps are collected.
+        eval_policy : callable
+            The deterministic policy evaluated.
+        train : callable
+            ``train(loop)`` after each environment step (the loop's ``steps`` already counts it).
+        extra_state : callable, optional
+            ``extra_state() -> JSON-serialisable`` stored with every checkpoint.
+
+        Returns
+        -------
+        stopped_early : bool
+        """
+        ctx, cbs = self.ctx, self.ctx.callbacks
+        t_start = time.perf_counter() - self.wall_offset
+        for cb in cbs:
+            cb.on_run_start(ctx.config, len(self.records) + 1)
+        mark = dict(self.times)
+        mark_updates, mark_steps = self.counters["updates"], self.steps
+        mark_fit_epochs = self.counters["fit_epochs"]
+        col = self.collector
+        while self.steps < self.total_steps:
+            # ---- act in the environment, store the transition -----------------------------------
+            col.step(self.random_action if self.steps < self.random_steps else policy)
+            stop = False
+            for cb in cbs:
+                stop = bool(cb.on_step(len(self.records) + 1, self.steps, self.total_steps)) or stop
+            # ---- the algorithm's training after this step ---------------------------------------
+            train(self)
+            if self.steps % self.eval_every and self.steps < self.total_steps:
+                continue
+            # ---- evaluate the deterministic policy on its own environment -----------------------
+            t0 = time.perf_counter()
+            _, eval_recs = evaluate(eval_policy, self.eval_env, self.eval_episodes, ctx.config.seed,
+                                    ctx.max_episode_steps)
+            self.times["eval"] += time.perf_counter() - t0
+            self.times["env"] = col.times["env"]
+            self.times["act"] = col.times["act"]
+            seg = {k: self.times[k] - mark[k] for k in TIMERS}
+            n_upd = self.counters["updates"] - mark_updates
+            rets = np.array([r.ret for r in eval_recs])
+            wall = time.perf_counter() - t_start
+            record = EvalRecord(
+                episode=len(self.records) + 1, steps=self.steps, ret=float(rets.mean()),
+                ret_std=float(rets.std()),
+                length=int(round(float(np.mean([r.length for r in eval_recs])))),
+                wall_time=wall, updates=self.counters["updates"],
+                updates_per_s=n_upd / seg["update"] if seg["update"] > 0 else 0.0,
+                env_time=seg["env"], act_time=seg["act"], update_time=seg["update"],
+                fit_time=seg["fit"], fit_epochs=self.counters["fit_epochs"] - mark_fit_epochs,
+                holdout_mse=float(self.last_fit["holdout_mse"]), rollout_time=seg["rollout"],
+                model_rows=self.model_rows, eval_time=seg["eval"],
+                train_episodes=col.episode, buffer_size=len(self.buffer),
+                segment_steps=self.steps - mark_steps)
+            self.records.append(record)
+            log.info("step %d: eval return %.2f +- %.2f, wall %.1fs (env %.1f act %.1f updates %.1f "
+                     "fit %.1f rollouts %.1f)", self.steps, record.ret, record.ret_std, wall,
+                     seg["env"], seg["act"], seg["update"], seg["fit"], seg["rollout"])
+            mark = dict(self.times)
+            mark_updates, mark_steps = self.counters["updates"], self.steps
+            mark_fit_epochs = self.counters["fit_epochs"]
+            # ---- checkpoint first (results never get ahead of a resumable state), results -------
+            self.checkpoint(wall, None if extra_state is None else extra_state())
+            if ctx.out_dir is not None:
+                write_results(ctx.out_dir, ctx.config, self.records, [],
+                              step_summary(self.records, wall))
+            for cb in cbs:
+                stop = bool(cb.on_episode_end(record)) or stop
+            if stop and self.steps < self.total_steps:
+                return True
+        return False

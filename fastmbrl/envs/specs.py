@@ -90,7 +90,15 @@ _SPECS = [
                             "max_epochs": 100, "batch_size": 64, "patience": 5},
                   "planner": {"name": "cem", "horizon": 25, "population": 150, "iterations": 5,
                               "particles": 5, "elite_frac": 0.1, "alpha": 0.1},
-                  "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False}},
+                  "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False},
+                  # rl-zoo's Pendulum-v1 SAC: lr 1e-3, otherwise SB3's defaults
+                  "sac": {"lr": 1e-3, "total_steps": 8000, "eval_every": 1000},
+                  # MBPO, chosen for wall time (seed 0, 3k steps, shared machine): 64x64 actor-
+                  # critic -170 in 104 s; 128x128 with length-1 rollouts -194 in 306 s
+                  "mbpo": {"total_steps": 3000, "random_steps": 250, "hidden": [64, 64],
+                           "model_train_every": 250, "rollouts_per_step": 100,
+                           "rollout_schedule": [1, 1, 3, 3], "updates_per_step": 20,
+                           "real_ratio": 0.05}},
         description="swing up and balance a pendulum; 200 steps, solved near -150"),
     EnvSpec(
         id="MountainCarContinuous-v0", factory=_gym_factory("MountainCarContinuous-v0"),
@@ -131,7 +139,15 @@ _SPECS = [
         defaults={"model": {"hidden": [64, 64, 64], "max_epochs": 100, "batch_size": 64},
                   "planner": {"name": "cem", "horizon": 15, "population": 150, "iterations": 5,
                               "particles": 5},
-                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False}},
+                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False},
+                  # (sac.lr is shared by the sac algorithm)
+                  "sac": {"lr": 1e-3, "eval_every": 500},
+                  # MBPO for wall time: 64x64 actor-critic, length-1 rollouts (seed 0: 1000 from
+                  # 1k steps on, one dip, 4k steps in 102 s on the shared machine)
+                  "mbpo": {"total_steps": 5000, "random_steps": 250, "hidden": [64, 64],
+                           "model_train_every": 250, "rollouts_per_step": 100,
+                           "rollout_schedule": [1, 1, 1, 1], "updates_per_step": 20,
+                           "real_ratio": 0.05}},
         # With the exact termination no setting reached 1000 within 5 episodes (seed 0: horizon
         # 15-40, 5-20 particles, CEM/iCEM/MPPI, 3x64 to 3x200 models; best episodes 250-610): the
         # episodes end with the cart against the rail at |x| = 1, which the ensemble does not learn
@@ -162,11 +178,6 @@ _SPECS = [
         id="HalfCheetah-v5", factory=_half_cheetah,
         reward_fn=reward_fns.half_cheetah, termination_fn=termination_fns.no_termination,
         max_episode_steps=1000, requires="mujoco",
-        defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
-                            "max_epochs": 20},
-                  "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
-                              "particles": 4},
-                  "algorithm": {"episodes": 10, "initial_steps": 2000}},
         # A planning budget: mbrl-lib's PETS half-cheetah setting (horizon 30, population 350,
         # 20 particles) costs 7.8 s per action with fastmbrl on the shared 2-core machine (its
         # PyTorch code: 8.5 s on a Zen 3), 22 hours for 10 episodes of 1000 steps. Horizon 10,
@@ -177,6 +188,18 @@ _SPECS = [
         # lower returns than PETS' published ones at a given episode. Measured, seed 0 (the only
         # seed run), shared machine: -99 -15 -208 -160 -125 91 100 337 883 843 over 10 episodes,
         # 2196 s in all (98-450 ms per action as the load varied, refits 10-24 s).
+        defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
+                            "max_epochs": 20},
+                  "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
+                              "particles": 4},
+                  "algorithm": {"episodes": 10, "initial_steps": 2000},
+                  # rl-zoo's MuJoCo SAC: 10k random steps
+                  "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 5000},
+                  # MBPO's HalfCheetah settings (Janner et al. 2019) but 10 updates per step (the
+                  # paper's 40 would quadruple the dominant cost); not tuned here
+                  "mbpo": {"total_steps": 50000, "random_steps": 5000, "model_train_every": 250,
+                           "rollouts_per_step": 400, "rollout_schedule": [1, 1, 1, 1],
+                           "updates_per_step": 10, "real_ratio": 0.05}},
         description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
 ]
 

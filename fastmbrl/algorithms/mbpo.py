@@ -1,0 +1,261 @@
+"""MBPO: model-based policy optimisation (Janner et al. 2019, Algorithm 2; course notes, 5.2).
+
+    1: collect mbpo.random_steps (default sac.learning_starts) random steps into the environment
+       buffer D_env
+    2: for each environment step t:
+    3:     if t is a refit step (every model_train_every steps from the end of the random data):
+    4:         fit the ensemble to D_env (warm start, early stopping, elites; at most
+               model_fit_seconds)
+    5:         draw rollouts_per_step * model_train_every start states uniformly from D_env and
+               roll them k(t) steps through the model with the current policy (stochastic
+               actions, a random elite per row per step; rows stop when the termination function
+               fires); the transitions replace the oldest refit's in the model buffer D_model
+               (which keeps the last model_retain refits)
+    6:     act in the environment with the policy, add the transition to D_env
+    7:     mbpo.updates_per_step SAC updates on minibatches of real_ratio rows from D_env and the
+           rest from D_model
+    8:     every sac.eval_every steps: evaluate the deterministic policy, one results row,
+           checkpoint
+
+(Steps 6 and 3-5 are in the loop's order: a step is collected, then trained on.) k(t) follows the
+linear schedule ``mbpo.rollout_schedule = (start_step, end_step, from_length, to_length)``.
+
+The whole rollout of step 5 (policy forward pass and sample, model step, reward, termination) is
+one compiled call per chunk of rows, ``fastmbrl.models.ModelEnv.rollout``; the mixed minibatches
+of step 7 are drawn inside SAC's compiled update loop (``SAC.update_from(..., model_buffer,
+real_ratio)``). Collection, evaluation, records and checkpoints are
+``fastmbrl.algorithms._common.StepLoop``.
+
+Resume: the environment buffer, the model (weights, optimizer, normalisers, generator), the agent
+and the loop's counters are checkpointed and come back exactly. The model buffer is not stored: on
+resume it is regenerated with one refit's worth of rollouts from the restored model and policy
+(so a resumed MBPO run continues soundly but is not bit-identical to an uninterrupted one).
+"""
+import collections
+import logging
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fastmbrl.algorithms import sac as _sac
+from fastmbrl.algorithms._common import (STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, RunResult,
+                                         StepLoop, derive_seed, step_budget, step_summary,
+                                         write_results)
+
+__all__ = ["run", "check", "rollout_length", "ModelBuffer", "BUDGET"]
+
+BUDGET = "steps"
+
+log = logging.getLogger("fastmbrl.algorithms.mbpo")
+
+
+def rollout_length(schedule, step):
+    """MBPO's rollout length at environment step ``step``.
+
+    ``schedule = (start_step, end_step, from_length, to_length)``: ``from_length`` up to
+    ``start_step``, ``to_length`` from ``end_step`` on, linear in between (rounded down, as MBPO's
+    ``int(...)``).
+    """
+    start, end, a, b = (int(v) for v in schedule)
+    if step <= start or end <= start:
+        return a if step <= start else b
+    if step >= end:
+        return b
+    return int(a + (step - start) / (end - start) * (b - a))
+
+
+class ModelBuffer:
+    """The model buffer: the rollouts of the last ``retain`` refits, FIFO by refit.
+
+    ``buffer`` is a ``fastmbrl.buffer.ReplayBuffer`` holding exactly the retained refits' rows
+    (rebuilt when a refit's rollouts arrive), what ``SAC.update_from`` samples from.
+    Non-finite rows (a diverging model) are dropped before they are stored, and counted in
+    ``dropped``.
+    """
+
+    def __init__(self, retain, obs_dim, act_dim, dtype):
+        from fastmbrl.buffer import ReplayBuffer
+
+        self.retain, self.obs_dim, self.act_dim, self.dtype = int(retain), obs_dim, act_dim, dtype
+        self.chunks = collections.deque(maxlen=self.retain)
+        self.buffer = ReplayBuffer(1, obs_dim, act_dim, dtype=dtype, overflow="wrap")
+        self.dropped = 0
+
+    def __len__(self):
+        return len(self.buffer)
+
+    def add_refit(self, batch):
+        """Add one refit's rollouts (a ``RolloutBatch``); the oldest refit beyond ``retain`` goes."""
+        from fastmbrl.buffer import ReplayBuffer
+
+        ok = (np.all(np.isfinite(batch.obs), axis=1) & np.all(np.isfinite(batch.next_obs), axis=1)
+              & np.isfinite(batch.reward) & np.all(np.isfinite(batch.act), axis=1))
+        if not ok.all():
+            self.dropped += int((~ok).sum())
+            log.warning("model rollouts: dropped %d non-finite transitions", int((~ok).sum()))
+        self.chunks.append(tuple(np.ascontiguousarray(a[ok]) for a in batch[:5]))
+        total = sum(c[0].shape[0] for c in self.chunks)
+        buf = ReplayBuffer(max(total, 1), self.obs_dim, self.act_dim, dtype=self.dtype,
+                           overflow="wrap")
+        for obs, act, rew, nxt, term in self.chunks:
+            buf.add_batch(obs, act, rew, nxt, term, np.zeros(term.shape[0], bool))
+        self.buffer = buf
+
+
+def _make_model(env, config, seed):
+    from fastmbrl.algorithms.pets import make_model
+
+    return make_model(env.obs_dim, env.act_dim, config, env.angle_dims, seed)
+
+
+def _model_env(model, env):
+    from fastmbrl.models import ModelEnv
+
+    return ModelEnv(model, reward_fn=env.reward_fn, termination_fn=env.termination_fn)
+
+
+def _model_based(mb):
+    """Whether the update step uses the model (value expansion, SVG(H) or the actor's clip)."""
+    return mb.critic_horizon > 1 or mb.actor_horizon > 0 or mb.actor_grad_clip > 0
+
+
+def _model_based_updates(agent, menv, buffer, model_buffer, mb):
+    """Line 7 with the switches: ``fastmbrl.agents._mb_grads.model_based_update_from`` on
+    minibatches mixing real and (with ``dyna_rollouts``) model rows by ``real_ratio``."""
+    from fastmbrl.agents._mb_grads import model_based_update_from
+
+    with agent._blas_limit():
+        return model_based_update_from(
+            agent, menv, buffer, mb.updates_per_step,
+            model_buffer=model_buffer.buffer if mb.dyna_rollouts else None,
+            real_ratio=mb.real_ratio, critic_horizon=mb.critic_horizon,
+            actor_horizon=mb.actor_horizon, actor_grad_clip=mb.actor_grad_clip or None,
+            td_k=mb.td_k)
+
+
+def check(ctx):
+    """Refuse what the run would fail on before anything is written: build the agent, the model
+    and its ModelEnv, and run a 2-row rollout (checks the reward and termination functions)."""
+    from fastmbrl.config import ConfigError
+
+    cfg, env = ctx.config, ctx.env
+    _sac.check(ctx)
+    if cfg.mbpo.random_steps == 0 and cfg.sac.learning_starts < 2:
+        raise ConfigError(f"sac.learning_starts: mbpo fits its model to the random steps, expected "
+                          f"at least 2, got {cfg.sac.learning_starts}")
+    if step_budget(cfg, cfg.mbpo) < 1:
+        raise ValueError(f"steps: expected at least 1 environment step for mbpo, got "
+                         f"{step_budget(cfg, cfg.mbpo)}")
+    try:
+        model = _make_model(env, cfg, seed=0)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model: the settings cannot build the model ({exc})") from None
+    if env.reward_fn is None and not cfg.model.learn_reward:
+        raise ConfigError("model.learn_reward: mbpo needs a reward function (reward_fn=) or a "
+                          "learned reward head (model.learn_reward=true), got neither")
+    if (cfg.mbpo.actor_horizon > 0 and env.reward_fn is not None and not cfg.model.learn_reward
+            and _model_env(model, env).reward_grad_fn is None):
+        raise ConfigError("mbpo.actor_horizon: actor gradients through the model need the reward's "
+                          "gradient; this environment's reward_fn has none, set "
+                          "model.learn_reward=true or mbpo.actor_horizon=0")
+    agent = _sac.make_agent(env, cfg, seed=0, hidden=cfg.mbpo.hidden)
+    _model_env(model, env).rollout(agent, np.zeros((2, env.obs_dim)), 1,
+                                   np.random.default_rng(0))
+
+
+def run(ctx):
+    """Run MBPO from ``ctx`` (a ``fastmbrl.algorithms._common.RunContext``); returns a RunResult."""
+    cfg, env = ctx.config, ctx.env
+    s, mb, m = cfg.sac, cfg.mbpo, cfg.model
+    random_steps = mb.random_steps or s.learning_starts
+    agent = _sac.make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0), hidden=mb.hidden)
+    model = _make_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
+    loop = StepLoop(ctx, _sac.make_buffer(env, cfg), agent, step_budget(cfg, mb), s.eval_every,
+                    s.eval_episodes, random_steps, model=model)
+    state = {"refits": 0}
+    resumed = loop.restore()
+    if resumed:
+        state = dict(loop.restored_state)
+    model = loop.model
+    menv = _model_env(model, env)
+    model_buffer = ModelBuffer(mb.model_retain, env.obs_dim, env.act_dim,
+                               np.dtype(s.dtype).type)
+    n_rollouts = mb.rollouts_per_step * mb.model_train_every
+
+    def policy(obs):
+        return agent.act(obs)
+
+    def eval_policy(obs):
+        return agent.act(obs, deterministic=True)
+
+    def fit_model(lp):
+        buf = lp.buffer
+        deadline = (time.perf_counter() + mb.model_fit_seconds) if mb.model_fit_seconds else None
+
+        def bound(epoch, train_loss, holdout_loss):
+            return deadline is not None and time.perf_counter() >= deadline
+
+        t0 = time.perf_counter()
+        with threadpool_limits(limits=1, user_api="blas"):
+            history = model.fit(buf.obs, buf.act, buf.next_obs,
+                                buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
+                                batch_size=m.batch_size, holdout_frac=m.holdout_frac,
+                                patience=m.patience, progress=False, callback=bound)
+        lp.times["fit"] += time.perf_counter() - t0
+        lp.counters["fit_epochs"] += int(history.epochs_run)
+        if history.holdout_mse.size:
+            # the elites' holdout MSE at the last epoch (normalised units)
+            lp.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
+        for cb in ctx.callbacks:
+            cb.on_fit_end(len(lp.records) + 1, history)
+
+    def model_rollouts(lp, stream_index):
+        # ---- line 5: branched rollouts from real states with the current policy -----------------
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, stream_index))
+        starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=n_rollouts)]
+        k = rollout_length(mb.rollout_schedule, lp.steps)
+        # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine (PERF.md)
+        with threadpool_limits(limits=1, user_api="blas"):
+            batch = menv.rollout(agent, starts, k, rng)
+        model_buffer.add_refit(batch)
+        lp.model_rows = len(model_buffer)
+        lp.times["rollout"] += time.perf_counter() - t0
+
+    if resumed and state["refits"] > 0 and mb.dyna_rollouts:
+        # the model buffer is not checkpointed: one refit's worth, from the restored model/policy
+        model_rollouts(loop, 1_000_000 + state["refits"])
+
+    def train(lp):
+        t = lp.steps
+        if t >= random_steps and (t - random_steps) % mb.model_train_every == 0:
+            # ---- lines 3-5: refit the model, then the rollouts that fill the model buffer -------
+            fit_model(lp)
+            state["refits"] += 1
+            if mb.dyna_rollouts:
+                model_rollouts(lp, state["refits"])
+        if not mb.dyna_rollouts or _model_based(mb):
+            # ---- value expansion / actor gradients through the model (mve, svg presets) ---------
+            if state["refits"] > 0 and mb.updates_per_step > 0:
+                t0 = time.perf_counter()
+                _model_based_updates(agent, menv, lp.buffer, model_buffer, mb)
+                lp.times["update"] += time.perf_counter() - t0
+                lp.counters["updates"] += mb.updates_per_step
+        elif len(model_buffer) and mb.updates_per_step > 0:
+            # ---- line 7: SAC updates on mixed real / model minibatches --------------------------
+            t0 = time.perf_counter()
+            agent.update_from(lp.buffer, mb.updates_per_step, model_buffer=model_buffer.buffer,
+                              real_ratio=mb.real_ratio)
+            lp.times["update"] += time.perf_counter() - t0
+            lp.counters["updates"] += mb.updates_per_step
+
+    stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state))
+    if ctx.out_dir is not None and loop.records:
+        write_results(ctx.out_dir, cfg, loop.records, [],
+                      step_summary(loop.records, loop.records[-1].wall_time))
+    result = RunResult(config=cfg, records=loop.records, initial_records=[], model=model,
+                       agent=agent, buffer=loop.buffer, stopped_early=stopped,
+                       out_dir=ctx.out_dir)
+    result.model_buffer = model_buffer
+    return result
