@@ -17,7 +17,8 @@ def warmup(dtypes=(np.float32, np.float64)):
     Returns
     -------
     seconds : dict
-        Time spent per part ("planning", "envs", "model_vjp", "sac"), in seconds.
+        Time spent per part ("planning", "envs", "model_vjp", "sac": SAC, its mixed batches
+        and the MBPO policy rollout), in seconds.
     """
     from fastmbrl import envs, planning
 
@@ -47,6 +48,7 @@ def warmup(dtypes=(np.float32, np.float64)):
     start = time.perf_counter()
     from fastmbrl.agents.sac import SAC
     from fastmbrl.buffer import ReplayBuffer
+    from fastmbrl.models import GaussianEnsemble, ModelEnv
     for dtype in dtypes:   # compiles (or loads) the SAC kernels for this dtype
         agent = SAC(1, 1, ((-1.0,), (1.0,)), hidden=(2,), batch_size=2, dtype=dtype)
         obs = np.zeros((2, 1))
@@ -57,5 +59,10 @@ def warmup(dtypes=(np.float32, np.float64)):
         buf = ReplayBuffer(2, 1, 1, dtype=dtype)
         buf.add_batch(obs, obs, np.zeros(2), obs, np.zeros(2, bool), np.zeros(2, bool))
         agent.update_from(buf, 1)
+        agent.update_from(buf, 1, model_buffer=buf, real_ratio=0.5)   # MBPO's mixed batches
+        # MBPO's policy rollout through the model (policy, model step, reward in one kernel)
+        model = GaussianEnsemble(1, 1, hidden=(2,), ensemble_size=1, num_elites=1, dtype=dtype,
+                                 learn_reward=True)
+        ModelEnv(model).rollout(agent, obs, 1, np.random.default_rng(0))
     spent["sac"] = time.perf_counter() - start
     return spent

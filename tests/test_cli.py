@@ -181,7 +181,7 @@ def test_resume_of_a_damaged_folder_is_one_line_exit_2(finished_run, tmp_path, c
     (["--set", "planner.name=mppi", "--set", 'planner.options={"temperature": 0}'],
      "temperature"),
     (["--set", "algorithm.buffer_capacity=10"], "algorithm.buffer_capacity"),
-    (["--algorithm", "sac"], "algorithm: expected one of"),
+    (["--algorithm", "nosuch"], "algorithm: expected one of"),
     (["--steps", "100"], "steps: pets counts episodes"),
 ])
 def test_impossible_settings_are_refused_before_anything_is_written(tmp_path, capsys, overrides,

@@ -293,7 +293,7 @@ class SAC(Agent):
         n, arrays, term = self._buffer_arrays("buffer", buffer)
         metrics = np.zeros((n_updates, 6), np.float64)
         if model_buffer is not None:
-            real_ratio = _check_float("real_ratio", real_ratio, 0.0, 1.0)
+            real_ratio = check_float("real_ratio", real_ratio, 0.0, 1.0)
             n_real = int(real_ratio * self.batch_size)
             if len(model_buffer) > 0 and n_real < self.batch_size:
                 m, m_arrays, m_term = self._buffer_arrays("model_buffer", model_buffer)

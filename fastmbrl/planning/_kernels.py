@@ -189,7 +189,6 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles
     d_obs = obs0.shape[0]
-    d_out = out_mean.shape[0]
     n_used = members.shape[0]
     n_perm_steps = perms.shape[0]
     # member m's block of positions (M + 1 integers: the one allocation besides the user functions)
