@@ -145,6 +145,12 @@ class _ConsoleCallback:
 
     def on_episode_end(self, record):
         self.close()
+        if hasattr(record, "ret_std"):      # a step-based algorithm's evaluation
+            self.out.write(f"steps {record.steps:7d}/{self.total}  eval return {record.ret:10.2f} "
+                           f"+- {record.ret_std:7.2f}  updates/s {record.updates_per_s:8.1f}  "
+                           f"wall {record.wall_time:7.1f}s\n")
+            self.out.flush()
+            return False
         self.out.write(f"episode {record.episode:3d}/{self.total}  return {record.ret:10.2f}  "
                        f"length {record.length:4d}  fit {record.fit_time:6.2f}s "
                        f"({record.fit_epochs} epochs)  act {record.ms_per_action:7.2f} ms/action  "
@@ -337,6 +343,7 @@ def _cmd_run(args):
         if not isinstance(env_id, str):
             raise _UsageError(f"--resume: {args.resume!r}/config.json names no environment")
         config, seed, algorithm = None, None, None
+        layered = saved_cfg
         alg = saved_cfg.algorithm
     else:
         if not args.env:
@@ -362,7 +369,10 @@ def _cmd_run(args):
     name = algorithm or alg.name
     budget = algorithms.get(name).BUDGET
     if budget == "steps":
-        total = args.steps if args.steps is not None else alg.steps
+        from fastmbrl.algorithms._common import step_budget
+
+        section = getattr(layered, algorithms.get(name).SECTION)
+        total = args.steps if args.steps is not None else step_budget(layered, section)
     else:
         total = args.episodes if args.episodes is not None else alg.episodes
     show = not args.quiet and alg.progress
@@ -381,7 +391,8 @@ def _cmd_run(args):
     returns = result.returns
     if len(returns):
         last = returns[-min(5, len(returns)):]
-        print(f"done: {len(returns)} episodes, wall {result.records[-1].wall_time:.1f}s "
+        what = "evaluations" if budget == "steps" else "episodes"
+        print(f"done: {len(returns)} {what}, wall {result.records[-1].wall_time:.1f}s "
               f"(this session {time.perf_counter() - t0:.1f}s; fit {result.fit_times.sum():.1f}s, "
               f"act {result.act_times.sum():.1f}s, "
               f"env {result.env_times.sum():.1f}s); best return {returns.max():.2f}, "

@@ -46,6 +46,7 @@ from fastmbrl.algorithms._common import (STREAM_AGENT, STREAM_MODEL, STREAM_ROLL
 __all__ = ["run", "check", "rollout_length", "ModelBuffer", "BUDGET"]
 
 BUDGET = "steps"
+SECTION = "mbpo"   # the RunConfig section holding total_steps
 
 log = logging.getLogger("fastmbrl.algorithms.mbpo")
 

@@ -14,6 +14,7 @@ from fastmbrl.algorithms import mbpo as _mbpo
 __all__ = ["BUDGET", "check", "preset", "run"]
 
 BUDGET = "steps"
+SECTION = "mbpo"   # the RunConfig section holding total_steps
 DEFAULT_CRITIC_HORIZON = 3
 
 

@@ -33,6 +33,7 @@ from fastmbrl.algorithms._common import (STREAM_AGENT, RunResult, StepLoop, deri
 __all__ = ["run", "check", "make_agent", "BUDGET"]
 
 BUDGET = "steps"
+SECTION = "sac"   # the RunConfig section holding total_steps
 
 log = logging.getLogger("fastmbrl.algorithms.sac")
 
