@@ -32,6 +32,7 @@ resume it is regenerated with one refit's worth of rollouts from the restored mo
 (so a resumed MBPO run continues soundly but is not bit-identical to an uninterrupted one).
 """
 import collections
+import copy
 import logging
 import time
 
@@ -133,6 +134,14 @@ def _model_based_updates(agent, menv, buffer, model_buffer, mb):
             real_ratio=mb.real_ratio, critic_horizon=mb.critic_horizon,
             actor_horizon=mb.actor_horizon, actor_grad_clip=mb.actor_grad_clip or None,
             td_k=mb.td_k)
+
+
+def with_preset(ctx, preset):
+    """A copy of ``ctx`` whose configuration is ``preset(ctx.config)`` (the mve and svg modules:
+    MBPO's loop with their switches set)."""
+    ctx = copy.copy(ctx)
+    ctx.config = preset(ctx.config)
+    return ctx
 
 
 def check(ctx):

@@ -6,7 +6,6 @@ false``, ``mbpo.real_ratio = 1``: every minibatch row is real) and the critic's 
 still refit every ``mbpo.model_train_every`` steps; updates start after the first fit. See
 ``fastmbrl.agents._mb_grads`` for the target.
 """
-import copy
 import dataclasses
 
 from fastmbrl.algorithms import mbpo as _mbpo
@@ -26,17 +25,11 @@ def preset(config):
         mb, dyna_rollouts=False, real_ratio=1.0, critic_horizon=n))
 
 
-def _with_preset(ctx):
-    ctx = copy.copy(ctx)
-    ctx.config = preset(ctx.config)
-    return ctx
-
-
 def check(ctx):
     """mbpo's checks on the preset configuration."""
-    _mbpo.check(_with_preset(ctx))
+    _mbpo.check(_mbpo.with_preset(ctx, preset))
 
 
 def run(ctx):
     """Run MBPO's loop with the mve preset; returns a RunResult (its ``config`` is the preset's)."""
-    return _mbpo.run(_with_preset(ctx))
+    return _mbpo.run(_mbpo.with_preset(ctx, preset))

@@ -6,7 +6,6 @@ backpropagated through every step (an unset horizon, 0, becomes 3); the critic i
 and model data as MBPO's (Dyna rollouts kept, ``mbpo.real_ratio`` as set). See
 ``fastmbrl.agents._mb_grads`` for the gradient.
 """
-import copy
 import dataclasses
 
 from fastmbrl.algorithms import mbpo as _mbpo
@@ -25,17 +24,11 @@ def preset(config):
     return dataclasses.replace(config, mbpo=dataclasses.replace(mb, actor_horizon=h))
 
 
-def _with_preset(ctx):
-    ctx = copy.copy(ctx)
-    ctx.config = preset(ctx.config)
-    return ctx
-
-
 def check(ctx):
     """mbpo's checks on the preset configuration."""
-    _mbpo.check(_with_preset(ctx))
+    _mbpo.check(_mbpo.with_preset(ctx, preset))
 
 
 def run(ctx):
     """Run MBPO's loop with the svg preset; returns a RunResult (its ``config`` is the preset's)."""
-    return _mbpo.run(_with_preset(ctx))
+    return _mbpo.run(_mbpo.with_preset(ctx, preset))
