@@ -420,6 +420,22 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
 
 
 @njit(cache=True)
+def _gather_rows(buf_obs, buf_act, buf_reward, buf_next_obs, buf_terminated, idx, row0, obs, act,
+                 rew, nobs, term):
+    """Copy buffer rows ``idx`` into minibatch rows ``row0 .. row0 + len(idx) - 1`` (in place)."""
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        r = row0 + k
+        for j in range(buf_obs.shape[1]):
+            obs[r, j] = buf_obs[i, j]
+            nobs[r, j] = buf_next_obs[i, j]
+        for j in range(buf_act.shape[1]):
+            act[r, j] = buf_act[i, j]
+        rew[r] = buf_reward[i]
+        term[r] = buf_terminated[i]
+
+
+@njit(cache=True)
 def _sac_update_from(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                      critic_v, alpha_state, steps, hp, scale, bias, buf_obs, buf_act, buf_reward,
                      buf_next_obs, buf_terminated, n_rows, batch_size, rng_state, metrics_out):
@@ -441,15 +457,8 @@ def _sac_update_from(actor, critic, target, dims_a, dims_c, act_code, actor_m, a
     for u in range(metrics_out.shape[0]):
         _sac_sample_indices(rng_state, n_rows, idx)
         _sac_draw_normals(rng_state, 1, noise)
-        for r in range(B):
-            i = idx[r]
-            for j in range(O):
-                obs[r, j] = buf_obs[i, j]
-                nobs[r, j] = buf_next_obs[i, j]
-            for j in range(A):
-                act[r, j] = buf_act[i, j]
-            rew[r] = buf_reward[i]
-            term[r] = buf_terminated[i]
+        _gather_rows(buf_obs, buf_act, buf_reward, buf_next_obs, buf_terminated, idx, 0, obs, act,
+                     rew, nobs, term)
         _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                     critic_v, alpha_state, steps, hp, scale, bias, obs, act, rew, nobs, term,
                     noise[0], noise[1], metrics_out[u])

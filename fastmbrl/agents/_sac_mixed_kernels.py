@@ -10,7 +10,8 @@ signature in ``_sac_mixed_reference``.
 import numpy as np
 from numba import njit
 
-from fastmbrl.agents._sac_kernels import _sac_draw_normals, _sac_sample_indices, _sac_update
+from fastmbrl.agents._sac_kernels import (_gather_rows, _sac_draw_normals, _sac_sample_indices,
+                                          _sac_update)
 
 
 @njit(cache=True)
@@ -39,25 +40,10 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
         _sac_sample_indices(rng_state, n_r_rows, idx_r)
         _sac_sample_indices(rng_state, n_m_rows, idx_m)
         _sac_draw_normals(rng_state, 1, noise)
-        for r in range(B):
-            if r < n_real:
-                i = idx_r[r]
-                for j in range(O):
-                    obs[r, j] = r_obs[i, j]
-                    nobs[r, j] = r_next_obs[i, j]
-                for j in range(A):
-                    act[r, j] = r_act[i, j]
-                rew[r] = r_reward[i]
-                term[r] = r_terminated[i]
-            else:
-                i = idx_m[r - n_real]
-                for j in range(O):
-                    obs[r, j] = m_obs[i, j]
-                    nobs[r, j] = m_next_obs[i, j]
-                for j in range(A):
-                    act[r, j] = m_act[i, j]
-                rew[r] = m_reward[i]
-                term[r] = m_terminated[i]
+        _gather_rows(r_obs, r_act, r_reward, r_next_obs, r_terminated, idx_r, 0, obs, act, rew,
+                     nobs, term)
+        _gather_rows(m_obs, m_act, m_reward, m_next_obs, m_terminated, idx_m, n_real, obs, act,
+                     rew, nobs, term)
         _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                     critic_v, alpha_state, steps, hp, scale, bias, obs, act, rew, nobs, term,
                     noise[0], noise[1], metrics_out[u])
