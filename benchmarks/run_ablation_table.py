@@ -1,27 +1,37 @@
-"""Ablation of the model-based actor-critic switches on Pendulum-v1 (issue 11): SAC, MBPO, MVE
-(n = 3, 5), SVG (h = 3, 5; the svg preset keeps MBPO's Dyna data), SVG without Dyna data, and
-MBPO + MVE + SVG. Environment steps to reach the threshold, return at fixed budgets, wall time.
+"""Ablation of the model-based actor-critic switches (issue 11): SAC, SAC with MBPO's networks and
+updates per step, MBPO, MVE (n = 3, 5), SVG (h = 3, 5; the svg preset keeps MBPO's Dyna data), SVG
+without Dyna data, and MBPO + MVE + SVG. Environment steps to reach the threshold, return at fixed
+budgets, wall time and its split, the cost of one update (updates/s).
 
 Usage (runs one after the other; the machine may be shared, say so with the figures)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_ablation_table.py \\
-        --seeds 0 1 2 --steps 3000 --out benchmarks/results/ablation_table.md
+        --env Pendulum-v1 --seeds 0 1 2 --steps 3000 --out benchmarks/results/ablation_pendulum.md
 
 Every run uses the environment's defaults (``fastmbrl.envs.specs``) plus the variant's ``mbpo``
-switches and ``sac.eval_every`` (250: the resolution of "steps to threshold").
+switches and ``sac.eval_every`` (250: the resolution of "steps to threshold"). Writes the table,
+``<out>.json`` (the raw rows) and ``<out>.png`` (return against env steps and wall time).
 """
 import argparse
 import json
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from run_mbpo_table import at, blas_info, run_one
 
+from fastmbrl.envs import get_spec
+
+# "sac, MBPO's nets and updates": the fair model-free baseline, SAC with the env's mbpo.hidden,
+# mbpo.updates_per_step and mbpo.random_steps (the spec's own sac settings otherwise)
+MATCH_MBPO = "match mbpo"
 VARIANTS = {
     "sac": ("sac", {}),
+    "sac, MBPO's nets and updates": ("sac", MATCH_MBPO),
     "mbpo": ("mbpo", {}),
     "mve n=3": ("mve", {"critic_horizon": 3}),
     "mve n=5": ("mve", {"critic_horizon": 5}),
@@ -55,24 +65,95 @@ def main(argv=None):
     lines = [f"# Ablation of MVE / SVG(H) on {args.env} ({args.steps} env steps)", "",
              f"BLAS: {blas_info()}. Machine: 2 cores shared with other jobs (times are noisy).", "",
              f"| variant | seed | steps to {thr:g} | " + " | ".join(f"return @{m}" for m in marks)
-             + " | wall s | updates s |", "|---|---|---|" + "---|" * len(marks) + "---|---|"]
+             + " | wall s | updates s | model fit s | rollouts s | env s | updates/s |",
+             "|---|---|---|" + "---|" * len(marks) + "---|---|---|---|---|---|"]
+    rows = []
     for name in args.variants:
         alg, switches = VARIANTS[name]
         for seed in args.seeds:
             config = {"sac": {"eval_every": args.eval_every}}
-            if alg != "sac":
+            if switches == MATCH_MBPO:
+                mb = get_spec(args.env).defaults.get("mbpo", {})
+                config["sac"].update({k: mb[j] for k, j in (
+                    ("hidden", "hidden"), ("updates_per_step", "updates_per_step"),
+                    ("learning_starts", "random_steps")) if j in mb})
+            elif alg != "sac":
                 config["mbpo"] = dict(switches)
             row = run_one(args.env, alg, seed, args.steps, config)
             row["variant"] = name
+            rows.append(row)
             print(json.dumps(row), flush=True)
             hit = steps_to(row, thr)
             rets = " | ".join("-" if at(row, m) is None else f"{at(row, m):.0f}" for m in marks)
+            sp = row["split"]
             lines.append(f"| {name} | {seed} | {'-' if hit is None else hit} | {rets} | "
-                         f"{row['wall'][-1]:.0f} | {row['split']['update']:.0f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as fh:
+                         f"{row['wall'][-1]:.0f} | {sp['update']:.0f} | {sp['fit']:.0f} | "
+                         f"{sp['rollout+plan']:.1f} | {sp['env']:.1f} | "
+                         f"{row['updates_per_s']:.0f} |")
+            write(args.out, lines + [""] + summary(rows, thr, marks), rows)
+    write(args.out, lines + [""] + summary(rows, thr, marks), rows)
+    try:
+        plot(rows, os.path.splitext(args.out)[0] + ".png", args.env, thr)
+    except ImportError:
+        pass
+    print("\n".join(lines + [""] + summary(rows, thr, marks)))
+
+
+def write(path, lines, rows):
+    """The table so far and the raw rows (rewritten after every run: nothing lost on failure)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as fh:
+        json.dump(rows, fh)
+
+
+def summary(rows, thr, marks):
+    """One line per variant: seeds reaching the threshold, median steps to it, mean returns."""
+    out = [f"| variant | seeds reaching {thr:g} | median steps to {thr:g} | "
+           + " | ".join(f"mean return @{m}" for m in marks) + " | mean wall s | updates/s |",
+           "|---|---|---|" + "---|" * len(marks) + "---|---|"]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == name]
+        hits = [steps_to(r, thr) for r in rs]
+        reached = [h for h in hits if h is not None]
+        med = f"{np.median(reached):.0f}" if len(reached) == len(rs) else (
+            f"{np.median(reached):.0f} ({len(reached)} seeds)" if reached else "-")
+        vals = [[at(r, m) for r in rs if at(r, m) is not None] for m in marks]
+        rets = " | ".join(f"{np.mean(v):.0f}" if v else "-" for v in vals)
+        out.append(f"| {name} | {len(reached)}/{len(rs)} | {med} | {rets} | "
+                   f"{np.mean([r['wall'][-1] for r in rs]):.0f} | "
+                   f"{np.median([r['updates_per_s'] for r in rs]):.0f} |")
+    return out
+
+
+def plot(rows, path, env, thr):
+    """Mean evaluation return (over seeds) against env steps and against wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, name in enumerate(dict.fromkeys(r["variant"] for r in rows)):
+        rs = [r for r in rows if r["variant"] == name]
+        n = min(len(r["steps"]) for r in rs)
+        steps = np.asarray(rs[0]["steps"][:n])
+        ret = np.mean([r["returns"][:n] for r in rs], axis=0)
+        wall = np.mean([r["wall"][:n] for r in rs], axis=0)
+        color = f"C{i % 10}"
+        axes[0].plot(steps, ret, color=color, label=f"{name} ({len(rs)} seeds)")
+        axes[1].plot(wall, ret, color=color)
+    for ax, xlabel in zip(axes, ("environment steps", "wall time (s)")):
+        ax.axhline(thr, color="grey", ls=":", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("evaluation return (mean over seeds)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{env}: model-based actor-critic ablation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -65,11 +65,17 @@ class ModelConfig:
     """Also learn the reward (needed only when no reward function is known)."""
     dtype: str = "float32"
     """'float32' or 'float64'."""
+    n_threads: object = "auto"
+    """Threads of the compiled fit step, each taking whole members: 'auto' is 2 on a machine with
+    2 or more cores, else 1. Fits are bit-identical for any value (``GaussianTrainStep``)."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""
         return [
             ("ensemble_size", self.ensemble_size >= 1, "at least 1"),
+            ("n_threads", self.n_threads == "auto" or (type(self.n_threads) is int
+                                                      and self.n_threads >= 1),
+             "'auto' or an integer >= 1"),
             ("num_elites", 1 <= self.num_elites <= self.ensemble_size,
              "between 1 and ensemble_size"),
             ("activation", self.activation in HIDDEN_ACTIVATIONS, " or ".join(HIDDEN_ACTIVATIONS)),
@@ -358,6 +364,12 @@ def to_dict(config):
 def _coerce(key, value, annotation, default):
     """Convert a JSON value to the type of the field ``key``; raise ConfigError naming it."""
     kind = type(default) if default is not None else None
+    if default == "auto":  # 'auto' or an integer (e.g. model.n_threads)
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected 'auto' or an integer, got {value!r}")
+        return value
     origin = typing.get_origin(annotation) if not isinstance(annotation, str) else None
     if default is None or origin is typing.Union or annotation in ("typing.Optional[int]",):
         if value is None:

@@ -65,3 +65,21 @@ def test_allowed_values_come_from_the_constants_module():
         assert from_dict({"planner": {"name": name}}).planner.name == name
     for mode in _config.PROPAGATION_MODES:
         assert from_dict({"planner": {"propagation": mode}}).planner.propagation == mode
+
+
+def test_model_n_threads_is_auto_or_a_positive_integer(monkeypatch):
+    from fastmbrl.algorithms import pets
+
+    assert RunConfig().model.n_threads == "auto"
+    assert apply_overrides(RunConfig(), ["model.n_threads=2"]).model.n_threads == 2
+    assert apply_overrides(RunConfig(), ["model.n_threads=auto"]).model.n_threads == "auto"
+    for bad, said in (("0", "'auto' or an integer >= 1, got 0"), ("x", "'auto' or an integer, got 'x'"),
+                      ("true", "'auto' or an integer, got True")):
+        with pytest.raises(ConfigError, match=f"model.n_threads: expected {said}"):
+            apply_overrides(RunConfig(), [f"model.n_threads={bad}"])
+    monkeypatch.setattr(pets.os, "cpu_count", lambda: 2)
+    assert pets.model_threads("auto") == 2 and pets.model_threads(1) == 1
+    monkeypatch.setattr(pets.os, "cpu_count", lambda: 1)
+    assert pets.model_threads("auto") == 1
+    cfg = apply_overrides(RunConfig(), ["model.n_threads=2", "model.hidden=[8]"])
+    assert pets.make_model(3, 1, cfg, (), seed=0).n_threads == 2

@@ -17,6 +17,7 @@ checkpoints need none), and the model's generator state is checkpointed with its
 """
 import inspect
 import logging
+import os
 import time
 
 import numpy as np
@@ -57,7 +58,14 @@ def make_model(obs_dim, act_dim, config, angle_dims, seed):
                             num_elites=m.num_elites, activation=m.activation, predict_delta=True,
                             angle_dims=angle_dims, learn_reward=m.learn_reward,
                             dtype=np.dtype(m.dtype).type, seed=seed, lr=m.lr,
-                            weight_decay=m.weight_decay)
+                            weight_decay=m.weight_decay, n_threads=model_threads(m.n_threads))
+
+
+def model_threads(n_threads):
+    """The fit threads a ``model.n_threads`` setting means ('auto': 2 with 2 or more cores)."""
+    if n_threads == "auto":
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+    return n_threads
 
 
 def make_planner(config, seed):

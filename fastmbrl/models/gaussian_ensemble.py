@@ -87,8 +87,9 @@ class GaussianEnsemble:
     logvar_penalty : float
         Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS: 0.01).
     n_threads : int
-        Threads of the compiled training step (``fastmbrl.nn.GaussianTrainStep``): 2 splits each
-        minibatch's rows over both cores. 1 (default) is safest on a shared machine.
+        Threads of the compiled training step (``fastmbrl.nn.GaussianTrainStep``): with 2, two
+        threads take whole members of each minibatch step; the fit is bit-identical for any value.
+        1 by default here; the run configuration's ``model.n_threads`` ('auto') uses 2 cores.
 
     Attributes
     ----------
