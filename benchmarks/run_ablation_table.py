@@ -59,6 +59,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--eval-every", type=int, default=250, help="sac.eval_every (resolution)")
     p.add_argument("--out", default="benchmarks/results/ablation_table.md")
+    p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
+                   help="run nothing: merge the raw rows of earlier runs (their <out>.json, e.g. "
+                        "variants split over two processes) into one table and plot")
     args = p.parse_args(argv)
     thr = THRESHOLD.get(args.env, 0.0)
     marks = [args.steps // 3, 2 * args.steps // 3, args.steps]
@@ -68,6 +71,12 @@ def main(argv=None):
              + " | wall s | updates s | model fit s | rollouts s | env s | updates/s |",
              "|---|---|---|" + "---|" * len(marks) + "---|---|---|---|---|---|"]
     rows = []
+    if args.from_json:
+        for path in args.from_json:
+            with open(path, encoding="utf-8") as fh:
+                rows += json.load(fh)
+        lines += [row_line(r, thr, marks) for r in rows]
+        args.variants = []
     for name in args.variants:
         alg, switches = VARIANTS[name]
         for seed in args.seeds:
@@ -83,13 +92,7 @@ def main(argv=None):
             row["variant"] = name
             rows.append(row)
             print(json.dumps(row), flush=True)
-            hit = steps_to(row, thr)
-            rets = " | ".join("-" if at(row, m) is None else f"{at(row, m):.0f}" for m in marks)
-            sp = row["split"]
-            lines.append(f"| {name} | {seed} | {'-' if hit is None else hit} | {rets} | "
-                         f"{row['wall'][-1]:.0f} | {sp['update']:.0f} | {sp['fit']:.0f} | "
-                         f"{sp['rollout+plan']:.1f} | {sp['env']:.1f} | "
-                         f"{row['updates_per_s']:.0f} |")
+            lines.append(row_line(row, thr, marks))
             write(args.out, lines + [""] + summary(rows, thr, marks), rows)
     write(args.out, lines + [""] + summary(rows, thr, marks), rows)
     try:
@@ -97,6 +100,16 @@ def main(argv=None):
     except ImportError:
         pass
     print("\n".join(lines + [""] + summary(rows, thr, marks)))
+
+
+def row_line(row, thr, marks):
+    """The table line of one run."""
+    hit = steps_to(row, thr)
+    rets = " | ".join("-" if at(row, m) is None else f"{at(row, m):.0f}" for m in marks)
+    sp = row["split"]
+    return (f"| {row['variant']} | {row['seed']} | {'-' if hit is None else hit} | {rets} | "
+            f"{row['wall'][-1]:.0f} | {sp['update']:.0f} | {sp['fit']:.0f} | "
+            f"{sp['rollout+plan']:.1f} | {sp['env']:.1f} | {row['updates_per_s']:.0f} |")
 
 
 def write(path, lines, rows):

@@ -106,7 +106,16 @@ def main(argv=None):
                    help="mbpo.model_fit_seconds of the cost runs (0: unbounded)")
     p.add_argument("--out", default="benchmarks/results/mbpo_table.md")
     p.add_argument("--json", default=None, help="also write the raw rows here")
+    p.add_argument("--table-from", default=None, metavar="DIR",
+                   help="only write the per-evaluation table and split of the finished run in DIR "
+                        "(a `fastmbrl run ... --out DIR`), e.g. the long HalfCheetah-v5 MBPO run")
     args = p.parse_args(argv)
+    if args.table_from:
+        text = table_from(args.table_from)
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(text)
+        return
 
     lines = [f"# MBPO vs SAC vs PETS (fastmbrl)", "",
              f"BLAS: {blas_info()}. Machine: 2 cores shared with other jobs (figures are noisy).",
@@ -160,6 +169,39 @@ def main(argv=None):
     except ImportError:
         pass
     print("\n".join(lines))
+
+
+def table_from(run_dir):
+    """Markdown: evaluation return and the time split per segment of a finished run's results."""
+    with open(os.path.join(run_dir, "results.json"), encoding="utf-8") as fh:
+        res = json.load(fh)
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    recs, summ = res["episodes"], res["summary"]
+    mb, sac, model = cfg.get("mbpo", {}), cfg.get("sac", {}), cfg.get("model", {})
+    lines = [f"# {res['env']} {res['algorithm'].upper()} (fastmbrl), seed {res['seed']}", "",
+             f"From `{run_dir}`. {mb.get('random_steps')} random steps, refit every "
+             f"{mb.get('model_train_every')}, {mb.get('rollouts_per_step')} rollouts/step, "
+             f"{mb.get('updates_per_step')} SAC updates/step "
+             f"({'x'.join(map(str, mb.get('hidden') or sac.get('hidden', [])))}), ensemble "
+             f"{model.get('ensemble_size')} of {len(model.get('hidden', []))}x"
+             f"{(model.get('hidden') or [0])[0]}, model fit threads {model.get('n_threads', 1)}. "
+             "Times per row are for the segment since the previous evaluation.", "",
+             "| env steps | eval return | wall s (cumulative) | SAC updates s | model fit s | "
+             "rollouts s | env + act s | updates/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        lines.append(f"| {r['steps']} | {r['return']:.0f} | {r['wall_time']:.0f} | "
+                     f"{r['update_time']:.0f} | {r['fit_time']:.0f} | {r['rollout_time']:.1f} | "
+                     f"{r['env_time'] + r['act_time']:.1f} | {r['updates_per_s']:.0f} |")
+    steps = summ["steps"]
+    lines += ["", f"Total: {steps} steps in {summ['wall_time']:.0f} s "
+              f"({summ['wall_time'] / 60:.1f} min; per 1k steps {1000 * summ['wall_time'] / steps:.1f}"
+              f" s: SAC updates {1000 * summ['update_time'] / steps:.1f}, model fit "
+              f"{1000 * summ['fit_time'] / steps:.1f}, rollouts {1000 * summ['rollout_time'] / steps:.2f}"
+              f", env + act {1000 * (summ['env_time'] + summ['act_time']) / steps:.2f}); "
+              f"best return {summ['best_return']:.0f}, last {summ['last_return']:.0f}.", ""]
+    return "\n".join(lines)
 
 
 def _plot(rows, path):

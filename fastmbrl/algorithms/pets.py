@@ -62,9 +62,15 @@ def make_model(obs_dim, act_dim, config, angle_dims, seed):
 
 
 def model_threads(n_threads):
-    """The fit threads a ``model.n_threads`` setting means ('auto': 2 with 2 or more cores)."""
+    """The fit threads a ``model.n_threads`` setting means ('auto': 2 with 2 or more cores and a
+    build with OpenMP, else 1)."""
     if n_threads == "auto":
-        return 2 if (os.cpu_count() or 1) >= 2 else 1
+        from fastmbrl.nn import _kernels
+
+        # have_openmp() loads the extension first (a failed load turns COMPILED off); the NumPy
+        # twins ignore the setting
+        threaded = _kernels.have_openmp() or not _kernels.COMPILED
+        return 2 if (os.cpu_count() or 1) >= 2 and threaded else 1
     return n_threads
 
 
