@@ -58,7 +58,7 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--eval-every", type=int, default=250, help="sac.eval_every (resolution)")
-    p.add_argument("--out", default="benchmarks/results/ablation_table.md")
+    p.add_argument("--out", default="benchmarks/results/ablation_pendulum.md")
     p.add_argument("--from-json", nargs="+", default=None, metavar="FILE",
                    help="run nothing: merge the raw rows of earlier runs (their <out>.json, e.g. "
                         "variants split over two processes) into one table and plot")
