@@ -197,9 +197,12 @@ _SPECS = [
         # per action in the same run (30x less: 12x fewer rows, 3x shorter horizon), i.e. 10
         # episodes in about 45 min of planning plus the refits. The price: plans see 10 steps
         # (0.5 s) ahead and CEM scores 600 rollouts per iteration instead of 7000, so expect
-        # lower returns than PETS' published ones at a given episode. Measured, seed 0 (the only
-        # seed run), shared machine: -99 -15 -208 -160 -125 91 100 337 883 843 over 10 episodes,
-        # 2196 s in all (98-450 ms per action as the load varied, refits 10-24 s).
+        # lower returns than PETS' published ones at a given episode. Measured, 10 episodes:
+        #   seed 0 (about 7 other jobs): -99 -15 -208 -160 -125 91 100 337 883 843, 2196 s
+        #     (98-450 ms per action as the load varied, refits 10-24 s);
+        #   seed 1 (at most 1 other job): -111 -133 -121 -34 71 -178 62 136 385 509, 922 s;
+        #   seed 2 (at most 1 other job): -153 -72 -101 -116 -92 1 -18 238 340 545, 691 s
+        #     (60-105 ms per action, refits 2-10 s).
         defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
                             "max_epochs": 20},
                   "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
