@@ -94,12 +94,13 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
             lines.append(row_line(row, thr, marks))
             write(args.out, lines + [""] + summary(rows, thr, marks), rows)
-    write(args.out, lines + [""] + summary(rows, thr, marks), rows)
+    table = lines + [""] + summary(rows, thr, marks)
+    write(args.out, table, rows)
     try:
         plot(rows, os.path.splitext(args.out)[0] + ".png", args.env, thr)
     except ImportError:
         pass
-    print("\n".join(lines + [""] + summary(rows, thr, marks)))
+    print("\n".join(table))
 
 
 def row_line(row, thr, marks):

@@ -56,13 +56,14 @@ def run_one(env, alg, seed, steps, config):
         r = fm.run(env, algorithm="pets", episodes=episodes, seed=seed, config=config)
         split = {"fit": float(r.fit_times.sum()), "rollout+plan": float(r.act_times.sum()),
                  "update": 0.0, "env": float(r.env_times.sum())}
+        upd = []  # PETS makes no gradient updates (its episode records have no such field)
     else:
         r = fm.run(env, algorithm=alg, steps=steps, seed=seed, config=config)
         split = {"fit": sum(x.fit_time for x in r.records),
                  "rollout+plan": sum(x.rollout_time for x in r.records),
                  "update": sum(x.update_time for x in r.records),
                  "env": sum(x.env_time for x in r.records)}
-    upd = [x.updates_per_s for x in getattr(r, "records", []) if x.updates_per_s > 0]
+        upd = [x.updates_per_s for x in r.records if x.updates_per_s > 0]
     return {"env": env, "alg": alg, "seed": seed, "steps": r.steps.tolist(),
             "returns": r.returns.tolist(), "wall": r.wall_times.tolist(),
             "total": time.perf_counter() - t0, "split": split,
@@ -179,28 +180,31 @@ def table_from(run_dir):
         cfg = json.load(fh)
     recs, summ = res["episodes"], res["summary"]
     mb, sac, model = cfg.get("mbpo", {}), cfg.get("sac", {}), cfg.get("model", {})
-    lines = [f"# {res['env']} {res['algorithm'].upper()} (fastmbrl), seed {res['seed']}", "",
-             f"From `{run_dir}`. {mb.get('random_steps')} random steps, refit every "
+    nets = "x".join(map(str, mb.get("hidden") or sac.get("hidden", [])))
+    widths = model.get("hidden") or [0]
+    setup = (f"From `{run_dir}`. {mb.get('random_steps')} random steps, refit every "
              f"{mb.get('model_train_every')}, {mb.get('rollouts_per_step')} rollouts/step, "
-             f"{mb.get('updates_per_step')} SAC updates/step "
-             f"({'x'.join(map(str, mb.get('hidden') or sac.get('hidden', [])))}), ensemble "
-             f"{model.get('ensemble_size')} of {len(model.get('hidden', []))}x"
-             f"{(model.get('hidden') or [0])[0]}, model fit threads {model.get('n_threads', 1)}. "
-             "Times per row are for the segment since the previous evaluation.", "",
-             "| env steps | eval return | wall s (cumulative) | SAC updates s | model fit s | "
-             "rollouts s | env + act s | updates/s |",
+             f"{mb.get('updates_per_step')} SAC updates/step ({nets}), ensemble "
+             f"{model.get('ensemble_size')} of {len(widths)}x{widths[0]}, model fit threads "
+             f"{model.get('n_threads', 1)}. Times per row are for the segment since the previous "
+             "evaluation.")
+    lines = [f"# {res['env']} {res['algorithm'].upper()} (fastmbrl), seed {res['seed']}", "",
+             setup, "",
+             ("| env steps | eval return | wall s (cumulative) | SAC updates s | model fit s | "
+              "rollouts s | env + act s | updates/s |"),
              "|---|---|---|---|---|---|---|---|"]
     for r in recs:
         lines.append(f"| {r['steps']} | {r['return']:.0f} | {r['wall_time']:.0f} | "
                      f"{r['update_time']:.0f} | {r['fit_time']:.0f} | {r['rollout_time']:.1f} | "
                      f"{r['env_time'] + r['act_time']:.1f} | {r['updates_per_s']:.0f} |")
-    steps = summ["steps"]
-    lines += ["", f"Total: {steps} steps in {summ['wall_time']:.0f} s "
-              f"({summ['wall_time'] / 60:.1f} min; per 1k steps {1000 * summ['wall_time'] / steps:.1f}"
-              f" s: SAC updates {1000 * summ['update_time'] / steps:.1f}, model fit "
-              f"{1000 * summ['fit_time'] / steps:.1f}, rollouts {1000 * summ['rollout_time'] / steps:.2f}"
-              f", env + act {1000 * (summ['env_time'] + summ['act_time']) / steps:.2f}); "
-              f"best return {summ['best_return']:.0f}, last {summ['last_return']:.0f}.", ""]
+    steps, wall = summ["steps"], summ["wall_time"]
+    per1k = {k: 1000.0 * summ[k] / steps for k in ("update_time", "fit_time", "rollout_time")}
+    env_act = 1000.0 * (summ["env_time"] + summ["act_time"]) / steps
+    lines += ["", (f"Total: {steps} steps in {wall:.0f} s ({wall / 60:.1f} min; per 1k steps "
+                   f"{1000 * wall / steps:.1f} s: SAC updates {per1k['update_time']:.1f}, model fit "
+                   f"{per1k['fit_time']:.1f}, rollouts {per1k['rollout_time']:.2f}, env + act "
+                   f"{env_act:.2f}); best return {summ['best_return']:.0f}, last "
+                   f"{summ['last_return']:.0f}."), ""]
     return "\n".join(lines)
 
 

@@ -67,7 +67,8 @@ class ModelConfig:
     """'float32' or 'float64'."""
     n_threads: object = "auto"
     """Threads of the compiled fit step, each taking whole members: 'auto' is 2 on a machine with
-    2 or more cores, else 1. Fits are bit-identical for any value (``GaussianTrainStep``)."""
+    2 or more cores and an OpenMP build, else 1. Fits are bit-identical for any value
+    (``GaussianTrainStep``)."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""
