@@ -212,8 +212,9 @@ class SACConfig:
     buffer_capacity: int = 1_000_000
     """Environment replay buffer capacity (transitions). Exact resume needs a buffer that never
     wrapped (capacity >= steps): a reloaded ring is stored oldest first."""
-    n_threads: int = 1
-    """BLAS threads during updates (1 is fastest on a busy 2-core machine, PERF.md)."""
+    n_threads: object = "auto"
+    """Threads of the SAC update kernel (``fastmbrl.agents.SAC``'s ``n_threads``): 'auto' is 2 on
+    a machine with 2 or more cores, else 1. Updates are bit-identical for any value."""
     dtype: str = "float32"
     """'float32' or 'float64' (networks, replay buffer)."""
 
@@ -232,7 +233,9 @@ class SACConfig:
             ("eval_episodes", self.eval_episodes >= 1, "at least 1"),
             ("buffer_capacity", self.buffer_capacity >= self.learning_starts,
              f"at least sac.learning_starts ({self.learning_starts})"),
-            ("n_threads", self.n_threads >= 1, "at least 1"),
+            ("n_threads", self.n_threads == "auto" or (type(self.n_threads) is int
+                                                      and self.n_threads >= 1),
+             "'auto' or an integer >= 1"),
             ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
         ]
 

@@ -83,3 +83,18 @@ def test_model_n_threads_is_auto_or_a_positive_integer(monkeypatch):
     assert pets.model_threads("auto") == 1
     cfg = apply_overrides(RunConfig(), ["model.n_threads=2", "model.hidden=[8]"])
     assert pets.make_model(3, 1, cfg, (), seed=0).n_threads == 2
+
+
+def test_sac_n_threads_is_auto_or_a_positive_integer(monkeypatch):
+    from fastmbrl.algorithms import sac
+
+    assert RunConfig().sac.n_threads == "auto"
+    assert apply_overrides(RunConfig(), ["sac.n_threads=1"]).sac.n_threads == 1
+    with pytest.raises(ConfigError, match="sac.n_threads: expected 'auto' or an integer, got 'x'"):
+        apply_overrides(RunConfig(), ["sac.n_threads=x"])
+    with pytest.raises(ConfigError, match="sac.n_threads: expected 'auto' or an integer >= 1"):
+        apply_overrides(RunConfig(), ["sac.n_threads=0"])
+    monkeypatch.setattr(sac.os, "cpu_count", lambda: 2)
+    assert sac.update_threads("auto") == 2 and sac.update_threads(1) == 1
+    monkeypatch.setattr(sac.os, "cpu_count", lambda: 1)
+    assert sac.update_threads("auto") == 1

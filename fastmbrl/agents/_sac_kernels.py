@@ -17,7 +17,7 @@ Design
   NumPy twin of the same name and signature in ``_sac_reference.py``.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -331,30 +331,190 @@ def _sac_temperature_loss_grad(log_alpha, logp, target_entropy):
     return log_alpha * g, g
 
 
+# -------------------------------------------------- the fused step: buffers and passes it runs
+@njit(cache=True)
+def _act_size(dims, R):
+    """Elements of one R-row pass's post-activations (layers 1..L) in the buffer of ``_act_view``."""
+    n = 0
+    for k in range(1, dims.size):
+        n += R * dims[k]
+    return n
+
+
+@njit(cache=True)
+def _act_view(abuf, dims, R, l):
+    """(R, D_l) post-activation of layer l (1..L) of an R-row pass stored in the 1-D buffer abuf."""
+    off = 0
+    for k in range(1, l):
+        off += R * dims[k]
+    return abuf[off: off + R * dims[l]].reshape((R, dims[l]))
+
+
+@njit(cache=True)
+def _forward_into(flat, dims, ensemble_size, e, act_code, x, abuf):
+    """``_mlp_forward`` of member e on x (R, D_0) writing every post-activation into abuf (see
+    ``_act_view``; nothing allocated). Returns the (R, D_L) output view."""
+    L = dims.size - 1
+    R = x.shape[0]
+    h = x
+    for l in range(L):
+        W, b = _layer(flat, dims, ensemble_size, e, l)
+        z = _act_view(abuf, dims, R, l + 1)
+        np.dot(h, W, z)
+        _bias_act(z, b, act_code if l < L - 1 else 0)
+        h = z
+    return h
+
+
+@njit(cache=True)
+def _bias_act(z, b, act_code):
+    """z <- act(z + b) in place; act_code 0 = identity, 1 = ReLU, 2 = tanh. One loop per case: a
+    branch inside the loop kept the ReLU case scalar (4x slower, measured)."""
+    R, D = z.shape
+    if act_code == 1:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] = max(z[r, j] + b[j], 0.0)
+    elif act_code == 2:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] = np.tanh(z[r, j] + b[j])
+    else:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] += b[j]
+
+
+@njit(cache=True)
+def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, grad_flat,
+                   want_grads, dx_from, dx_out, dbuf):
+    """``_mlp_backward`` of member e for rows r0:r1 of the pass (x, abuf) of ``_forward_into``.
+
+    dy (r1 - r0, D_L); with want_grads member e's parameter gradients over these rows are written
+    into grad_flat; when dx_from < D_0, dL/dx[r0:r1, dx_from:] goes to dx_out. dbuf is scratch of
+    at least 2 (r1 - r0) max(D_1 .. D_L-1) elements. Rows are independent in everything but the
+    parameter gradients, so any row split gives the same input gradient.
+    """
+    L = dims.size - 1
+    R = x.shape[0]
+    n = r1 - r0
+    half = dbuf.size // 2
+    d = dy
+    for l in range(L - 1, -1, -1):
+        W, _b = _layer(flat, dims, ensemble_size, e, l)
+        if l > 0:
+            inp = _act_view(abuf, dims, R, l)[r0:r1]
+        else:
+            inp = x[r0:r1]
+        if want_grads:
+            gW, gb = _layer(grad_flat, dims, ensemble_size, e, l)
+            np.dot(inp.T, d, gW)
+            D = d.shape[1]
+            for j in range(D):
+                gb[j] = 0.0
+            for r in range(n):
+                for j in range(D):
+                    gb[j] += d[r, j]
+        if l > 0:
+            slot = (l % 2) * half                 # ping-pong: never the slot d lives in
+            dh = dbuf[slot: slot + n * dims[l]].reshape((n, dims[l]))
+            np.dot(d, W.T, dh)
+            D = dims[l]
+            for r in range(n):
+                for j in range(D):
+                    if act_code == 1:
+                        if inp[r, j] <= 0.0:
+                            dh[r, j] = 0.0
+                    else:
+                        dh[r, j] *= 1.0 - inp[r, j] * inp[r, j]
+            d = dh
+        elif dx_from < dims[0]:
+            np.dot(d, W[dx_from:].T, dx_out)
+
+
+@njit(cache=True)
+def _adam_coeffs(like, lr, beta1, beta2, eps, step):
+    """[beta1, 1 - beta1, beta2, 1 - beta2, step size, 1 / sqrt(bias correction 2), eps] in
+    ``like``'s dtype (torch.optim.Adam; step is the 1-based count after the update)."""
+    c = np.empty(7, dtype=like.dtype)
+    c[0] = beta1
+    c[1] = 1.0 - beta1
+    c[2] = beta2
+    c[3] = 1.0 - beta2
+    c[4] = lr / (1.0 - beta1 ** step)
+    c[5] = 1.0 / np.sqrt(1.0 - beta2 ** step)
+    c[6] = eps
+    return c
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_range(param, grad, m, v, c, i0, i1):
+    """Adam with the coefficients c of ``_adam_coeffs`` on elements i0:i1, in the arrays' dtype.
+
+    The loop runs over local slices from 0 and ``error_model="numpy"`` drops the division's zero
+    check: with either missing LLVM left the loop scalar (3x slower, measured).
+    """
+    b1, nb1, b2, nb2, step_size, inv_bc2s, ep = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    p = param[i0:i1]
+    gr = grad[i0:i1]
+    mm = m[i0:i1]
+    vv = v[i0:i1]
+    for i in range(p.size):
+        g = gr[i]
+        mi = b1 * mm[i] + nb1 * g
+        vi = b2 * vv[i] + nb2 * g * g
+        mm[i] = mi
+        vv[i] = vi
+        p[i] -= step_size * mi / (np.sqrt(vi) * inv_bc2s + ep)
+
+
 @njit(cache=True)
 def _adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
-    """torch.optim.Adam (no decay, bias-corrected): step is the 1-based count after this update."""
-    bc1 = 1.0 - beta1 ** step
-    bc2s = np.sqrt(1.0 - beta2 ** step)
-    step_size = lr / bc1
-    for i in range(param.size):
-        g = grad[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * g
-        vi = beta2 * v[i] + (1.0 - beta2) * g * g
-        m[i] = mi
-        v[i] = vi
-        param[i] -= step_size * mi / (np.sqrt(vi) / bc2s + eps)
+    """torch.optim.Adam (no decay, bias-corrected): step is the 1-based count after this update.
+
+    The arithmetic runs in the parameters' dtype (as torch's and the NumPy twin's): a float64 sqrt
+    and division per float32 element kept the loop scalar and cost as much as a 256 x 256 matmul.
+    """
+    _adam_range(param, grad, m, v, _adam_coeffs(param, lr, beta1, beta2, eps, step), 0, param.size)
+
+
+@njit(cache=True)
+def _add_range(dst, src, i0, i1):
+    """dst[i0:i1] += src[i0:i1] (local slices, so that LLVM vectorizes)."""
+    d = dst[i0:i1]
+    s = src[i0:i1]
+    for i in range(d.size):
+        d[i] += s[i]
+
+
+@njit(cache=True)
+def _polyak_range(target, source, keep, take, i0, i1):
+    """target[i0:i1] <- keep target + take source (local slices, so that LLVM vectorizes)."""
+    t = target[i0:i1]
+    s = source[i0:i1]
+    for i in range(t.size):
+        t[i] = t[i] * keep + s[i] * take
 
 
 @njit(cache=True)
 def _polyak_update(target, source, tau):
-    """target <- (1 - tau) target + tau source, element-wise (SB3's polyak_update)."""
-    for i in range(target.size):
-        target[i] = target[i] * (1.0 - tau) + source[i] * tau
+    """target <- (1 - tau) target + tau source, element-wise (SB3's polyak_update), in the arrays'
+    dtype."""
+    c = np.empty(2, dtype=target.dtype)
+    c[0] = 1.0 - tau
+    c[1] = tau
+    _polyak_range(target, source, c[0], c[1], 0, target.size)
+
+
+@njit(cache=True)
+def _split(n, t, parts):
+    """[start, end) of part t of ``parts`` equal ranges of 0..n (starts on multiples of 16)."""
+    step = ((n + parts - 1) // parts + 15) // 16 * 16
+    return min(t * step, n), min((t + 1) * step, n)
 
 
 # ------------------------------------------------------------------------------- the full step
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                 critic_v, alpha_state, steps, hp, scale, bias, obs, act, reward, next_obs,
                 terminated, eps_next, eps_cur, metrics_out):
@@ -367,38 +527,119 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
 
     alpha = exp(log_alpha) before its own step is used by the critic target and the actor loss, and the
     temperature loss uses log pi of the actor before its step: exactly SB3's ``SAC.train``.
+
+    Two threads (Numba's ``prange`` over 2; ``numba.set_num_threads`` picks 1 or 2, BLAS must be on
+    one thread): the actor's passes on s' and s, then the twin critics member by member, the actor's
+    backward pass by halves of the rows (two partial gradients, summed), Adam and Polyak by halves of
+    the parameters. The work split is the same for any thread count, so results are bit-identical
+    on one thread and two.
     """
     gamma, tau, lr_a, lr_c, lr_t = hp[0], hp[1], hp[2], hp[3], hp[4]
     b1, b2, aeps, lsmin, lsmax, tent = hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
     B, A = eps_cur.shape
     O = obs.shape[1]
+    dt = obs.dtype
     alpha = np.exp(np.float64(alpha_state[0]))
-    # one actor forward pass for [s'; s] (the actor does not change before its own step)
-    x2 = np.empty((2 * B, O), dtype=obs.dtype)
-    x2[:B] = next_obs
-    x2[B:] = obs
-    acts2 = _mlp_forward(actor, dims_a, 1, 0, act_code, x2)
-    out2 = acts2[len(acts2) - 1]
-    # ---- critic step
-    a_next = np.empty((B, A), dtype=obs.dtype)
-    logp_next = np.empty(B, dtype=obs.dtype)
-    _squash_head(out2[:B], eps_next, lsmin, lsmax, scale, bias, a_next, logp_next)
-    y = np.empty(B, dtype=obs.dtype)
-    _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp_next, reward, terminated,
-                        alpha, gamma, y)
+    wmax = 1
+    for k in range(1, dims_c.size - 1):
+        wmax = max(wmax, dims_c[k])
+    for k in range(1, dims_a.size - 1):
+        wmax = max(wmax, dims_a[k])
+    abuf_a = np.empty((2, _act_size(dims_a, B)), dtype=dt)   # actor passes on s' and on s
+    abuf_c = np.empty((2, _act_size(dims_c, B)), dtype=dt)   # one critic member each
+    dbuf = np.empty((2, 2 * B * wmax), dtype=dt)              # backward scratch per thread
+    no_dx = np.empty((B, 0), dtype=dt)
+
+    # ---- the actor's forward passes: s' (for the target) and s (for its own loss)
+    for t in prange(2):
+        x = next_obs if t == 0 else obs
+        _forward_into(actor, dims_a, 1, 0, act_code, x, abuf_a[t])
+    L_a = dims_a.size - 1
+    out_next = _act_view(abuf_a[0], dims_a, B, L_a)
+    out_cur = _act_view(abuf_a[1], dims_a, B, L_a)
+
+    # ---- critic step: y = r + gamma (1 - terminated) (min_e Q'_e(s', a') - alpha log pi(a'|s'))
+    a_next = np.empty((B, A), dtype=dt)
+    logp_next = np.empty(B, dtype=dt)
+    _squash_head(out_next, eps_next, lsmin, lsmax, scale, bias, a_next, logp_next)
+    z_next = _concat_obs_act(next_obs, a_next)
+    q2 = np.empty((2, B), dtype=dt)
+    for e in prange(2):
+        qe = _forward_into(target, dims_c, 2, e, act_code, z_next, abuf_c[e])
+        for r in range(B):
+            q2[e, r] = qe[r, 0]
+    y = np.empty(B, dtype=dt)
+    for r in range(B):
+        notdone = 0.0 if terminated[r] else 1.0
+        y[r] = reward[r] + gamma * notdone * (min(q2[0, r], q2[1, r]) - alpha * logp_next[r])
+    # TD loss 0.5 sum_e mean_b (Q_e(s, a) - y)^2 (SB3), member by member
+    z = _concat_obs_act(obs, act)
     gc = np.empty_like(critic)
-    closs, mean_q = _sac_critic_loss_grad(critic, dims_c, act_code, obs, act, y, gc)
+    dq = np.empty((2, B, 1), dtype=dt)
+    part = np.zeros((2, 2))                                  # [member, (loss, sum of Q)]
+    for e in prange(2):
+        qe = _forward_into(critic, dims_c, 2, e, act_code, z, abuf_c[e])
+        for r in range(B):
+            diff = qe[r, 0] - y[r]
+            part[e, 0] += 0.5 * diff * diff / B
+            part[e, 1] += qe[r, 0]
+            dq[e, r, 0] = diff / B
+        _backward_into(critic, dims_c, 2, e, act_code, z, abuf_c[e], 0, B, dq[e], gc, True,
+                       dims_c[0], no_dx, dbuf[e])
+    closs = part[0, 0] + part[1, 0]
+    mean_q = (part[0, 1] + part[1, 1]) / (2 * B)
     steps[0] += 1
-    _adam_update(critic, gc, critic_m, critic_v, lr_c, b1, b2, aeps, steps[0])
-    # ---- actor step, with the updated critics
-    acts = [a_l[B:] for a_l in acts2]
-    acts[0] = obs
-    ga = np.empty_like(actor)
-    logp = np.empty(B, dtype=obs.dtype)
-    aloss = _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, eps_cur, alpha,
-                                  lsmin, lsmax, scale, bias, ga, logp)
+    cc = _adam_coeffs(critic, lr_c, b1, b2, aeps, steps[0])
+    for t in prange(2):
+        i0, i1 = _split(critic.size, t, 2)
+        _adam_range(critic, gc, critic_m, critic_v, cc, i0, i1)
+
+    # ---- actor step, with the updated critics: mean(alpha log pi(a|s) - min_e Q_e(s, a))
+    a_cur = np.empty((B, A), dtype=dt)
+    logp = np.empty(B, dtype=dt)
+    _squash_head(out_cur, eps_cur, lsmin, lsmax, scale, bias, a_cur, logp)
+    z_cur = _concat_obs_act(obs, a_cur)
+    da = np.empty((2, B, A), dtype=dt)
+    dq_all = np.empty((B, 1), dtype=dt)
+    for r in range(B):
+        dq_all[r, 0] = -1.0 / B
+    for e in prange(2):
+        # the input gradient of row r depends on row r alone: take every row's -1/B here and keep
+        # the rows where member e is the minimum below (as torch.min's gradient does)
+        qe = _forward_into(critic, dims_c, 2, e, act_code, z_cur, abuf_c[e])
+        for r in range(B):
+            q2[e, r] = qe[r, 0]
+        _backward_into(critic, dims_c, 2, e, act_code, z_cur, abuf_c[e], 0, B, dq_all, gc, False,
+                       O, da[e], dbuf[e])
+    dout = np.empty((B, 2 * A), dtype=dt)
+    w = alpha / B
+    aloss = 0.0
+    for r in range(B):
+        m = 1 if q2[1, r] < q2[0, r] else 0       # torch.min sends the gradient to the first minimum
+        aloss += (alpha * logp[r] - q2[m, r]) / B
+        for j in range(A):
+            raw = out_cur[r, A + j]
+            ls = min(max(raw, lsmin), lsmax)
+            std = np.exp(ls)
+            th = np.tanh(out_cur[r, j] + std * eps_cur[r, j])
+            # d/du of -min Q (through a = scale tanh u + bias) and of alpha log pi (squash term)
+            du = da[m, r, j] * scale[j] * (1.0 - th * th) + w * 2.0 * th
+            dout[r, j] = du
+            inside = raw >= lsmin and raw <= lsmax
+            dout[r, A + j] = (du * std * eps_cur[r, j] - w) if inside else 0.0
+    ga = np.empty((2, actor.size), dtype=dt)
+    for t in prange(2):
+        r0 = t * B // 2
+        r1 = (t + 1) * B // 2
+        _backward_into(actor, dims_a, 1, 0, act_code, obs, abuf_a[1], r0, r1, dout[r0:r1], ga[t],
+                       True, dims_a[0], no_dx, dbuf[t])
     steps[1] += 1
-    _adam_update(actor, ga, actor_m, actor_v, lr_a, b1, b2, aeps, steps[1])
+    ca = _adam_coeffs(actor, lr_a, b1, b2, aeps, steps[1])
+    for t in prange(2):
+        i0, i1 = _split(actor.size, t, 2)
+        _add_range(ga[0], ga[1], i0, i1)
+        _adam_range(actor, ga[0], actor_m, actor_v, ca, i0, i1)
+
     # ---- temperature step
     tloss, tg = _sac_temperature_loss_grad(np.float64(alpha_state[0]), logp, tent)
     steps[2] += 1
@@ -407,7 +648,12 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
     _adam_update(alpha_state[0:1], g1, alpha_state[1:2], alpha_state[2:3], lr_t, b1, b2, aeps,
                  steps[2])
     # ---- target critics
-    _polyak_update(target, critic, tau)
+    kt = np.empty(2, dtype=dt)
+    kt[0] = 1.0 - tau
+    kt[1] = tau
+    for t in prange(2):
+        i0, i1 = _split(target.size, t, 2)
+        _polyak_range(target, critic, kt[0], kt[1], i0, i1)
     ent = 0.0
     for r in range(B):
         ent -= logp[r]

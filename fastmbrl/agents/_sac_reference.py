@@ -202,6 +202,51 @@ def _polyak_update(target, source, tau):
     target[...] = target * (1.0 - tau) + source * tau
 
 
+def _act_size(dims, R):
+    """Twin of the kernel."""
+    return int(R * np.sum(dims[1:]))
+
+
+def _act_view(abuf, dims, R, l):
+    """Twin of the kernel."""
+    off = int(R * np.sum(dims[1:l]))
+    return abuf[off: off + R * int(dims[l])].reshape(R, int(dims[l]))
+
+
+def _forward_into(flat, dims, ensemble_size, e, act_code, x, abuf):
+    """Twin of the kernel."""
+    acts = _mlp_forward(flat, dims, ensemble_size, e, act_code, x)
+    for l in range(1, len(dims)):
+        _act_view(abuf, dims, x.shape[0], l)[...] = acts[l]
+    return _act_view(abuf, dims, x.shape[0], len(dims) - 1)
+
+
+def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, grad_flat,
+                   want_grads, dx_from, dx_out, dbuf):
+    """Twin of the kernel."""
+    R = x.shape[0]
+    acts = [x[r0:r1]] + [_act_view(abuf, dims, R, l)[r0:r1] for l in range(1, len(dims))]
+    dx = _mlp_backward(flat, dims, ensemble_size, e, act_code, acts, dy, grad_flat, want_grads,
+                       dx_from)
+    if dx_from < dims[0]:
+        dx_out[...] = dx
+
+
+def _adam_coeffs(like, lr, beta1, beta2, eps, step):
+    """Twin of the kernel."""
+    return np.array([beta1, 1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1 ** step),
+                     1.0 / np.sqrt(1.0 - beta2 ** step), eps], dtype=like.dtype)
+
+
+def _adam_range(param, grad, m, v, c, i0, i1):
+    """Twin of the kernel."""
+    b1, nb1, b2, nb2, step_size, inv_bc2s, ep = c
+    g = grad[i0:i1]
+    m[i0:i1] = b1 * m[i0:i1] + nb1 * g
+    v[i0:i1] = b2 * v[i0:i1] + nb2 * g * g
+    param[i0:i1] -= step_size * m[i0:i1] / (np.sqrt(v[i0:i1]) * inv_bc2s + ep)
+
+
 def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                 critic_v, alpha_state, steps, hp, scale, bias, obs, act, reward, next_obs,
                 terminated, eps_next, eps_cur, metrics_out):

@@ -5,8 +5,9 @@ log-alpha and a counter-based random generator, and hands all of it to one compi
 (``_sac_kernels``; ``FASTMBRL_PUREPYTHON=1`` runs the NumPy twins in ``_sac_reference``).
 """
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 from fastmbrl._io import atomic_savez
@@ -66,8 +67,10 @@ class SAC(Agent):
     seed : int
         Seeds the initialization and the agent's generator (minibatches, noise).
     n_threads : int
-        OpenBLAS threads during updates (threadpoolctl); 1 by default (PERF.md: BLAS teams collapse
-        on a busy 2-core machine).
+        Threads of the update kernel (1 or 2 are used): the actor's passes on s' and s, the twin
+        critics and the halves of the actor's backward pass run side by side (Numba ``prange``),
+        each on a single-threaded BLAS. Results are bit-identical for any value. 1 by default;
+        the run configuration's ``sac.n_threads`` ('auto') uses 2 cores where there are 2.
 
     Notes
     -----
@@ -161,15 +164,25 @@ class SAC(Agent):
             p[...] = rng.uniform(-bound, bound, p.shape)
         return flat
 
+    @contextmanager
     def _blas_limit(self):
+        """The update kernels' threads for the duration: ``n_threads`` Numba threads (at most
+        what Numba was started with), each calling a single-threaded BLAS."""
         if not use_compiled():
-            return nullcontext()
+            yield
+            return
         if self._blas is None:
             # Numba's np.dot calls scipy's OpenBLAS: load it before threadpoolctl looks for pools
             import scipy.linalg.cython_blas  # noqa: F401
             from threadpoolctl import ThreadpoolController
             self._blas = ThreadpoolController()
-        return self._blas.limit(limits=self.n_threads, user_api="blas")
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self.n_threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            with self._blas.limit(limits=1, user_api="blas"):
+                yield
+        finally:
+            numba.set_num_threads(before)
 
     @property
     def temperature(self):

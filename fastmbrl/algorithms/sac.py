@@ -23,6 +23,7 @@ of it, so a resumed run gives the same results rows as an uninterrupted one (the
 episode is replayed, see ``StepCollector``).
 """
 import logging
+import os
 import time
 
 import numpy as np
@@ -47,7 +48,15 @@ def make_agent(env, config, seed, hidden=None):
     return SAC(env.obs_dim, env.act_dim, env.env.action_space, hidden=hidden or s.hidden,
                gamma=s.gamma,
                tau=s.tau, lr=s.lr, batch_size=s.batch_size, init_temperature=s.init_temperature,
-               dtype=np.dtype(s.dtype).type, seed=seed, n_threads=s.n_threads)
+               dtype=np.dtype(s.dtype).type, seed=seed, n_threads=update_threads(s.n_threads))
+
+
+def update_threads(n_threads):
+    """The update-kernel threads a ``sac.n_threads`` setting means ('auto': 2 with 2 or more
+    cores, else 1)."""
+    if n_threads == "auto":
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+    return n_threads
 
 
 def make_buffer(env, config):

@@ -229,3 +229,17 @@ def test_bad_call_arguments(tmp_path):
     state["critic"] = state["critic"][:-1]
     with pytest.raises(ValueError, match="critic"):
         agent.load_state_dict(state)
+
+
+def test_one_and_two_threads_give_bit_identical_parameters():
+    """The update kernel splits its work the same way on any thread count (members, row halves,
+    parameter halves), so every parameter, moment and target matches to the bit, for plain and
+    for mixed (MBPO) minibatches."""
+    buf, model_buf = filled_buffer(), filled_buffer(n=40, seed=1)
+    agents = [small_agent(hidden=(32, 32), n_threads=n) for n in (1, 2)]
+    for ag in agents:
+        ag.update_from(buf, 3)
+        ag.update_from(buf, 3, model_buffer=model_buf, real_ratio=0.25)
+    for k in ("actor", "critic", "critic_target", "actor_m", "critic_v", "alpha_state"):
+        np.testing.assert_array_equal(getattr(agents[0], k), getattr(agents[1], k), err_msg=k)
+    assert not np.array_equal(agents[0].actor, small_agent(hidden=(32, 32)).actor)   # it moved

@@ -295,3 +295,68 @@ def test_polyak(impl):
     np.testing.assert_allclose(t, [1.5, -1.5, 4.0])
     M._polyak_update(t, np.array([0.0, 0.0, 0.0]), 1.0)
     np.testing.assert_array_equal(t, 0.0)
+
+
+# ------------------------------------------ the fused step's buffered passes (_forward_into, ...)
+@pytest.mark.parametrize("impl", [K, R], ids=["kernel", "twin"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act_code", [1, 2])
+def test_buffered_passes_match_the_list_passes_for_any_row_split(impl, dtype, act_code):
+    """_forward_into writes the activations of _mlp_forward; _backward_into over two row ranges
+    gives parameter gradients that sum to the full batch's and the same input gradient rows."""
+    p = make_problem(dtype, act_code)
+    dims, critic = p["dims_c"], p["critic"]
+    z = np.concatenate([p["obs"], p["act"]], axis=1)
+    abuf = np.full(impl._act_size(dims, B), np.nan, dtype)
+    out = impl._forward_into(critic, dims, 2, 1, act_code, z, abuf)
+    acts = R._mlp_forward(critic, dims, 2, 1, act_code, z)
+    close(out, acts[-1], dtype)
+    for l in range(1, dims.size):
+        close(impl._act_view(abuf, dims, B, l), acts[l], dtype)
+    dy = np.random.default_rng(1).normal(size=(B, 1)).astype(dtype)
+    g_full = np.zeros_like(critic)
+    dx_full = R._mlp_backward(critic, dims, 2, 1, act_code, acts, dy, g_full, True, O)
+    g_sum = np.zeros_like(critic)
+    dx = np.full((B, A), np.nan, dtype)
+    for r0, r1 in ((0, 4), (4, B)):              # uneven halves, as an odd batch gives
+        g = np.zeros_like(critic)
+        dbuf = np.empty(2 * (r1 - r0) * H, dtype)
+        impl._backward_into(critic, dims, 2, 1, act_code, z, abuf, r0, r1, dy[r0:r1], g, True, O,
+                            dx[r0:r1], dbuf)
+        g_sum += g
+    close(g_sum, g_full, dtype)
+    close(dx, dx_full, dtype)
+    for l in range(dims.size - 1):               # member 0 untouched: only member 1 was asked
+        W0, b0 = R._layer(g_sum, dims, 2, 0, l)
+        assert not W0.any() and not b0.any()
+
+
+@pytest.mark.parametrize("impl", [K, R], ids=["kernel", "twin"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_by_ranges_is_adam_on_the_whole(impl, dtype):
+    """_adam_range over pieces (as the two threads split it) is bit-identical to one range, and
+    matches _adam_update."""
+    rng = np.random.default_rng(0)
+    n = 103
+    p0, g = rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype)
+    m0, v0 = rng.normal(size=n).astype(dtype), rng.random(n).astype(dtype)
+    c = impl._adam_coeffs(p0, 1e-2, 0.9, 0.999, 1e-8, 7)
+    whole = [a.copy() for a in (p0, m0, v0)]
+    impl._adam_range(whole[0], g, whole[1], whole[2], c, 0, n)
+    split = [a.copy() for a in (p0, m0, v0)]
+    for i0, i1 in (K._split(n, 0, 2), K._split(n, 1, 2)):
+        impl._adam_range(split[0], g, split[1], split[2], c, i0, i1)
+    for a, b in zip(whole, split):
+        np.testing.assert_array_equal(a, b)
+    ref = [a.copy() for a in (p0, m0, v0)]
+    R._adam_update(ref[0], g, ref[1], ref[2], 1e-2, 0.9, 0.999, 1e-8, 7)
+    for a, b in zip(whole, ref):
+        close(a, b, dtype)
+
+
+def test_split_covers_the_range_once():
+    for n in (0, 1, 15, 16, 17, 103, 134402):
+        parts = [K._split(n, t, 2) for t in range(2)]
+        assert parts[0][0] == 0 and parts[-1][1] == n
+        assert parts[0][1] == parts[1][0]
+        assert parts[0][1] % 16 == 0 or parts[0][1] == n
