@@ -15,6 +15,7 @@ from fastmbrl._validate import as_float_array, check_dtype, check_float, check_i
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.backend import use_compiled
 from fastmbrl.nn._flat import param_offsets, unflatten
+from fastmbrl.nn._numba import _flush_denormals, _restore_fp_mode
 
 if use_compiled():
     from fastmbrl.agents import _sac_kernels as _k
@@ -166,8 +167,9 @@ class SAC(Agent):
 
     @contextmanager
     def _blas_limit(self):
-        """The update kernels' threads for the duration: ``n_threads`` Numba threads (at most
-        what Numba was started with), each calling a single-threaded BLAS."""
+        """The update kernels' threads for the duration: ``n_threads`` Numba threads, at most the
+        calling thread's current Numba thread count (so ``numba.set_num_threads``, as fastmbrl's
+        sweeps use per trial, caps it), each calling a single-threaded BLAS."""
         if not use_compiled():
             yield
             return
@@ -177,11 +179,13 @@ class SAC(Agent):
             from threadpoolctl import ThreadpoolController
             self._blas = ThreadpoolController()
         before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(self.n_threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(self.n_threads, before)))
+        mode = _flush_denormals()          # the calling thread, for the kernel's serial code
         try:
             with self._blas.limit(limits=1, user_api="blas"):
                 yield
         finally:
+            _restore_fp_mode(mode)
             numba.set_num_threads(before)
 
     @property

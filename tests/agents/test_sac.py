@@ -243,3 +243,56 @@ def test_one_and_two_threads_give_bit_identical_parameters():
     for k in ("actor", "critic", "critic_target", "actor_m", "critic_v", "alpha_state"):
         np.testing.assert_array_equal(getattr(agents[0], k), getattr(agents[1], k), err_msg=k)
     assert not np.array_equal(agents[0].actor, small_agent(hidden=(32, 32)).actor)   # it moved
+
+
+def test_update_threads_respect_the_callers_numba_cap():
+    """n_threads=2 uses at most the calling thread's Numba threads (a sweep trial caps them at 1),
+    and the caller's setting is restored afterwards."""
+    numba = pytest.importorskip("numba")
+    from fastmbrl.backend import use_compiled
+    if not use_compiled():
+        pytest.skip("the NumPy twins use no Numba threads")
+    agent = small_agent(n_threads=2)
+    seen = []
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        with agent._blas_limit():
+            seen.append(numba.get_num_threads())
+        seen.append(numba.get_num_threads())
+    finally:
+        numba.set_num_threads(before)
+    assert seen == [1, 1]
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        with agent._blas_limit():
+            seen.append(numba.get_num_threads())
+        assert seen[-1] == 2 and numba.get_num_threads() == before
+
+
+def test_denormal_flush_is_scoped_to_the_update_call():
+    """SAC's kernel calls run with flush-to-zero on the calling thread (a subnormal product becomes
+    0) and give the caller its IEEE subnormals back afterwards (x86 only)."""
+    import platform
+
+    from numba import njit
+
+    from fastmbrl.nn._numba import _flush_denormals, _restore_fp_mode
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("FTZ/DAZ are x86 modes")
+
+    @njit
+    def tiny_product(x):
+        return x * np.float32(1e-20)
+
+    x = np.float32(1e-20)                          # 1e-40 is subnormal in float32
+    assert tiny_product(x) > 0.0
+    mode = _flush_denormals()
+    try:
+        assert tiny_product(x) == 0.0
+    finally:
+        _restore_fp_mode(mode)
+    assert tiny_product(x) > 0.0
+    agent = small_agent()
+    with agent._blas_limit():
+        assert tiny_product(x) == 0.0
+    assert tiny_product(x) > 0.0                   # the caller's mode is back
