@@ -186,7 +186,9 @@ _SPECS = [
         # episodes 6-10): CEM init_std 0.15 (-8.2), iCEM horizon 40 population 300 (-13.0),
         # CEM with one expected trajectory at horizon 30 / population 400 (-10.6) and horizon
         # 50 / population 500 (-9.9; the same episodes 5-7 fail), planning with action weight
-        # 0.1 (-16.9: faster moves, dearer real cost).
+        # 0.1 (-16.9: faster moves, dearer real cost). A terminal value (the plan's last reward
+        # counted 20 more times, as if held; a local change to _masked_returns, not kept) did not
+        # help either: -9.5 / -9.2 on seeds 0 / 1, the same episodes failing (2026-12-06).
         description="MuJoCo two-link arm reaching a target; 50 steps"),
     EnvSpec(
         id="HalfCheetah-v5", factory=_half_cheetah,
