@@ -13,20 +13,16 @@ Design
   ``_sac_update_from`` runs n of them, drawing the minibatch indices and the Gaussian noise itself from
   a counter-based generator (splitmix64 of key + counter), so its state is two integers and the
   NumPy twin reproduces every draw. Layer buffers are allocated per call (``np.empty``).
-- Denormals are flushed to zero (x86 FTZ/DAZ): subnormal float32 values, which SAC's training
-  produces, take microcode assists on Intel cores (measured: 1.4x on a 1-thread MBPO run's update
-  time). ``SAC`` sets the mode on the calling thread around each kernel call and restores it; the
-  fused step's passes (``_forward_into``, ``_backward_into``, ``_adam_range``) set it on the thread
-  they run on. Inside compiled code LLVM may move inline arithmetic across the switch, so there
-  only the BLAS calls are sure to see it. The NumPy twins keep IEEE subnormals; results differ only
-  below float32's smallest normal number (1.2e-38).
+- The step expects denormals flushed to zero (x86 FTZ/DAZ) on its threads, which ``SAC`` arranges
+  around each call (``fastmbrl.nn._numba._flush_denormals_team``): subnormal float32 values, which
+  SAC's training produces, take microcode assists on Intel cores. The kernels run correctly
+  without it, only slower; the NumPy twins keep IEEE subnormals, and results differ only below
+  float32's smallest normal number (1.2e-38).
 - Nothing here validates: ``fastmbrl.agents.sac.SAC`` checks shapes and dtypes. Every function has a
   NumPy twin of the same name and signature in ``_sac_reference.py``.
 """
 import numpy as np
 from numba import njit, prange
-
-from fastmbrl.nn._numba import _flush_denormals, _restore_fp_mode
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -363,7 +359,6 @@ def _act_view(abuf, dims, R, l):
 def _forward_into(flat, dims, ensemble_size, e, act_code, x, abuf):
     """``_mlp_forward`` of member e on x (R, D_0) writing every post-activation into abuf (see
     ``_act_view``; nothing allocated). Returns the (R, D_L) output view."""
-    mode = _flush_denormals()
     L = dims.size - 1
     R = x.shape[0]
     h = x
@@ -373,7 +368,6 @@ def _forward_into(flat, dims, ensemble_size, e, act_code, x, abuf):
         np.dot(h, W, z)
         _bias_act(z, b, act_code if l < L - 1 else 0)
         h = z
-    _restore_fp_mode(mode)
     return h
 
 
@@ -406,7 +400,6 @@ def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, 
     at least 2 (r1 - r0) max(D_1 .. D_L-1) elements. Rows are independent in everything but the
     parameter gradients, so any row split gives the same input gradient.
     """
-    mode = _flush_denormals()
     L = dims.size - 1
     R = x.shape[0]
     n = r1 - r0
@@ -442,7 +435,6 @@ def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, 
             d = dh
         elif dx_from < dims[0]:
             np.dot(d, W[dx_from:].T, dx_out)
-    _restore_fp_mode(mode)
 
 
 @njit(cache=True)
@@ -467,7 +459,6 @@ def _adam_range(param, grad, m, v, c, i0, i1):
     The loop runs over local slices from 0 and ``error_model="numpy"`` drops the division's zero
     check: with either missing LLVM left the loop scalar (3x slower, measured).
     """
-    mode = _flush_denormals()
     b1, nb1, b2, nb2, step_size, inv_bc2s, ep = c[0], c[1], c[2], c[3], c[4], c[5], c[6]
     p = param[i0:i1]
     gr = grad[i0:i1]
@@ -480,7 +471,6 @@ def _adam_range(param, grad, m, v, c, i0, i1):
         mm[i] = mi
         vv[i] = vi
         p[i] -= step_size * mi / (np.sqrt(vi) * inv_bc2s + ep)
-    _restore_fp_mode(mode)
 
 
 @njit(cache=True)
@@ -549,7 +539,6 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
     the parameters. The work split is the same for any thread count, so results are bit-identical
     on one thread and two.
     """
-    mode = _flush_denormals()      # this thread; the passes on other threads set their own
     gamma, tau, lr_a, lr_c, lr_t = hp[0], hp[1], hp[2], hp[3], hp[4]
     b1, b2, aeps, lsmin, lsmax, tent = hp[5], hp[6], hp[7], hp[8], hp[9], hp[10]
     B, A = eps_cur.shape
@@ -679,7 +668,6 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
     metrics_out[3] = alpha
     metrics_out[4] = ent / B
     metrics_out[5] = mean_q
-    _restore_fp_mode(mode)
 
 
 @njit(cache=True)

@@ -20,7 +20,7 @@ import platform
 
 import llvmlite.ir as ir
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -71,10 +71,11 @@ def _bits_from_f32(typingctx, x):
 # operands and results take a microcode assist on Intel cores, tens of times slower than a normal
 # operation; SAC's training data produce them (Adam's second moments of dead units decay through
 # the subnormal range, tiny gradients square into it), and on the Intel Xeon this was measured to
-# slow a 1-thread MBPO run's updates by 1.4x. Callers that want flush-to-zero (FTZ) and
-# denormals-are-zero (DAZ) set both around a kernel call and restore the previous mode; on other
-# processors these are no-ops. Called inside compiled code, the switch orders only calls (BLAS):
-# LLVM assumes the default mode and may move inline arithmetic across it.
+# slowed an MBPO run's SAC updates by 1.4-1.7x. Callers that want flush-to-zero (FTZ) and
+# denormals-are-zero (DAZ) set both around a kernel call (from Python, or in a parallel region's
+# body of its own) and restore the previous mode; on other processors these are no-ops. Inside a
+# compiled function that goes on computing, LLVM assumes the default mode and does not order the
+# switch against the arithmetic: it is not a way to flush part of a function.
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 _FTZ_DAZ = 0x8040
 
@@ -130,6 +131,27 @@ def _restore_fp_mode(old):
     """Restore the mode ``_flush_denormals`` returned (x86; a no-op elsewhere)."""
     if _X86:
         _fp_mode_set(old)
+
+
+@njit(cache=True, parallel=True)
+def _flush_denormals_team(modes_out):
+    """``_flush_denormals`` on each of the ``modes_out.size`` threads of the calling thread's Numba
+    team (call with ``numba.get_num_threads()`` elements); thread t keeps its previous mode in
+    ``modes_out[t]`` for ``_restore_fp_mode_team``.
+
+    Numba's static schedule runs iteration t of ``prange(n)`` on thread t of an n-thread team, so
+    the two calls pair each thread with its own mode. The switch stays on in the team's threads
+    between the calls, for the kernels run meanwhile.
+    """
+    for t in prange(modes_out.size):
+        modes_out[t] = _flush_denormals()
+
+
+@njit(cache=True, parallel=True)
+def _restore_fp_mode_team(modes):
+    """Give each thread of the team the mode ``_flush_denormals_team`` stored for it."""
+    for t in prange(modes.size):
+        _restore_fp_mode(modes[t])
 
 
 @njit(**_JIT)

@@ -296,3 +296,37 @@ def test_denormal_flush_is_scoped_to_the_update_call():
     with agent._blas_limit():
         assert tiny_product(x) == 0.0
     assert tiny_product(x) > 0.0                   # the caller's mode is back
+
+
+def test_denormal_flush_covers_every_thread_of_the_team():
+    """With n_threads=2 both threads of the update's team run with FTZ/DAZ inside the call and
+    get their own mode back after it."""
+    import platform
+
+    import numba
+    from numba import njit, prange
+
+    from fastmbrl.nn._numba import _fp_mode_get
+    if platform.machine().lower() not in ("x86_64", "amd64") or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs x86 and two Numba threads")
+
+    @njit(parallel=True)
+    def team_modes(out):
+        for t in prange(out.size):
+            out[t] = _fp_mode_get()
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        outside = np.zeros(2, np.uint32)
+        team_modes(outside)
+        inside = np.zeros(2, np.uint32)
+        with small_agent(n_threads=2)._blas_limit():
+            team_modes(inside)
+        after = np.zeros(2, np.uint32)
+        team_modes(after)
+    finally:
+        numba.set_num_threads(before)
+    assert np.all(inside & 0x8040 == 0x8040)       # FTZ (bit 15) and DAZ (bit 6) on both threads
+    assert np.all(outside & 0x8040 == 0)
+    np.testing.assert_array_equal(after & 0x8040, outside & 0x8040)
