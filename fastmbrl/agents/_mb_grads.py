@@ -319,7 +319,7 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
     if critic_horizon == 1 and actor_horizon == 0 and actor_grad_clip is None and not td_k:
         # both switches off: SAC's own update kernel (bit for bit SAC.update)
         metrics = np.zeros(6, np.float64)
-        with agent._blas_limit():
+        with agent._kernel_context():
             _k._sac_update(*agent._state_args(), obs, act, reward, next_obs, terminated,
                            np.ascontiguousarray(critic_noise.act[0]),
                            np.ascontiguousarray(actor_noise.act[0]), metrics)

@@ -166,10 +166,11 @@ class SAC(Agent):
         return flat
 
     @contextmanager
-    def _blas_limit(self):
-        """The update kernels' threads for the duration: ``n_threads`` Numba threads, at most the
-        calling thread's current Numba thread count (so ``numba.set_num_threads``, as fastmbrl's
-        sweeps use per trial, caps it), each calling a single-threaded BLAS."""
+    def _kernel_context(self):
+        """What the update kernels run under, for the duration: ``n_threads`` Numba threads, at
+        most the calling thread's current Numba thread count (so ``numba.set_num_threads``, as
+        fastmbrl's sweeps use per trial, caps it), each calling a single-threaded BLAS, with
+        denormals flushed to zero on every thread of that team; all restored afterwards."""
         if not use_compiled():
             yield
             return
@@ -292,7 +293,7 @@ class SAC(Agent):
             if not eps.flags.writeable:
                 eps = eps.copy()
         metrics = np.zeros(6, np.float64)
-        with self._blas_limit():
+        with self._kernel_context():
             _k._sac_update(*self._state_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
         return self._metrics_dict(metrics)
 
@@ -317,12 +318,12 @@ class SAC(Agent):
             n_real = int(real_ratio * self.batch_size)
             if len(model_buffer) > 0 and n_real < self.batch_size:
                 m, m_arrays, m_term = self._buffer_arrays("model_buffer", model_buffer)
-                with self._blas_limit():
+                with self._kernel_context():
                     _km._sac_update_from_mixed(*self._state_args(), *arrays, term, n, *m_arrays,
                                                m_term, m, n_real, self.batch_size,
                                                self.rng_state, metrics)
                 return self._metrics_dict(metrics.mean(axis=0))
-        with self._blas_limit():
+        with self._kernel_context():
             _k._sac_update_from(*self._state_args(), *arrays, term, n, self.batch_size,
                                 self.rng_state, metrics)
         return self._metrics_dict(metrics.mean(axis=0))

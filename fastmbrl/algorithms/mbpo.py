@@ -127,7 +127,7 @@ def _model_based_updates(agent, menv, buffer, model_buffer, mb):
     minibatches mixing real and (with ``dyna_rollouts``) model rows by ``real_ratio``."""
     from fastmbrl.agents._mb_grads import model_based_update_from
 
-    with agent._blas_limit():
+    with agent._kernel_context():
         return model_based_update_from(
             agent, menv, buffer, mb.updates_per_step,
             model_buffer=model_buffer.buffer if mb.dyna_rollouts else None,

@@ -70,8 +70,8 @@ def _bits_from_f32(typingctx, x):
 # x86 keeps its floating-point mode in the MXCSR register, per thread. Denormal (subnormal) float32
 # operands and results take a microcode assist on Intel cores, tens of times slower than a normal
 # operation; SAC's training data produce them (Adam's second moments of dead units decay through
-# the subnormal range, tiny gradients square into it), and on the Intel Xeon this was measured to
-# slowed an MBPO run's SAC updates by 1.4-1.7x. Callers that want flush-to-zero (FTZ) and
+# the subnormal range, tiny gradients square into it): on an Intel Xeon they slowed an MBPO run's
+# SAC updates by 1.4-1.7x. Callers that want flush-to-zero (FTZ) and
 # denormals-are-zero (DAZ) set both around a kernel call (from Python, or in a parallel region's
 # body of its own) and restore the previous mode; on other processors these are no-ops. Inside a
 # compiled function that goes on computing, LLVM assumes the default mode and does not order the
@@ -108,8 +108,12 @@ def _fp_mode_set(typingctx, mode):
     def codegen(context, builder, signature, args):
         if _X86:
             ptr = builder.alloca(ir.IntType(32))
-            builder.store(builder.trunc(args[0], ir.IntType(32)) if mode.bitwidth > 32
-                          else args[0], ptr)
+            v = args[0]
+            if mode.bitwidth > 32:
+                v = builder.trunc(v, ir.IntType(32))
+            elif mode.bitwidth < 32:
+                v = builder.zext(v, ir.IntType(32))
+            builder.store(v, ptr)
             _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", ptr)
         return context.get_dummy_value()
 

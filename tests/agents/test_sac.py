@@ -257,14 +257,14 @@ def test_update_threads_respect_the_callers_numba_cap():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        with agent._blas_limit():
+        with agent._kernel_context():
             seen.append(numba.get_num_threads())
         seen.append(numba.get_num_threads())
     finally:
         numba.set_num_threads(before)
     assert seen == [1, 1]
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        with agent._blas_limit():
+        with agent._kernel_context():
             seen.append(numba.get_num_threads())
         assert seen[-1] == 2 and numba.get_num_threads() == before
 
@@ -293,7 +293,7 @@ def test_denormal_flush_is_scoped_to_the_update_call():
         _restore_fp_mode(mode)
     assert tiny_product(x) > 0.0
     agent = small_agent()
-    with agent._blas_limit():
+    with agent._kernel_context():
         assert tiny_product(x) == 0.0
     assert tiny_product(x) > 0.0                   # the caller's mode is back
 
@@ -321,7 +321,7 @@ def test_denormal_flush_covers_every_thread_of_the_team():
         outside = np.zeros(2, np.uint32)
         team_modes(outside)
         inside = np.zeros(2, np.uint32)
-        with small_agent(n_threads=2)._blas_limit():
+        with small_agent(n_threads=2)._kernel_context():
             team_modes(inside)
         after = np.zeros(2, np.uint32)
         team_modes(after)
