@@ -93,6 +93,50 @@ def _layer(flat, dims, ensemble_size, e, l):
 
 
 @njit(cache=True)
+def _bias_act(z, b, act_code):
+    """z <- act(z + b) in place; act_code 0 = identity, 1 = ReLU, 2 = tanh. One loop per case: a
+    branch inside the loop kept the ReLU case scalar (4x slower, measured)."""
+    R, D = z.shape
+    if act_code == 1:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] = max(z[r, j] + b[j], 0.0)
+    elif act_code == 2:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] = np.tanh(z[r, j] + b[j])
+    else:
+        for r in range(R):
+            for j in range(D):
+                z[r, j] += b[j]
+
+
+@njit(cache=True)
+def _bias_grad(d, gb_out):
+    """gb_out = column sums of d (R, D): the bias gradient of a layer whose output gradient is d."""
+    R, D = d.shape
+    for j in range(D):
+        gb_out[j] = 0.0
+    for r in range(R):
+        for j in range(D):
+            gb_out[j] += d[r, j]
+
+
+@njit(cache=True)
+def _act_backward(dh, h, act_code):
+    """dh <- dh * act'(.) in place, from the post-activation h: ReLU (1) zeroes where h <= 0,
+    tanh (2) multiplies by 1 - h^2."""
+    R, D = dh.shape
+    for r in range(R):
+        for j in range(D):
+            if act_code == 1:
+                if h[r, j] <= 0.0:
+                    dh[r, j] = 0.0
+            else:
+                dh[r, j] *= 1.0 - h[r, j] * h[r, j]
+
+
+@njit(cache=True)
 def _mlp_forward(flat, dims, ensemble_size, e, act_code, x):
     """Forward pass of member e on x (R, D_0): list [x, h_1, ..., h_{L-1}, y] of post-activations.
 
@@ -104,17 +148,7 @@ def _mlp_forward(flat, dims, ensemble_size, e, act_code, x):
     for l in range(L):
         W, b = _layer(flat, dims, ensemble_size, e, l)
         z = np.dot(h, W)
-        R, D = z.shape
-        hidden = l < L - 1
-        for r in range(R):
-            for j in range(D):
-                v = z[r, j] + b[j]
-                if hidden:
-                    if act_code == 1:
-                        v = max(0.0, v)
-                    else:
-                        v = np.tanh(v)
-                z[r, j] = v
+        _bias_act(z, b, act_code if l < L - 1 else 0)
         acts.append(z)
         h = z
     return acts
@@ -137,23 +171,10 @@ def _mlp_backward(flat, dims, ensemble_size, e, act_code, acts, dy, grad_flat, w
         if want_grads:
             gW, gb = _layer(grad_flat, dims, ensemble_size, e, l)
             np.dot(acts[l].T, d, gW)
-            D = d.shape[1]
-            for j in range(D):
-                gb[j] = 0.0
-            for r in range(R):
-                for j in range(D):
-                    gb[j] += d[r, j]
+            _bias_grad(d, gb)
         if l > 0:
             dh = np.dot(d, W.T)
-            h = acts[l]
-            D = dh.shape[1]
-            for r in range(R):
-                for j in range(D):
-                    if act_code == 1:
-                        if h[r, j] <= 0.0:
-                            dh[r, j] = 0.0
-                    else:
-                        dh[r, j] *= 1.0 - h[r, j] * h[r, j]
+            _act_backward(dh, acts[l], act_code)
             d = dh
         elif dx_from < dims[0]:
             dx = np.dot(d, W[dx_from:].T)
@@ -194,6 +215,27 @@ def _squash_head(out, eps, log_std_min, log_std_max, scale, bias, a_out, logp_ou
         logp_out[r] = s
 
 
+@njit(cache=True)
+def _squash_head_vjp(out, eps, d_act, d_logp, log_std_min, log_std_max, scale, dout):
+    """Gradient dout (R, 2A) at the actor's output rows of sum_r (d_act[r] . a_r + d_logp[r] log pi_r)
+    for the ``_squash_head`` sample (eps fixed); the clipped raw log-std passes no gradient outside
+    its bounds (as ``torch.clamp``)."""
+    R, A = eps.shape
+    for r in range(R):
+        w = d_logp[r]
+        for j in range(A):
+            raw = out[r, A + j]
+            ls = min(max(raw, log_std_min), log_std_max)
+            std = np.exp(ls)
+            e = eps[r, j]
+            t = np.tanh(out[r, j] + std * e)
+            # d/du through a = scale tanh u + bias, plus the squash term of log pi
+            du = d_act[r, j] * scale[j] * (1.0 - t * t) + w * 2.0 * t
+            dout[r, j] = du
+            inside = raw >= log_std_min and raw <= log_std_max
+            dout[r, A + j] = (du * std * e - w) if inside else 0.0
+
+
 # ------------------------------------------------------------------------------------------ act
 @njit(cache=True)
 def _sac_act(actor, dims_a, act_code, obs, deterministic, log_std_min, log_std_max, scale, bias,
@@ -220,15 +262,19 @@ def _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp_next, r
                         alpha, gamma, y_out):
     """y = r + gamma (1 - terminated) (min_e Q'_e(s', a') - alpha log pi(a'|s'))."""
     z = _concat_obs_act(next_obs, a_next)
-    B = z.shape[0]
     q0 = _mlp_forward(target, dims_c, 2, 0, act_code, z)
     q1 = _mlp_forward(target, dims_c, 2, 1, act_code, z)
-    y0 = q0[len(q0) - 1]
-    y1 = q1[len(q1) - 1]
-    for r in range(B):
-        qmin = min(y0[r, 0], y1[r, 0])
+    _td_targets(q0[len(q0) - 1][:, 0], q1[len(q1) - 1][:, 0], logp_next, reward, terminated, alpha,
+                gamma, y_out)
+
+
+@njit(cache=True)
+def _td_targets(q0, q1, logp_next, reward, terminated, alpha, gamma, y_out):
+    """y = r + gamma (1 - terminated) (min(q0, q1) - alpha log pi(a'|s')), from the target critics'
+    values q0, q1 (B,) at (s', a')."""
+    for r in range(y_out.size):
         notdone = 0.0 if terminated[r] else 1.0
-        y_out[r] = reward[r] + gamma * notdone * (qmin - alpha * logp_next[r])
+        y_out[r] = reward[r] + gamma * notdone * (min(q0[r], q1[r]) - alpha * logp_next[r])
 
 
 @njit(cache=True)
@@ -296,22 +342,10 @@ def _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, ep
             dq0[r, 0] = -1.0 / B
         loss += (alpha * logp_out[r] - qmin) / B
     da = _mlp_backward(critic, dims_c, 2, 0, act_code, c0, dq0, grad_out, False, O)
-    da1 = _mlp_backward(critic, dims_c, 2, 1, act_code, c1, dq1, grad_out, False, O)
+    da += _mlp_backward(critic, dims_c, 2, 1, act_code, c1, dq1, grad_out, False, O)
     dout = np.empty((B, 2 * A), dtype=obs.dtype)
-    w = alpha / B
-    for r in range(B):
-        for j in range(A):
-            raw = out[r, A + j]
-            ls = min(max(raw, log_std_min), log_std_max)
-            std = np.exp(ls)
-            e = eps[r, j]
-            u = out[r, j] + std * e
-            t = np.tanh(u)
-            # d/du of -min Q (through a = scale tanh u + bias) and of alpha log pi (squash term)
-            du = (da[r, j] + da1[r, j]) * scale[j] * (1.0 - t * t) + w * 2.0 * t
-            dout[r, j] = du
-            inside = raw >= log_std_min and raw <= log_std_max
-            dout[r, A + j] = (du * std * e - w) if inside else 0.0
+    # d/da of -min Q (da) and d/d log pi of alpha log pi, per row
+    _squash_head_vjp(out, eps, da, np.full(B, alpha / B), log_std_min, log_std_max, scale, dout)
     _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, dims_a[0])
     return loss
 
@@ -372,25 +406,6 @@ def _forward_into(flat, dims, ensemble_size, e, act_code, x, abuf):
 
 
 @njit(cache=True)
-def _bias_act(z, b, act_code):
-    """z <- act(z + b) in place; act_code 0 = identity, 1 = ReLU, 2 = tanh. One loop per case: a
-    branch inside the loop kept the ReLU case scalar (4x slower, measured)."""
-    R, D = z.shape
-    if act_code == 1:
-        for r in range(R):
-            for j in range(D):
-                z[r, j] = max(z[r, j] + b[j], 0.0)
-    elif act_code == 2:
-        for r in range(R):
-            for j in range(D):
-                z[r, j] = np.tanh(z[r, j] + b[j])
-    else:
-        for r in range(R):
-            for j in range(D):
-                z[r, j] += b[j]
-
-
-@njit(cache=True)
 def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, grad_flat,
                    want_grads, dx_from, dx_out, dbuf):
     """``_mlp_backward`` of member e for rows r0:r1 of the pass (x, abuf) of ``_forward_into``.
@@ -414,24 +429,12 @@ def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, 
         if want_grads:
             gW, gb = _layer(grad_flat, dims, ensemble_size, e, l)
             np.dot(inp.T, d, gW)
-            D = d.shape[1]
-            for j in range(D):
-                gb[j] = 0.0
-            for r in range(n):
-                for j in range(D):
-                    gb[j] += d[r, j]
+            _bias_grad(d, gb)
         if l > 0:
             slot = (l % 2) * half                 # ping-pong: never the slot d lives in
             dh = dbuf[slot: slot + n * dims[l]].reshape((n, dims[l]))
             np.dot(d, W.T, dh)
-            D = dims[l]
-            for r in range(n):
-                for j in range(D):
-                    if act_code == 1:
-                        if inp[r, j] <= 0.0:
-                            dh[r, j] = 0.0
-                    else:
-                        dh[r, j] *= 1.0 - inp[r, j] * inp[r, j]
+            _act_backward(dh, inp, act_code)
             d = dh
         elif dx_from < dims[0]:
             np.dot(d, W[dx_from:].T, dx_out)
@@ -574,9 +577,7 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
         for r in range(B):
             q2[e, r] = qe[r, 0]
     y = np.empty(B, dtype=dt)
-    for r in range(B):
-        notdone = 0.0 if terminated[r] else 1.0
-        y[r] = reward[r] + gamma * notdone * (min(q2[0, r], q2[1, r]) - alpha * logp_next[r])
+    _td_targets(q2[0], q2[1], logp_next, reward, terminated, alpha, gamma, y)
     # TD loss 0.5 sum_e mean_b (Q_e(s, a) - y)^2 (SB3), member by member
     z = _concat_obs_act(obs, act)
     gc = np.empty_like(critic)
@@ -616,22 +617,15 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
             q2[e, r] = qe[r, 0]
         _backward_into(critic, dims_c, 2, e, act_code, z_cur, abuf_c[e], 0, B, dq_all, gc, False,
                        O, da[e], dbuf[e])
-    dout = np.empty((B, 2 * A), dtype=dt)
-    w = alpha / B
+    da_min = np.empty((B, A), dtype=dt)
     aloss = 0.0
     for r in range(B):
         m = 1 if q2[1, r] < q2[0, r] else 0       # torch.min sends the gradient to the first minimum
         aloss += (alpha * logp[r] - q2[m, r]) / B
         for j in range(A):
-            raw = out_cur[r, A + j]
-            ls = min(max(raw, lsmin), lsmax)
-            std = np.exp(ls)
-            th = np.tanh(out_cur[r, j] + std * eps_cur[r, j])
-            # d/du of -min Q (through a = scale tanh u + bias) and of alpha log pi (squash term)
-            du = da[m, r, j] * scale[j] * (1.0 - th * th) + w * 2.0 * th
-            dout[r, j] = du
-            inside = raw >= lsmin and raw <= lsmax
-            dout[r, A + j] = (du * std * eps_cur[r, j] - w) if inside else 0.0
+            da_min[r, j] = da[m, r, j]
+    dout = np.empty((B, 2 * A), dtype=dt)
+    _squash_head_vjp(out_cur, eps_cur, da_min, np.full(B, alpha / B), lsmin, lsmax, scale, dout)
     ga = np.empty((2, actor.size), dtype=dt)
     for t in prange(2):
         r0 = t * B // 2
@@ -738,18 +732,7 @@ def _actor_vjp(actor, dims_a, act_code, obs, eps, d_act, d_logp, log_std_min, lo
     out = acts[len(acts) - 1]
     R, A = eps.shape
     dout = np.empty((R, 2 * A), dtype=obs.dtype)
-    for r in range(R):
-        w = d_logp[r]
-        for j in range(A):
-            raw = out[r, A + j]
-            ls = min(max(raw, log_std_min), log_std_max)
-            std = np.exp(ls)
-            e = eps[r, j]
-            t = np.tanh(out[r, j] + std * e)
-            du = d_act[r, j] * scale[j] * (1.0 - t * t) + w * 2.0 * t
-            dout[r, j] = du
-            inside = raw >= log_std_min and raw <= log_std_max
-            dout[r, A + j] = (du * std * e - w) if inside else 0.0
+    _squash_head_vjp(out, eps, d_act, d_logp, log_std_min, log_std_max, scale, dout)
     dx = _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, 0)
     for r in range(R):
         for j in range(dx.shape[1]):

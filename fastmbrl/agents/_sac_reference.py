@@ -111,6 +111,18 @@ def _sac_act(actor, dims_a, act_code, obs, deterministic, log_std_min, log_std_m
                      np.empty(obs.shape[0], dtype=obs.dtype))
 
 
+def _squash_head_vjp(out, eps, d_act, d_logp, log_std_min, log_std_max, scale, dout):
+    """Twin of the kernel."""
+    A = eps.shape[1]
+    raw = out[:, A:]
+    std = np.exp(np.clip(raw, log_std_min, log_std_max))
+    t = np.tanh(out[:, :A] + std * eps)
+    w = np.asarray(d_logp)[:, None]
+    du = d_act * scale * (1.0 - t * t) + w * 2.0 * t
+    inside = (raw >= log_std_min) & (raw <= log_std_max)
+    dout[...] = np.concatenate([du, np.where(inside, du * std * eps - w, 0.0)], axis=1)
+
+
 def _critic_target_core(target, dims_c, act_code, next_obs, a_next, logp_next, reward, terminated,
                         alpha, gamma, y_out):
     z = _concat_obs_act(next_obs, a_next)
@@ -164,13 +176,8 @@ def _actor_loss_grad_core(actor, dims_a, critic, dims_c, act_code, acts, obs, ep
     dq1 = np.where(pick1, -1.0 / B, 0.0).astype(obs.dtype)[:, None]
     da = (_mlp_backward(critic, dims_c, 2, 0, act_code, c0, dq0, grad_out, False, O)
           + _mlp_backward(critic, dims_c, 2, 1, act_code, c1, dq1, grad_out, False, O))
-    raw = out[:, A:]
-    std = np.exp(np.clip(raw, log_std_min, log_std_max))
-    t = np.tanh(out[:, :A] + std * eps)
-    w = alpha / B
-    du = da * scale * (1.0 - t * t) + w * 2.0 * t
-    inside = (raw >= log_std_min) & (raw <= log_std_max)
-    dout = np.concatenate([du, np.where(inside, du * std * eps - w, 0.0)], axis=1).astype(obs.dtype)
+    dout = np.empty((B, 2 * A), dtype=obs.dtype)
+    _squash_head_vjp(out, eps, da, np.full(B, alpha / B), log_std_min, log_std_max, scale, dout)
     _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, dims_a[0])
     return float(loss)
 
@@ -307,15 +314,9 @@ def _actor_vjp(actor, dims_a, act_code, obs, eps, d_act, d_logp, log_std_min, lo
                bias, grad_out, d_obs_out):
     """Twin of the kernel."""
     acts = _mlp_forward(actor, dims_a, 1, 0, act_code, obs)
-    out = acts[-1]
-    A = eps.shape[1]
-    raw = out[:, A:]
-    std = np.exp(np.clip(raw, log_std_min, log_std_max))
-    t = np.tanh(out[:, :A] + std * eps)
-    w = d_logp[:, None]
-    du = d_act * scale * (1.0 - t * t) + w * 2.0 * t
-    inside = (raw >= log_std_min) & (raw <= log_std_max)
-    dout = np.concatenate([du, np.where(inside, du * std * eps - w, 0.0)], axis=1).astype(obs.dtype)
+    R, A = eps.shape
+    dout = np.empty((R, 2 * A), dtype=obs.dtype)
+    _squash_head_vjp(acts[-1], eps, d_act, d_logp, log_std_min, log_std_max, scale, dout)
     d_obs_out[...] = _mlp_backward(actor, dims_a, 1, 0, act_code, acts, dout, grad_out, True, 0)
 
 

@@ -360,3 +360,20 @@ def test_split_covers_the_range_once():
         assert parts[0][0] == 0 and parts[-1][1] == n
         assert parts[0][1] == parts[1][0]
         assert parts[0][1] % 16 == 0 or parts[0][1] == n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squash_head_vjp_matches_twin(dtype):
+    """The one squashed-Gaussian backward pass (actor loss, model-based actor VJP, fused step)
+    against its twin, with raw log-stds inside and outside the clip bounds."""
+    rng = np.random.default_rng(4)
+    out = rng.normal(size=(B, 2 * A)).astype(dtype)
+    out[:3, A:] = [[-30.0, 1.0], [3.0, -1.0], [0.5, 5.0]]      # clipped entries pass no gradient
+    eps, d_act = rng.normal(size=(B, A)).astype(dtype), rng.normal(size=(B, A)).astype(dtype)
+    d_logp = rng.normal(size=B)
+    scale = np.array([2.0, 0.5], dtype)
+    got, want = np.empty((B, 2 * A), dtype), np.empty((B, 2 * A), dtype)
+    K._squash_head_vjp(out, eps, d_act, d_logp, -20.0, 2.0, scale, got)
+    R._squash_head_vjp(out, eps, d_act, d_logp, -20.0, 2.0, scale, want)
+    close(got, want, dtype)
+    assert got[0, A] == 0.0 and got[1, A] == 0.0 and got[2, A + 1] == 0.0
