@@ -248,7 +248,8 @@ def test_one_and_two_threads_give_bit_identical_parameters():
 def test_update_threads_respect_the_callers_numba_cap():
     """n_threads=2 uses at most the calling thread's Numba threads (a sweep trial caps them at 1),
     and the caller's setting is restored afterwards."""
-    numba = pytest.importorskip("numba")
+    import numba
+
     from fastmbrl.backend import use_compiled
     if not use_compiled():
         pytest.skip("the NumPy twins use no Numba threads")
@@ -276,9 +277,12 @@ def test_denormal_flush_is_scoped_to_the_update_call():
 
     from numba import njit
 
+    from fastmbrl.backend import use_compiled
     from fastmbrl.nn._numba import _flush_denormals, _restore_fp_mode
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("FTZ/DAZ are x86 modes")
+    if not use_compiled():
+        pytest.skip("FASTMBRL_PUREPYTHON=1: the NumPy twins keep IEEE subnormals, nothing is flushed")
 
     @njit
     def tiny_product(x):
@@ -306,9 +310,12 @@ def test_denormal_flush_covers_every_thread_of_the_team():
     import numba
     from numba import njit, prange
 
+    from fastmbrl.backend import use_compiled
     from fastmbrl.nn._numba import _fp_mode_get
     if platform.machine().lower() not in ("x86_64", "amd64") or numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs x86 and two Numba threads")
+    if not use_compiled():
+        pytest.skip("FASTMBRL_PUREPYTHON=1: the NumPy twins keep IEEE subnormals, nothing is flushed")
 
     @njit(parallel=True)
     def team_modes(out):
