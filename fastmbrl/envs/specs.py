@@ -162,33 +162,32 @@ _SPECS = [
         id="Reacher-v5", factory=_gym_factory("Reacher-v5"),
         reward_fn=reward_fns.reacher, termination_fn=termination_fns.no_termination,
         max_episode_steps=50, requires="mujoco",
-        defaults={"model": {"hidden": [128, 128, 128], "max_epochs": 50, "patience": 10},
+        defaults={"model": {"hidden": [128, 128, 128], "batch_size": 32, "max_epochs": 200,
+                            "patience": 20},
                   "planner": {"name": "cem", "horizon": 15, "population": 200, "iterations": 5,
                               "particles": 5},
-                  "algorithm": {"episodes": 10, "initial_steps": 250, "warm_start": False}},
-        # NOT solved to the target (mean of episodes 6-10 >= -5). Measured, 10 episodes, shared
-        # 2-core machine, ~200 ms per action, 2-4 min per seed:
-        #   seed 0: -13.9 -5.3 -5.8 -3.2 -14.5 -13.9 -13.9 -2.7 -5.9 -3.7 (mean 6-10: -8.0)
-        #   seed 1: -12.8 -6.1 -12.7 -9.4 -16.2 -4.9 -15.1 -3.1 -14.5 -12.1 (mean 6-10: -9.9)
-        #   seed 2: -10.0 -9.7 -6.1 -7.3 -6.1 -10.9 -7.0 -6.4 -13.8 -11.7 (mean 6-10: -10.0)
-        # (random play about -40). Episodes either reach the target (-1.5 to -6) or stay near
-        # their start distance (-13 to -16); on seed 0 the same episodes (same targets) failed
-        # with a warm refit, a cold one (patience 10) and horizon 30 (population 150), so the
-        # refit is not the cause. The previous defaults (3x200, population 300, 10 particles, 30
-        # episodes) showed the same pattern (issue 15) at about 3x the cost.
-        # The cause (seed 0, episode 5, target (-0.16, 0.10) behind the arm): the plan folds the
-        # elbow into its joint limit (-3 rad) within 8 steps, which brings the fingertip next to
-        # the shoulder (distance 0.38 -> 0.19 = |target|), and stays there: folded, turning the
-        # shoulder does not change the distance, and unfolding toward the target pays off only
-        # after the shoulder has turned ~150 degrees, which costs more action (weight 1 on
-        # sum a^2, gymnasium's real default) than a 15-step horizon recovers. A local optimum of
-        # receding-horizon planning, not a model error. Tried without success (seed 0, mean of
-        # episodes 6-10): CEM init_std 0.15 (-8.2), iCEM horizon 40 population 300 (-13.0),
-        # CEM with one expected trajectory at horizon 30 / population 400 (-10.6) and horizon
-        # 50 / population 500 (-9.9; the same episodes 5-7 fail), planning with action weight
-        # 0.1 (-16.9: faster moves, dearer real cost). A terminal value (the plan's last reward
-        # counted 20 more times, as if held; a local change to _masked_returns, not kept) did not
-        # help either: -9.5 / -9.2 on seeds 0 / 1, the same episodes failing (2026-12-06).
+                  "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False}},
+        # The model's accuracy decides Reacher, not the horizon. CEM at these planner settings on
+        # the exact MuJoCo dynamics (mujoco.rollout as the model) reaches targets behind the arm
+        # (-4.9 to -5.5 on the targets PETS failed; seed 2's episodes 6-10: mean -4.0): a gentle
+        # sweep of both joints (|a| <= 0.4) gets there in ~18 steps. The learned model of the
+        # previous defaults (batch 256, at most 50 epochs: ~150 gradient steps per refit on
+        # 250-750 rows) predicted that sweep moving the fingertip away (distance 0.38 -> 0.4-0.6
+        # against 0.38 -> 0.01 real; one-step cos errors 0.045), so plans folded the elbow and
+        # stayed at distance |target| (-13 to -16 per episode). Measured, 10 episodes, seeds
+        # 0 / 1 / 2, mean of episodes 6-10 (target -5):
+        #   previous (batch 256, 50 epochs, patience 10, 250 random steps): -8.0 / -9.9 / -10.0;
+        #   batch 32, 200 epochs, patience 20: -4.6 / -4.0 / -8.0 (seed 2's episodes 6 and 9
+        #     failed; warm start -6.5, 400 epochs -7.8, 4x200 -7.7, expectation -7.3 on seed 2);
+        #   the same with 1000 random steps (these defaults): -3.9 / -3.9 / -4.4, every episode
+        #     from the first between -1.2 and -9.8 (seeds 3 / 4: -3.8 / -4.1); 107-115 s per seed
+        #     alone (run_loop_table; 55 s of refits, ~105 ms per action).
+        # Also tried on seed 0 with the previous model: 1000 random steps alone (-8.3; the same
+        # episodes fail), the reward from forward kinematics of the predicted angles (-11.3),
+        # one expected trajectory (-7.6), an optimism bonus of weight 1 or 5 (-29.9, -40.0:
+        # disagreement on this arm is large and the bonus drives wild moves), CEM init_std 0.15,
+        # iCEM at horizon 40, horizons 30 and 50, action weight 0.1 in the plan and a terminal
+        # value (all -8 to -17).
         description="MuJoCo two-link arm reaching a target; 50 steps"),
     EnvSpec(
         id="HalfCheetah-v5", factory=_half_cheetah,
