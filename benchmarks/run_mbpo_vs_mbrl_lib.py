@@ -82,10 +82,13 @@ def main(argv=None):
             runs[name].append(mbrl_lib_run(args.mbrl_python, args.steps, t))
             print(f"round {i + 1} {name}: {runs[name][-1]['wall']:.1f} s", flush=True)
 
+    sys.path.insert(0, HERE)
+    from run_mbpo_table import blas_info    # the BLAS library and kernel set it names
+
     ours = float(np.median([r["wall"] for r in runs["fastmbrl"]]))
     lines = [f"MBPO at mbrl-lib's InvertedPendulum settings, seconds per 1k environment steps "
              f"(median of {args.rounds} alternating rounds; each run's figures in brackets). "
-             f"{cpu_name()}, {os.cpu_count()} cores. fastmbrl "
+             f"{cpu_name()}, {os.cpu_count()} cores; fastmbrl's BLAS: {blas_info()}. fastmbrl "
              f"uses both cores (SAC update kernel and model fit on 2 threads).", "",
              "| | wall | " + " | ".join(SPLIT) + " | SAC updates/s | fastmbrl faster by |",
              "| --- | --- | " + " | ".join("---" for _ in SPLIT) + " | --- | --- |"]
