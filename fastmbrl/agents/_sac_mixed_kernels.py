@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from fastmbrl.agents._sac_kernels import (_gather_rows, _sac_draw_normals, _sac_sample_indices,
-                                          _sac_update)
+                                          _sac_update_in, _sac_workspace)
 
 
 @njit(cache=True)
@@ -36,6 +36,7 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
     nobs = np.empty((B, O), dtype=dt)
     term = np.empty(B, dtype=np.bool_)
     noise = np.empty((2, B, A), dtype=dt)
+    work = _sac_workspace(actor, critic, dims_a, dims_c, B)
     for u in range(metrics_out.shape[0]):
         _sac_sample_indices(rng_state, n_r_rows, idx_r)
         _sac_sample_indices(rng_state, n_m_rows, idx_m)
@@ -44,6 +45,6 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
                      nobs, term)
         _gather_rows(m_obs, m_act, m_reward, m_next_obs, m_terminated, idx_m, n_real, obs, act,
                      rew, nobs, term)
-        _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
-                    critic_v, alpha_state, steps, hp, scale, bias, obs, act, rew, nobs, term,
-                    noise[0], noise[1], metrics_out[u])
+        _sac_update_in(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v,
+                       critic_m, critic_v, alpha_state, steps, hp, scale, bias, obs, act, rew,
+                       nobs, term, noise[0], noise[1], metrics_out[u], work)
