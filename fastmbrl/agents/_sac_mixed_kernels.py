@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from fastmbrl.agents._sac_kernels import (_gather_rows, _sac_draw_normals, _sac_sample_indices,
-                                          _sac_update_in, _sac_workspace)
+                                          _sac_update_in)
 
 
 @njit(cache=True)
@@ -19,10 +19,11 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
                            critic_m, critic_v, alpha_state, steps, hp, scale, bias, r_obs, r_act,
                            r_reward, r_next_obs, r_terminated, n_r_rows, m_obs, m_act, m_reward,
                            m_next_obs, m_terminated, n_m_rows, n_real, batch_size, rng_state,
-                           metrics_out):
+                           metrics_out, work):
     """``metrics_out.shape[0]`` SAC updates on minibatches of ``n_real`` rows of the first buffer
     (first ``n_r_rows`` rows of the r_* arrays) and ``batch_size - n_real`` of the second
-    (``n_m_rows`` rows of the m_* arrays); metrics_out (n_updates, 6) as ``_sac_update``'s."""
+    (``n_m_rows`` rows of the m_* arrays); metrics_out (n_updates, 6) as ``_sac_update``'s; work
+    the scratch of ``_sac_kernels._sac_workspace`` at batch_size."""
     B = batch_size
     O = r_obs.shape[1]
     A = r_act.shape[1]
@@ -36,7 +37,6 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
     nobs = np.empty((B, O), dtype=dt)
     term = np.empty(B, dtype=np.bool_)
     noise = np.empty((2, B, A), dtype=dt)
-    work = _sac_workspace(actor, critic, dims_a, dims_c, B)
     for u in range(metrics_out.shape[0]):
         _sac_sample_indices(rng_state, n_r_rows, idx_r)
         _sac_sample_indices(rng_state, n_m_rows, idx_m)

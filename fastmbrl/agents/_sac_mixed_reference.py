@@ -8,8 +8,8 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
                            critic_m, critic_v, alpha_state, steps, hp, scale, bias, r_obs, r_act,
                            r_reward, r_next_obs, r_terminated, n_r_rows, m_obs, m_act, m_reward,
                            m_next_obs, m_terminated, n_m_rows, n_real, batch_size, rng_state,
-                           metrics_out):
-    """Twin of the kernel."""
+                           metrics_out, work):
+    """Twin of the kernel (work, the kernel's scratch, is not used: the twin allocates its own)."""
     A = r_act.shape[1]
     idx_r = np.empty(n_real, dtype=np.int64)
     idx_m = np.empty(batch_size - n_real, dtype=np.int64)

@@ -254,6 +254,15 @@ def _adam_range(param, grad, m, v, c, i0, i1):
     param[i0:i1] -= step_size * m[i0:i1] / (np.sqrt(v[i0:i1]) * inv_bc2s + ep)
 
 
+def _sac_workspace(actor, critic, dims_a, dims_c, B):
+    """Twin of the kernel: the same arrays (the twins themselves allocate their own)."""
+    wmax = max([1] + [int(d) for d in dims_c[1:-1]] + [int(d) for d in dims_a[1:-1]])
+    return (np.empty((2, _act_size(dims_a, B)), actor.dtype),
+            np.empty((2, _act_size(dims_c, B)), actor.dtype),
+            np.empty((2, 2 * B * wmax), actor.dtype), np.empty_like(critic),
+            np.empty((2, actor.size), actor.dtype))
+
+
 def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                 critic_v, alpha_state, steps, hp, scale, bias, obs, act, reward, next_obs,
                 terminated, eps_next, eps_cur, metrics_out):
@@ -288,8 +297,8 @@ def _sac_update(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_
 
 def _sac_update_from(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v, critic_m,
                      critic_v, alpha_state, steps, hp, scale, bias, buf_obs, buf_act, buf_reward,
-                     buf_next_obs, buf_terminated, n_rows, batch_size, rng_state, metrics_out):
-    """Twin of the kernel."""
+                     buf_next_obs, buf_terminated, n_rows, batch_size, rng_state, metrics_out, work):
+    """Twin of the kernel (work, the kernel's scratch, is not used: the twin allocates its own)."""
     A = buf_act.shape[1]
     idx = np.empty(batch_size, dtype=np.int64)
     noise = np.empty((2, batch_size, A), dtype=buf_obs.dtype)

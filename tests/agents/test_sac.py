@@ -140,6 +140,24 @@ def test_update_from_is_reproducible_and_learns_bandit():
     assert abs(best - 0.6) < 0.1, best
 
 
+def test_update_from_after_a_batch_size_change():
+    """The update kernels' scratch is kept between calls and sized by batch_size: after a call at
+    batch 8, calls at batch 32 must match an agent that never ran at batch 8 (a stale, too small
+    scratch would be written past its end), for plain and mixed minibatches."""
+    buf, model_buf = filled_buffer(), filled_buffer(seed=1)
+    a, b = small_agent(), small_agent()
+    a.update_from(buf, 2)
+    b.update_from(buf, 2)
+    c = small_agent(seed=99)
+    c.load_state_dict(b.state_dict())
+    a.batch_size = c.batch_size = 32
+    assert a.update_from(buf, 3) == c.update_from(buf, 3)
+    assert (a.update_from(buf, 2, model_buffer=model_buf, real_ratio=0.25)
+            == c.update_from(buf, 2, model_buffer=model_buf, real_ratio=0.25))
+    np.testing.assert_array_equal(a.actor, c.actor)
+    np.testing.assert_array_equal(a.critic, c.critic)
+
+
 def test_n_threads_same_result():
     buf = filled_buffer()
     a, b = small_agent(), small_agent(n_threads=2)

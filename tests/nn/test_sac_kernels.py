@@ -79,7 +79,10 @@ def test_update_from_matches_twin(dtype):
         st = state_args(p, dtype)
         rs = np.array([123, 0, 0], np.uint64)
         met = np.zeros((4, 6))
-        impl._sac_update_from(*st, *buf, N - 3, 8, rs, met)
+        work = impl._sac_workspace(st[0], st[1], st[3], st[4], 8)
+        for w in work:
+            w.fill(np.nan)          # scratch left dirty by an earlier call must not leak in
+        impl._sac_update_from(*st, *buf, N - 3, 8, rs, met, work)
         out.append((st, rs, met))
     for i in (0, 1, 2, 10):
         close(out[0][0][i], out[1][0][i], dtype)
