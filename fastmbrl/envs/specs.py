@@ -218,8 +218,9 @@ _SPECS = [
                   # episode every 2.5k: 4035 at 22.5k, 1063 at 25k, 5828 at 35k, 7811 at 50k
                   # (MBPO's published curve: about 4-6k at 50k) in 94 min on 2 shared cores.
                   # With refits bounded to 4 s (mbpo.model_fit_seconds=4), Intel Xeon, alone,
-                  # 3 eval episodes: 4727 at 25k, 6910 at 50k in 57.7 min (one seed; unbounded
-                  # to 25k on the same machine: 6050 in 27.5 min, fits growing 39 -> 92 s per 2.5k)
+                  # 3 eval episodes: 4727 at 25k, 6910 at 50k in 57.7 min (seed 0); 5106 at 25k,
+                  # 6504 at 50k in 60.1 min (seed 1). Unbounded to 25k on the same machine (seed
+                  # 0): 6050 in 27.5 min, fits growing 39 -> 92 s per 2.5k
                   "mbpo": {"total_steps": 50000, "random_steps": 5000, "model_train_every": 250,
                            "rollouts_per_step": 400, "rollout_schedule": [1, 1, 1, 1],
                            "updates_per_step": 10, "real_ratio": 0.05}},
