@@ -62,6 +62,10 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def mbrl_lib_label(threads):
+    return f"mbrl-lib, {threads} thread{'s' * (threads > 1)}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mbrl-python", default="/tmp/mbrl-venv/bin/python",
@@ -73,35 +77,35 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     runs = {"fastmbrl": []}
-    runs.update({f"mbrl-lib, {t} thread{'s' * (t > 1)}": [] for t in args.mbrl_threads})
+    runs.update({mbrl_lib_label(t): [] for t in args.mbrl_threads})
     for i in range(args.rounds):
         runs["fastmbrl"].append(fastmbrl_run(args.steps))
         print(f"round {i + 1} fastmbrl: {runs['fastmbrl'][-1]['wall']:.1f} s", flush=True)
         for t in args.mbrl_threads:
-            name = f"mbrl-lib, {t} thread{'s' * (t > 1)}"
+            name = mbrl_lib_label(t)
             runs[name].append(mbrl_lib_run(args.mbrl_python, args.steps, t))
             print(f"round {i + 1} {name}: {runs[name][-1]['wall']:.1f} s", flush=True)
 
     sys.path.insert(0, HERE)
-    from run_mbpo_table import blas_info    # the BLAS library and kernel set it names
+    from run_mbpo_table import blas_info  # the BLAS library and kernel set it names
 
     ours = float(np.median([r["wall"] for r in runs["fastmbrl"]]))
-    lines = [f"MBPO at mbrl-lib's InvertedPendulum settings, seconds per 1k environment steps "
-             f"(median of {args.rounds} alternating rounds; each run's figures in brackets). "
-             f"{cpu_name()}, {os.cpu_count()} cores; fastmbrl's BLAS: {blas_info()}. fastmbrl "
-             f"uses both cores (SAC update kernel and model fit on 2 threads).", "",
+    lines = [(f"MBPO at mbrl-lib's InvertedPendulum settings, seconds per 1k environment steps "
+              f"(median of {args.rounds} alternating rounds; each run's figures in brackets). "
+              f"{cpu_name()}, {os.cpu_count()} cores; fastmbrl's BLAS: {blas_info()}. fastmbrl "
+              f"uses both cores (SAC update kernel and model fit on 2 threads)."), "",
              "| | wall | " + " | ".join(SPLIT) + " | SAC updates/s | fastmbrl faster by |",
              "| --- | --- | " + " | ".join("---" for _ in SPLIT) + " | --- | --- |"]
+    def cell(rs, key, fmt="{:.1f}"):
+        vals = [r[key] for r in rs]
+        return fmt.format(np.median(vals)) + " (" + ", ".join(fmt.format(v) for v in vals) + ")"
+
     for name, rs in runs.items():
-        def cell(key, fmt="{:.1f}"):
-            vals = [r[key] for r in rs]
-            return (fmt.format(np.median(vals)) + " (" + ", ".join(fmt.format(v) for v in vals)
-                    + ")")
         wall = float(np.median([r["wall"] for r in rs]))
         ratio = "" if name == "fastmbrl" else f"{wall / ours:.2f}x"
-        lines.append(f"| {name} | **{cell('wall')}** | "
-                     + " | ".join(cell(k) for k in SPLIT)
-                     + f" | {cell('updates/s', '{:.0f}')} | {ratio} |")
+        lines.append(f"| {name} | **{cell(rs, 'wall')}** | "
+                     + " | ".join(cell(rs, k) for k in SPLIT)
+                     + f" | {cell(rs, 'updates/s', '{:.0f}')} | {ratio} |")
     lines += ["", "Model fit epochs per refit: "
               + "; ".join(f"{name} {rs[0]['fit epochs']}" for name, rs in runs.items()) + "."]
     text = "\n".join(lines) + "\n"
