@@ -7,14 +7,17 @@ Layout inside a run's output folder::
         buffer.npz             the replay buffer (ReplayBuffer.save)
         model.npz              weights, normalizers, optimizer state, model RNG (GaussianEnsemble.save)
         agent.npz, agent.json  the agent's ``state_dict()`` (arrays / everything else), if it has one
+        algo.npz, algo.json    the algorithm's own state with arrays (e.g. MBPO's model-buffer
+                               sources), if it has one
         state.json             episode counter, per-episode records, loop RNG states
 
 A checkpoint directory is written in full first; only then is ``checkpoint.json`` replaced (write to
 a temporary file, fsync, ``os.replace``), and only then are older checkpoint directories removed.
 A process killed at any moment therefore leaves a pointer to a complete checkpoint.
 
-Agent state (the protocol of ``fastmbrl.agents.base``): nested dicts are flattened to "/"-joined
-keys; NumPy arrays go to ``agent.npz`` (dtype and shape kept), the other values to ``agent.json``.
+Agent state (the protocol of ``fastmbrl.agents.base``) and the algorithm's state: nested dicts are
+flattened to "/"-joined keys; NumPy arrays go to ``<stem>.npz`` (dtype and shape kept), the other
+values to ``<stem>.json``.
 """
 import json
 import os
@@ -66,34 +69,35 @@ def _unflatten(flat):
     return out
 
 
-def save_agent_state(folder, state):
-    """Write an agent's ``state_dict()`` into ``folder`` as agent.npz and agent.json."""
+def save_agent_state(folder, state, stem="agent"):
+    """Write a nested state dict (an agent's ``state_dict()``) into ``folder`` as
+    ``<stem>.npz`` (its arrays) and ``<stem>.json`` (everything else)."""
     arrays, plain = {}, {}
     _flatten(state, "", arrays, plain)
-    atomic_savez(os.path.join(folder, "agent.npz"), **{f"a{i}": a for i, a in
-                                                        enumerate(arrays.values())})
-    atomic_write_text(os.path.join(folder, "agent.json"), json.dumps(
+    atomic_savez(os.path.join(folder, f"{stem}.npz"), **{f"a{i}": a for i, a in
+                                                          enumerate(arrays.values())})
+    atomic_write_text(os.path.join(folder, f"{stem}.json"), json.dumps(
         {"arrays": list(arrays), "values": plain}, indent=1))
 
 
-def load_agent_state(folder):
-    """Read what :func:`save_agent_state` wrote; None when the checkpoint has no agent state."""
-    meta_path = os.path.join(folder, "agent.json")
+def load_agent_state(folder, stem="agent"):
+    """Read what :func:`save_agent_state` wrote; None when the checkpoint has no such state."""
+    meta_path = os.path.join(folder, f"{stem}.json")
     if not os.path.exists(meta_path):
         return None
     with open(meta_path, encoding="utf-8") as fh:
         meta = json.load(fh)
     if not isinstance(meta, dict) or not isinstance(meta.get("arrays"), list) or not isinstance(
             meta.get("values"), dict):
-        raise ValueError(f"{meta_path!r} is not an agent state file")
+        raise ValueError(f"{meta_path!r} is not a state file")
     flat = dict(meta["values"])
-    with np.load(os.path.join(folder, "agent.npz"), allow_pickle=False) as data:
+    with np.load(os.path.join(folder, f"{stem}.npz"), allow_pickle=False) as data:
         for i, name in enumerate(meta["arrays"]):
             flat[name] = data[f"a{i}"]
     return _unflatten(flat)
 
 
-def save_checkpoint(out_dir, episode, buffer, model, state, agent=None):
+def save_checkpoint(out_dir, episode, buffer, model, state, agent=None, algo_state=None):
     """Write a checkpoint of a run after ``episode`` and point ``checkpoint.json`` at it.
 
     Parameters
@@ -109,6 +113,9 @@ def save_checkpoint(out_dir, episode, buffer, model, state, agent=None):
         JSON-serialisable loop state (records, RNG states, ...).
     agent : object with ``state_dict()``, optional
         Its state is stored with the checkpoint (see ``fastmbrl.agents.base``).
+    algo_state : dict, optional
+        The algorithm's own state with arrays (nested dict of arrays and JSON values, stored as
+        ``algo.npz`` / ``algo.json``).
 
     Returns
     -------
@@ -125,6 +132,8 @@ def save_checkpoint(out_dir, episode, buffer, model, state, agent=None):
         model.save(os.path.join(ckpt, "model.npz"))
     if agent is not None:
         save_agent_state(ckpt, agent.state_dict())
+    if algo_state is not None:
+        save_agent_state(ckpt, algo_state, stem="algo")
     atomic_write_text(os.path.join(ckpt, "state.json"),
                       json.dumps({"episode": episode, **state}, indent=1))
     atomic_write_text(os.path.join(out_dir, POINTER), json.dumps(
@@ -157,7 +166,8 @@ def load_checkpoint(out_dir, agent=None):
     buffer : ReplayBuffer
     model : GaussianEnsemble or None
     state : dict
-        The loop state; ``state["agent"]`` is the stored agent state (nested dict) or None.
+        The loop state; ``state["agent"]`` is the stored agent state (nested dict) or None, and
+        ``state["algo"]`` the algorithm's array state or None.
 
     Raises
     ------
@@ -191,6 +201,8 @@ def load_checkpoint(out_dir, agent=None):
         model = GaussianEnsemble.load(path) if os.path.exists(path) else None
         path = os.path.join(ckpt, "agent.json")
         state["agent"] = load_agent_state(ckpt)
+        path = os.path.join(ckpt, "algo.json")
+        state["algo"] = load_agent_state(ckpt, stem="algo")
     except Exception as exc:  # noqa: BLE001 - every reader error becomes one message
         raise ValueError(f"resume: checkpoint file {path!r} is damaged "
                          f"({type(exc).__name__}: {exc})") from None

@@ -443,14 +443,16 @@ def evaluate(policy, env, n_episodes, seed, max_steps=None):
 # checkpoints
 # ---------------------------------------------------------------------------------------------
 def save_run_checkpoint(ctx, episode, buffer, model, records, initial_records, agent=None,
-                        extra=None):
+                        extra=None, algo_state=None):
     """Checkpoint the run after ``episode`` (a no-op without ``out_dir``); the agent's
-    ``state_dict()`` is stored when ``agent`` is given."""
+    ``state_dict()`` is stored when ``agent`` is given, ``extra`` (JSON values) in state.json and
+    ``algo_state`` (a nested dict with arrays) beside it."""
     if ctx.out_dir is None:
         return
     state = {"records": [r.to_dict() for r in records],
              "initial_records": [r.to_dict() for r in initial_records], **(extra or {})}
-    save_checkpoint(ctx.out_dir, episode, buffer, model, state, agent=agent)
+    save_checkpoint(ctx.out_dir, episode, buffer, model, state, agent=agent,
+                    algo_state=algo_state)
 
 
 def load_run_checkpoint(ctx, agent=None, record_cls=None):
@@ -739,6 +741,7 @@ class StepLoop:
         self.model_rows = 0
         self.wall_offset = 0.0
         self.restored_state = None
+        self.restored_algo_state = None
 
     # ------------------------------------------------------------------ policies
     def random_action(self, obs):
@@ -754,7 +757,8 @@ class StepLoop:
     def restore(self, record_cls=EvalRecord):
         """Load the last checkpoint of ``ctx.out_dir`` when resuming; returns True if one was
         loaded (then ``buffer``, ``model``, the agent, the records and the counters are the
-        checkpoint's, and ``restored_state`` holds the algorithm's ``extra`` entry)."""
+        checkpoint's, ``restored_state`` holds the algorithm's ``extra`` entry and
+        ``restored_algo_state`` its array state, None when the checkpoint has none)."""
         restored = load_run_checkpoint(self.ctx, agent=self.agent, record_cls=record_cls)
         if restored is None:
             return False
@@ -777,6 +781,7 @@ class StepLoop:
             self.collector.restore(loop["collector"])
             self.collector.times = {"env": self.times["env"], "act": self.times["act"]}
             self.restored_state = state.get("extra")
+            self.restored_algo_state = state.get("algo")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"resume: checkpoint in {self.ctx.out_dir!r} has a damaged loop state "
                              f"({type(exc).__name__}: {exc})") from None
@@ -785,16 +790,17 @@ class StepLoop:
                              f"({self.collector.steps} steps, {self.buffer.n_added} transitions)")
         return True
 
-    def checkpoint(self, wall_time, extra=None):
+    def checkpoint(self, wall_time, extra=None, algo_state=None):
         """Write a checkpoint after the last record (a no-op without ``out_dir``)."""
         loop = {"counters": self.counters, "times": self.times, "last_fit": self.last_fit,
                 "model_rows": self.model_rows, "wall_time": wall_time,
                 "random_rng": _rng_state(self.random_rng), "collector": self.collector.state()}
         save_run_checkpoint(self.ctx, len(self.records), self.buffer, self.model, self.records, [],
-                            agent=self.agent, extra={"loop": loop, "extra": extra})
+                            agent=self.agent, extra={"loop": loop, "extra": extra},
+                            algo_state=algo_state)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, policy, eval_policy, train, extra_state=None):
+    def run(self, policy, eval_policy, train, extra_state=None, algo_state=None):
         """Run the steps left of the budget.
 
         Parameters
@@ -807,6 +813,9 @@ class StepLoop:
             ``train(loop)`` after each environment step (the loop's ``steps`` already counts it).
         extra_state : callable, optional
             ``extra_state() -> JSON-serialisable`` stored with every checkpoint.
+        algo_state : callable, optional
+            ``algo_state() -> nested dict of arrays and JSON values`` stored with every
+            checkpoint (``restored_algo_state`` on resume).
 
         Returns
         -------
@@ -861,7 +870,8 @@ class StepLoop:
             mark_updates, mark_steps = self.counters["updates"], self.steps
             mark_fit_epochs = self.counters["fit_epochs"]
             # ---- checkpoint first (results never get ahead of a resumable state), results -------
-            self.checkpoint(wall, None if extra_state is None else extra_state())
+            self.checkpoint(wall, None if extra_state is None else extra_state(),
+                            None if algo_state is None else algo_state())
             if ctx.out_dir is not None:
                 write_results(ctx.out_dir, ctx.config, self.records, [],
                               step_summary(self.records, wall))

@@ -27,14 +27,18 @@ real_ratio)``). Collection, evaluation, records and checkpoints are
 ``fastmbrl.algorithms._common.StepLoop``.
 
 Resume: the environment buffer, the model (weights, optimizer, normalisers, generator), the agent
-and the loop's counters are checkpointed and come back exactly. The model buffer is not stored: on
-resume it is regenerated with one refit's worth of rollouts from the restored model and policy
-(so a resumed MBPO run continues soundly but is not bit-identical to an uninterrupted one).
+and the loop's counters are checkpointed and come back exactly. The model buffer (up to millions of
+rows) is not stored; what made it is: for each retained refit, the model and the policy as they were
+then (a few MB), the rollout length, the number of environment rows the starts were drawn from and
+the index of its random stream. On resume each retained refit's rollouts are made again from these,
+so a resumed run is bit-identical to an uninterrupted one.
 """
 import collections
 import copy
 import logging
 import time
+
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -43,8 +47,9 @@ from fastmbrl.algorithms import sac as _sac
 from fastmbrl.algorithms._common import (STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, RunResult,
                                          StepLoop, derive_seed, step_budget, step_summary,
                                          write_results)
+from fastmbrl.models import ModelArrays, PolicyArrays
 
-__all__ = ["run", "check", "rollout_length", "ModelBuffer", "BUDGET"]
+__all__ = ["run", "check", "rollout_length", "ModelBuffer", "RefitSource", "BUDGET"]
 
 BUDGET = "steps"
 SECTION = "mbpo"   # the RunConfig section holding total_steps
@@ -67,13 +72,66 @@ def rollout_length(schedule, step):
     return int(a + (step - start) / (end - start) * (b - a))
 
 
+class RefitSource(NamedTuple):
+    """What one refit's model rollouts were made from: enough to make them again, bit for bit.
+
+    Attributes
+    ----------
+    rows : int
+        Environment-buffer rows the start states were drawn from (uniformly, from the first
+        ``rows``).
+    stream : int
+        Index of the rollout random stream (``derive_seed(seed, STREAM_ROLLOUT, stream)``).
+    length : int
+        Rollout length k.
+    model : fastmbrl.models.ModelArrays
+        A copy of the model right after that refit.
+    policy : fastmbrl.models.PolicyArrays
+        A copy of the policy at that time.
+    """
+
+    rows: int
+    stream: int
+    length: int
+    model: ModelArrays
+    policy: PolicyArrays
+
+    @classmethod
+    def snapshot(cls, rows, stream, length, model, agent):
+        """Copies of ``model``'s arrays and ``agent``'s actor (a SAC) as they are now."""
+        return cls(int(rows), int(stream), int(length), _copy_arrays(model.arrays()),
+                   _copy_arrays(PolicyArrays.from_agent(agent)))
+
+    def state(self):
+        """As a nested dict of arrays and JSON values (for a checkpoint)."""
+        return {"rows": self.rows, "stream": self.stream, "length": self.length,
+                "model": _plain(self.model), "policy": _plain(self.policy)}
+
+    @classmethod
+    def from_state(cls, state):
+        """The inverse of :meth:`state`."""
+        return cls(int(state["rows"]), int(state["stream"]), int(state["length"]),
+                   ModelArrays(**state["model"]), PolicyArrays(**state["policy"]))
+
+
+def _copy_arrays(arrays):
+    return type(arrays)(*(np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                          for v in arrays))
+
+
+def _plain(arrays):
+    return {k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in arrays._asdict().items()}
+
+
 class ModelBuffer:
     """The model buffer: the rollouts of the last ``retain`` refits, FIFO by refit.
 
     ``buffer`` is a ``fastmbrl.buffer.ReplayBuffer`` holding exactly the retained refits' rows
     (rebuilt when a refit's rollouts arrive), what ``SAC.update_from`` samples from.
     Non-finite rows (a diverging model) are dropped before they are stored, and counted in
-    ``dropped``.
+    ``dropped``. ``sources`` holds each retained refit's :class:`RefitSource` (None where the
+    caller gave none), what :meth:`state` checkpoints in place of the rows.
     """
 
     def __init__(self, retain, obs_dim, act_dim, dtype):
@@ -81,14 +139,16 @@ class ModelBuffer:
 
         self.retain, self.obs_dim, self.act_dim, self.dtype = int(retain), obs_dim, act_dim, dtype
         self.chunks = collections.deque(maxlen=self.retain)
+        self.sources = collections.deque(maxlen=self.retain)
         self.buffer = ReplayBuffer(1, obs_dim, act_dim, dtype=dtype, overflow="wrap")
         self.dropped = 0
 
     def __len__(self):
         return len(self.buffer)
 
-    def add_refit(self, batch):
-        """Add one refit's rollouts (a ``RolloutBatch``); the oldest refit beyond ``retain`` goes."""
+    def add_refit(self, batch, source=None):
+        """Add one refit's rollouts (a ``RolloutBatch``, made from ``source``); the oldest refit
+        beyond ``retain`` goes."""
         from fastmbrl.buffer import ReplayBuffer
 
         ok = (np.all(np.isfinite(batch.obs), axis=1) & np.all(np.isfinite(batch.next_obs), axis=1)
@@ -97,12 +157,29 @@ class ModelBuffer:
             self.dropped += int((~ok).sum())
             log.warning("model rollouts: dropped %d non-finite transitions", int((~ok).sum()))
         self.chunks.append(tuple(np.ascontiguousarray(a[ok]) for a in batch[:5]))
+        self.sources.append(source)
         total = sum(c[0].shape[0] for c in self.chunks)
         buf = ReplayBuffer(max(total, 1), self.obs_dim, self.act_dim, dtype=self.dtype,
                            overflow="wrap")
         for obs, act, rew, nxt, term in self.chunks:
             buf.add_batch(obs, act, rew, nxt, term, np.zeros(term.shape[0], bool))
         self.buffer = buf
+
+    def state(self):
+        """The retained refits' sources and the drop count, or None when a source is unknown."""
+        if any(src is None for src in self.sources):
+            return None
+        return {"dropped": self.dropped,
+                "refits": {str(i): src.state() for i, src in enumerate(self.sources)}}
+
+    def restore(self, state, make_rollouts):
+        """Refill from :meth:`state`'s output: ``make_rollouts(source) -> RolloutBatch`` makes
+        each retained refit's rollouts again, oldest first."""
+        refits = state["refits"]
+        for i in range(len(refits)):
+            source = RefitSource.from_state(refits[str(i)])
+            self.add_refit(make_rollouts(source), source)
+        self.dropped = int(state["dropped"])
 
 
 def _make_model(env, config, seed):
@@ -220,22 +297,33 @@ def run(ctx):
         for cb in ctx.callbacks:
             cb.on_fit_end(len(lp.records) + 1, history)
 
-    def model_rollouts(lp, stream_index):
-        # ---- line 5: branched rollouts from real states with the current policy -----------------
-        t0 = time.perf_counter()
-        rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, stream_index))
-        starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=n_rollouts)]
-        k = rollout_length(mb.rollout_schedule, lp.steps)
+    def make_rollouts(source):
+        # ---- line 5: branched rollouts from real states with the policy, as of ``source`` -------
+        rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, source.stream))
+        starts = loop.buffer.obs[rng.integers(0, source.rows, size=n_rollouts)]
         # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine (PERF.md)
         with threadpool_limits(limits=1, user_api="blas"):
-            batch = menv.rollout(agent, starts, k, rng)
-        model_buffer.add_refit(batch)
+            return _model_env(source.model, env).rollout(source.policy, starts, source.length,
+                                                         rng)
+
+    def model_rollouts(lp, stream_index):
+        t0 = time.perf_counter()
+        source = RefitSource.snapshot(len(lp.buffer), stream_index,
+                                      rollout_length(mb.rollout_schedule, lp.steps), model, agent)
+        model_buffer.add_refit(make_rollouts(source), source)
         lp.model_rows = len(model_buffer)
         lp.times["rollout"] += time.perf_counter() - t0
 
     if resumed and state["refits"] > 0 and mb.dyna_rollouts:
-        # the model buffer is not checkpointed: one refit's worth, from the restored model/policy
-        model_rollouts(loop, 1_000_000 + state["refits"])
+        if loop.restored_algo_state is not None:
+            # the retained refits' rollouts, made again from their sources: bit-identical
+            model_buffer.restore(loop.restored_algo_state["model_buffer"], make_rollouts)
+        else:
+            # a checkpoint of an older fastmbrl: one refit's worth from the restored model/policy
+            log.warning("resume: the checkpoint holds no model-buffer sources (older fastmbrl); "
+                        "regenerating one refit's rollouts, so this run is no longer bit-identical "
+                        "to an uninterrupted one")
+            model_rollouts(loop, 1_000_000 + state["refits"])
 
     def train(lp):
         t = lp.steps
@@ -260,7 +348,12 @@ def run(ctx):
             lp.times["update"] += time.perf_counter() - t0
             lp.counters["updates"] += mb.updates_per_step
 
-    stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state))
+    def algo_state():
+        buffer_state = model_buffer.state()
+        return None if buffer_state is None else {"model_buffer": buffer_state}
+
+    stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state),
+                       algo_state=algo_state)
     if ctx.out_dir is not None and loop.records:
         write_results(ctx.out_dir, cfg, loop.records, [],
                       step_summary(loop.records, loop.records[-1].wall_time))

@@ -204,15 +204,31 @@ def test_results_and_time_split(tmp_path):
     assert result.records[-1].updates == 10 * (120 - 60 + 1)
 
 
-def test_resume_keeps_the_env_buffer_and_regenerates_the_model_buffer(tmp_path):
+def test_resume_rebuilds_the_model_buffer_exactly(tmp_path):
     first = run_tiny(steps=240, out_dir=tmp_path, callbacks=[lambda rec: rec.steps == 120])
     assert first.stopped_early
     kept = first.buffer.obs.copy()
+    sources = [src.rows for src in first.model_buffer.sources]
     rest = fm.run(LinearSystem(), reward_fn=linear_reward, out_dir=tmp_path, resume=True)
+    full = run_tiny(steps=240)
     assert rest.steps.tolist() == [60, 120, 180, 240]
     np.testing.assert_array_equal(rest.returns[:2], first.returns)
+    np.testing.assert_array_equal(rest.returns, full.returns)
     np.testing.assert_array_equal(rest.buffer.obs[:120], kept)
+    np.testing.assert_array_equal(rest.model_buffer.buffer.obs, full.model_buffer.buffer.obs)
+    # the retained refits at the stop: steps 80, 100 and 120 (their start states' rows)
+    assert sources == [80, 100, 120]
     assert len(rest.buffer) == 240 and rest.returns[-1] > -2.0
+
+
+def test_resume_of_a_checkpoint_without_model_buffer_sources_warns(tmp_path, caplog):
+    run_tiny(steps=240, out_dir=tmp_path, callbacks=[lambda rec: rec.steps == 120])
+    ckpt = tmp_path / "checkpoints" / "ep0002"
+    (ckpt / "algo.json").unlink()          # as written by a fastmbrl before model-buffer sources
+    (ckpt / "algo.npz").unlink()
+    rest = fm.run(LinearSystem(), reward_fn=linear_reward, out_dir=tmp_path, resume=True)
+    assert rest.steps.tolist() == [60, 120, 180, 240]
+    assert "no longer bit-identical" in caplog.text
 
 
 @pytest.mark.parametrize("config, match", [

@@ -1,0 +1,94 @@
+"""Exact resume of the step-based algorithms (sac, mbpo, mve, svg): a run killed at any step, or
+right after a checkpoint, and resumed finishes with the records, the buffers, the weights and the
+model buffer of the uninterrupted run, bit for bit."""
+import numpy as np
+import pytest
+
+import fastmbrl as fm
+from fastmbrl.algorithms._common import Callback
+from tests.algorithms.systems import LinearSystem, linear_reward
+from tests.algorithms.test_mbpo import TINY
+
+STEPS = 240
+# evaluations (and checkpoints) every 60 steps; refits every 20 from step 60 on, 3 of them retained;
+# rollouts of length 1 -> 3 over the run; the reward is learned (linear_reward has no gradient,
+# which svg needs)
+CONFIG = {**TINY, "sac": {**TINY["sac"], "updates_per_step": 2},
+          "model": {**TINY["model"], "learn_reward": True},
+          "mbpo": {**TINY["mbpo"], "updates_per_step": 2, "rollout_schedule": [60, 200, 1, 3]}}
+
+
+class _KillAtStep(Callback):
+    """Raises at environment step ``at``: what was done since the last checkpoint is lost."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step(self, episode, step, max_steps):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+class _KillAfterCheckpoint(Callback):
+    """Raises right after evaluation ``n`` has been checkpointed."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_episode_end(self, record):
+        if record.episode == self.n:
+            raise KeyboardInterrupt
+
+
+def _run(algorithm, **kwargs):
+    return fm.run(LinearSystem(), algorithm=algorithm, steps=STEPS, seed=3,
+                  reward_fn=linear_reward, config=CONFIG, **kwargs)
+
+
+def _assert_same_run(resumed, full):
+    assert resumed.steps.tolist() == full.steps.tolist()
+    np.testing.assert_array_equal(resumed.returns, full.returns)
+    assert [r.updates for r in resumed.records] == [r.updates for r in full.records]
+    assert [r.model_rows for r in resumed.records] == [r.model_rows for r in full.records]
+    for name in ("obs", "act", "reward", "next_obs", "terminated"):
+        np.testing.assert_array_equal(getattr(resumed.buffer, name), getattr(full.buffer, name),
+                                      err_msg=name)
+    for key, value in full.agent.state_dict().items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(resumed.agent.state_dict()[key], value, err_msg=key)
+    if full.model is not None:
+        for a, b in zip(resumed.model.arrays(), full.model.arrays()):
+            np.testing.assert_array_equal(a, b)
+    mb_full = getattr(full, "model_buffer", None)
+    if mb_full is not None:
+        mb = resumed.model_buffer
+        assert len(mb) == len(mb_full) and mb.dropped == mb_full.dropped
+        for name in ("obs", "act", "reward", "next_obs", "terminated"):
+            np.testing.assert_array_equal(getattr(mb.buffer, name), getattr(mb_full.buffer, name),
+                                          err_msg=f"model buffer {name}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    return {}
+
+
+@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg"])
+def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm, tmp_path,
+                                                                      uninterrupted):
+    if algorithm not in uninterrupted:
+        uninterrupted[algorithm] = _run(algorithm)
+    full = uninterrupted[algorithm]
+    rng = np.random.default_rng(sum(map(ord, algorithm)))
+    # a kill right after the checkpoint of step 120, then two at random later steps (each resume
+    # starts from the last checkpoint before its kill, so every kill is reached)
+    kills = [_KillAfterCheckpoint(2)]
+    kills += [_KillAtStep(int(at)) for at in np.sort(rng.choice(np.arange(121, STEPS), 2, False))]
+    out = tmp_path / algorithm
+    for kill in kills:
+        with pytest.raises(KeyboardInterrupt):
+            fm.run(LinearSystem(), algorithm=algorithm, steps=STEPS, seed=3,
+                   reward_fn=linear_reward, config=CONFIG, out_dir=out, resume=out.exists(),
+                   callbacks=[kill])
+    resumed = fm.run(LinearSystem(), reward_fn=linear_reward, out_dir=out, resume=True)
+    _assert_same_run(resumed, full)
