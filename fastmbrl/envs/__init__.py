@@ -16,11 +16,12 @@ import numpy as np
 from fastmbrl.envs import reward_fns, termination_fns
 from fastmbrl.envs.cartpole import CartPoleContinuousEnv
 from fastmbrl.envs.specs import ALIASES, CARTPOLE_ID, SPECS, EnvSpec
-from fastmbrl.envs.wrappers import XDisplacementObservation
+from fastmbrl.envs.wrappers import StepCostObservation, XDisplacementObservation
 
 __all__ = ["make", "resolve", "list_specs", "get_spec", "EnvSpec", "MadeEnv", "ResolvedEnv",
            "UnknownEnvError",
-           "CartPoleContinuousEnv", "XDisplacementObservation", "reward_fns", "termination_fns"]
+           "CartPoleContinuousEnv", "XDisplacementObservation", "StepCostObservation",
+           "reward_fns", "termination_fns"]
 
 if CARTPOLE_ID not in gym.registry:
     gym.register(id=CARTPOLE_ID, entry_point="fastmbrl.envs.cartpole:CartPoleContinuousEnv",
@@ -105,6 +106,10 @@ def make(env_id, **env_kwargs):
         For an id without a spec.
     ImportError
         When the spec needs an optional extra that is not installed.
+    TypeError, ValueError
+        For the MuJoCo locomotion specs: a keyword the environment does not accept, or one that
+        would change what the exact reward/termination functions read (a reward weight or range,
+        the frame skip, the observation layout) set to another value than theirs.
     """
     spec = get_spec(env_id)
     if not spec.available:

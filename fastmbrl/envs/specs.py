@@ -1,14 +1,18 @@
 """Environment specs: how to build each known environment, its exact reward and termination
 functions, the model's view of its observation (angle dims) and default run settings."""
 import dataclasses
+import functools
 import importlib.util
+import inspect
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import gymnasium as gym
+import numpy as np
 
 from fastmbrl.envs import reward_fns, termination_fns
-from fastmbrl.envs.wrappers import XDisplacementObservation
+from fastmbrl.envs.wrappers import StepCostObservation, XDisplacementObservation
 
 CARTPOLE_ID = "fastmbrl/CartPoleContinuous-v0"
 
@@ -73,9 +77,172 @@ def _gym_factory(env_id, **fixed):
     return factory
 
 
+# Constructor keywords that change what an exact reward or termination function reads: the
+# weights, ranges and frame skip of the formulas. Any of them (and any observation-layout keyword,
+# ``exclude_current_positions_from_observation`` or ``include_*_in_observation``) is refused
+# unless it equals the value the spec's functions assume.
+_FORMULA_KEYWORDS = frozenset((
+    "frame_skip", "forward_reward_weight", "ctrl_cost_weight", "contact_cost_weight",
+    "contact_cost_range", "contact_force_range", "healthy_reward", "terminate_when_unhealthy",
+    "healthy_z_range", "healthy_angle_range", "healthy_state_range", "main_body"))
+# gymnasium.make's own keywords (the time limit and the checker), accepted as gymnasium.make does
+_MAKE_KEYWORDS = ("max_episode_steps", "disable_env_checker")
+# MujocoEnv.__init__ parameters the v5 classes pass themselves (not user keywords)
+_MUJOCO_INTERNAL = frozenset(("self", "model_path", "frame_skip", "observation_space"))
+
+
+def _is_layout_keyword(key):
+    return key == "exclude_current_positions_from_observation" or (
+        key.startswith("include_") and key.endswith("_in_observation"))
+
+
+@functools.cache
+def _constructor_keywords(env_id):
+    """``{name: default}`` of every keyword the environment class of ``env_id`` accepts.
+
+    The class's own parameters, plus ``MujocoEnv.__init__``'s (render_mode, width, height,
+    camera_id, ...) when the class forwards ``**kwargs`` to it.
+    """
+    from gymnasium.envs.registration import load_env_creator
+
+    cls = load_env_creator(gym.spec(env_id).entry_point)
+    params = inspect.signature(cls.__init__).parameters
+    out = {name: p.default for name, p in params.items()
+           if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+        if issubclass(cls, MujocoEnv):
+            for name, p in inspect.signature(MujocoEnv.__init__).parameters.items():
+                if name not in _MUJOCO_INTERNAL:
+                    out.setdefault(name, p.default)
+    return out
+
+
+def _same_value(value, needed):
+    """True when ``value`` is ``needed`` up to its container or number type (1 == 1.0,
+    [0.2, 1.0] == (0.2, 1.0)), False otherwise (True != 1, 'torso' != 1)."""
+    if isinstance(needed, (tuple, list)):
+        return (isinstance(value, (tuple, list, np.ndarray)) and len(value) == len(needed)
+                and all(_same_value(v, n) for v, n in zip(value, needed)))
+    if isinstance(needed, (bool, np.bool_)) or isinstance(value, (bool, np.bool_)):
+        return (isinstance(needed, (bool, np.bool_)) and isinstance(value, (bool, np.bool_))
+                and bool(value) == bool(needed))
+    if isinstance(needed, numbers.Real):
+        return isinstance(value, numbers.Real) and float(value) == float(needed)
+    return type(value) is type(needed) and value == needed
+
+
+def _make_checked(env_id, kwargs, layout):
+    """``gymnasium.make(env_id, **layout, **kwargs)``, refusing keywords the exact functions need.
+
+    Parameters
+    ----------
+    env_id : str
+        A gymnasium id, e.g. 'Hopper-v5'.
+    kwargs : dict
+        The user's keywords (render_mode, reset_noise_scale, xml_file, camera settings, ...).
+    layout : dict
+        The observation-layout keywords the spec builds with and the values it needs.
+
+    Returns
+    -------
+    gymnasium.Env
+
+    Raises
+    ------
+    TypeError
+        A keyword that neither the environment's constructor nor ``gymnasium.make`` accepts,
+        naming the environment and the keyword and listing the accepted ones.
+    ValueError
+        A layout or formula keyword (``_FORMULA_KEYWORDS``) whose value differs from what the
+        spec's functions assume (the layout's value, else gymnasium's default), naming the
+        environment, the keyword, the needed and the given value.
+    """
+    accepted = _constructor_keywords(env_id)
+    for key, value in kwargs.items():
+        if key not in accepted and key not in _MAKE_KEYWORDS:
+            raise TypeError(f"{env_id}: unknown keyword {key!r}; accepted: "
+                            f"{', '.join(sorted(accepted) + list(_MAKE_KEYWORDS))}")
+        if key in layout:
+            needed = layout[key]
+        elif key in _FORMULA_KEYWORDS or _is_layout_keyword(key):
+            needed = accepted[key]
+        else:
+            continue
+        if not _same_value(value, needed):
+            raise ValueError(
+                f"{env_id}: {key}={value!r} changes what fastmbrl's exact reward/termination "
+                f"functions read; they need {key}={needed!r}. For other values build the "
+                f"environment yourself (gymnasium.make({env_id!r}, {key}=...)) and pass it to "
+                "fastmbrl.run with a reward_fn (and termination_fn) of your own")
+    return gym.make(env_id, **{**layout, **kwargs})
+
+
 def _half_cheetah(**kwargs):
-    kwargs.setdefault("exclude_current_positions_from_observation", False)
-    return XDisplacementObservation(gym.make("HalfCheetah-v5", **kwargs))
+    env = _make_checked("HalfCheetah-v5", kwargs,
+                        {"exclude_current_positions_from_observation": False})
+    return XDisplacementObservation(env)
+
+
+def _hopper(**kwargs):
+    env = _make_checked("Hopper-v5", kwargs, {"exclude_current_positions_from_observation": False})
+    return XDisplacementObservation(env)
+
+
+def _walker2d(**kwargs):
+    env = _make_checked("Walker2d-v5", kwargs,
+                        {"exclude_current_positions_from_observation": False})
+    return XDisplacementObservation(env)
+
+
+def _contact_cost(unwrapped):
+    """The contact cost Ant-v5 / Humanoid-v5 charged in the last step."""
+    return unwrapped.contact_cost
+
+
+def _ant_torso_x(unwrapped):
+    """What Ant-v5's step reads for its forward reward: ``data.body(main_body).xpos[0]``."""
+    return unwrapped.data.body(unwrapped._main_body).xpos[0]
+
+
+def _humanoid_mass_center_x(unwrapped):
+    """What Humanoid-v5's step reads for its forward reward: gymnasium's ``mass_center(...)[0]``."""
+    from gymnasium.envs.mujoco.humanoid_v5 import mass_center
+
+    return mass_center(unwrapped.model, unwrapped.data)[0]
+
+
+def _ant(**kwargs):
+    env = _make_checked("Ant-v5", kwargs, {"exclude_current_positions_from_observation": True,
+                                           "include_cfrc_ext_in_observation": False})
+    return XDisplacementObservation(StepCostObservation(env, cost=_contact_cost),
+                                    position=_ant_torso_x)
+
+
+def _humanoid(**kwargs):
+    env = _make_checked("Humanoid-v5", kwargs, {
+        "exclude_current_positions_from_observation": True,
+        "include_cinert_in_observation": False, "include_cvel_in_observation": False,
+        "include_qfrc_actuator_in_observation": False, "include_cfrc_ext_in_observation": False})
+    return XDisplacementObservation(StepCostObservation(env, cost=_contact_cost),
+                                    position=_humanoid_mass_center_x)
+
+
+def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, model_retain=4):
+    """Defaults of the Hopper/Walker2d/Ant/Humanoid specs: PETS as HalfCheetah-v5's, MBPO as
+    the comment above the specs says (rollout_schedule in environment steps, where MBPO counts
+    epochs of 1000), rl-zoo's 10k random steps for SAC."""
+    return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5},
+            "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
+                        "particles": 4},
+            "algorithm": {"episodes": 10, "initial_steps": 2000},
+            "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 2500,
+                    "eval_episodes": 5},
+            "mbpo": {"total_steps": 100000, "random_steps": 5000,
+                     "model_train_every": model_train_every, "rollouts_per_step": 400,
+                     "real_ratio": 0.05, "updates_per_step": 20, "model_retain": model_retain,
+                     "rollout_schedule": list(rollout_schedule)}}
 
 
 # Defaults below were tuned on the project's 2-core machine (Pendulum-v1, CartPoleContinuous-v0;
@@ -225,6 +392,37 @@ _SPECS = [
                            "rollouts_per_step": 400, "rollout_schedule": [1, 1, 1, 1],
                            "updates_per_step": 10, "real_ratio": 0.05}},
         description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
+    # MBPO values below come from the MBPO paper's released configs (model_retain: MBPO keeps one
+    # epoch, 1000 steps, of model data).
+    EnvSpec(
+        id="Hopper-v5", factory=_hopper,
+        reward_fn=reward_fns.hopper, termination_fn=termination_fns.hopper,
+        max_episode_steps=1000, requires="mujoco",
+        defaults=_locomotion_defaults([20000, 150000, 1, 15]),
+        description="MuJoCo one-legged hopper; x displacement observed in column 0; 1000 steps, "
+                    "ends when it falls (|qvel| >= 100 is not observed: velocities clipped at 10)"),
+    EnvSpec(
+        id="Walker2d-v5", factory=_walker2d,
+        reward_fn=reward_fns.walker2d, termination_fn=termination_fns.walker2d,
+        max_episode_steps=1000, requires="mujoco",
+        defaults=_locomotion_defaults([20000, 150000, 1, 1]),
+        description="MuJoCo 2-D biped walker; x displacement observed in column 0; 1000 steps, "
+                    "ends when it falls"),
+    EnvSpec(
+        id="Ant-v5", factory=_ant,
+        reward_fn=reward_fns.ant, termination_fn=termination_fns.ant,
+        max_episode_steps=1000, requires="mujoco",
+        defaults=_locomotion_defaults([20000, 100000, 1, 25]),
+        description="MuJoCo quadruped; torso x displacement and contact cost observed in columns 0 "
+                    "and 1, then the 27-dim state; 1000 steps, ends when torso z leaves [0.2, 1]"),
+    EnvSpec(
+        id="Humanoid-v5", factory=_humanoid,
+        reward_fn=reward_fns.humanoid, termination_fn=termination_fns.humanoid,
+        max_episode_steps=1000, requires="mujoco",
+        defaults=_locomotion_defaults([20000, 300000, 1, 25], hidden=400,
+                                      model_train_every=1000, model_retain=1),
+        description="MuJoCo humanoid; centre-of-mass x displacement and contact cost observed in "
+                    "columns 0 and 1, then qpos[2:] and qvel; 1000 steps, ends when it falls"),
 ]
 
 # every built-in reward's exact gradient (fastmbrl.envs.reward_fns.*_grad), set in one place

@@ -10,7 +10,7 @@ the compiled rollout calls them directly. Each reproduces the environment's ``te
 # own formula. They share only the row-loop skeleton and the docstring layout; a generic loop taking
 # the rule as an argument would pass a first-class function through Numba (no inlining, and a
 # cache key per rule) for no shared logic. Formulas needed by reward_fns too live here once
-# (``mountain_car_at_goal``, ``inverted_pendulum``).
+# (``mountain_car_at_goal``, ``inverted_pendulum``, the locomotion ``*_is_healthy`` helpers).
 import numpy as np
 from numba import njit
 
@@ -123,4 +123,181 @@ def inverted_pendulum_rail(obs, act, next_obs):
     for i in range(next_obs.shape[0]):
         if abs(next_obs[i, 0]) > INVERTED_PENDULUM_RAIL_MARGIN:
             out[i] = True
+    return out
+
+
+# ---------------------------------------------------------------- MuJoCo locomotion (v5)
+# The "healthy" rule of each robot, for one row of an observation laid out by its fastmbrl spec
+# (fastmbrl.envs.specs): the termination is "not healthy", and the rewards use the same helper for
+# their healthy bonus (v5 pays ``healthy_reward * is_healthy`` after the step). Comparisons are
+# written ``lo < v < hi`` (or ``<=``) exactly as gymnasium writes them, so a NaN is unhealthy too.
+
+
+@njit(cache=True)
+def hopper_is_healthy(next_obs, i):
+    """Hopper-v5's ``is_healthy`` for row ``i`` of an observation (N, 12) (bool).
+
+    Columns: 0 x displacement, 1 z, 2 torso angle, 2:6 qpos[2:], 6:12 qvel clipped to [-10, 10].
+    Healthy: every column 2:12 strictly inside (-100, 100), 0.7 < z < inf and -0.2 < angle < 0.2.
+    The environment tests the unclipped qvel against (-100, 100); the clip hides |qvel| >= 100,
+    which only happens when the simulation blows up.
+    """
+    z = next_obs[i, 1]
+    angle = next_obs[i, 2]
+    healthy = 0.7 < z < np.inf and -0.2 < angle < 0.2
+    for j in range(2, next_obs.shape[1]):
+        v = next_obs[i, j]
+        if not -100.0 < v < 100.0:
+            healthy = False
+    return healthy
+
+
+@njit(cache=True)
+def hopper(obs, act, next_obs):
+    """Hopper-v5 (fastmbrl's layout): the hopper is no longer healthy after the step.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 12), unused
+    act : float array of shape (N, 3), unused
+    next_obs : float array of shape (N, 12)
+        (x displacement, z, angle, 3 joint angles, 6 velocities clipped to [-10, 10]) after the
+        step.
+
+    Returns
+    -------
+    done : bool array (N,)
+
+    Notes
+    -----
+    ``done = not (0.7 < z < inf and -0.2 < angle < 0.2 and -100 < s < 100 for every s in
+    qpos[2:], qvel)``, all intervals open, as gymnasium's ``is_healthy``. The observed velocities
+    are clipped to [-10, 10], so |qvel| >= 100 (a blown-up simulation) is not seen here: the
+    environment terminates there and this function does not.
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = not hopper_is_healthy(next_obs, i)
+    return out
+
+
+@njit(cache=True)
+def walker2d_is_healthy(next_obs, i):
+    """Walker2d-v5's ``is_healthy`` for row ``i`` of an observation (N, 18) (bool).
+
+    Columns: 0 x displacement, 1 z, 2 torso angle. Healthy: 0.8 < z < 2.0 and -1 < angle < 1.
+    """
+    z = next_obs[i, 1]
+    angle = next_obs[i, 2]
+    return 0.8 < z < 2.0 and -1.0 < angle < 1.0
+
+
+@njit(cache=True)
+def walker2d(obs, act, next_obs):
+    """Walker2d-v5 (fastmbrl's layout): the walker is no longer healthy after the step.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 18), unused
+    act : float array of shape (N, 6), unused
+    next_obs : float array of shape (N, 18)
+        (x displacement, z, angle, 6 joint angles, 9 velocities clipped to [-10, 10]) after the
+        step.
+
+    Returns
+    -------
+    done : bool array (N,)
+
+    Notes
+    -----
+    ``done = not (0.8 < z < 2.0 and -1 < angle < 1)``, open intervals, z = qpos[1] and
+    angle = qpos[2] (columns 1 and 2).
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = not walker2d_is_healthy(next_obs, i)
+    return out
+
+
+@njit(cache=True)
+def ant_is_healthy(next_obs, i):
+    """Ant-v5's ``is_healthy`` for row ``i`` of an observation (N, 29) (bool).
+
+    Columns: 0 x displacement, 1 contact cost, 2 z = qpos[2], 2:15 qpos[2:], 15:29 qvel.
+    Healthy: every column finite and 0.2 <= z <= 1.0 (closed interval).
+    """
+    z = next_obs[i, 2]
+    healthy = 0.2 <= z <= 1.0
+    for j in range(next_obs.shape[1]):
+        if not np.isfinite(next_obs[i, j]):
+            healthy = False
+    return healthy
+
+
+@njit(cache=True)
+def ant(obs, act, next_obs):
+    """Ant-v5 (fastmbrl's layout): the ant is no longer healthy after the step.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 29), unused
+    act : float array of shape (N, 8), unused
+    next_obs : float array of shape (N, 29)
+        (x displacement, contact cost, qpos[2:] (13), qvel (14)) after the step.
+
+    Returns
+    -------
+    done : bool array (N,)
+
+    Notes
+    -----
+    ``done = not (state finite and 0.2 <= z <= 1.0)`` with z = qpos[2] (column 2), a CLOSED
+    interval as in gymnasium. The environment tests the finiteness of the whole state (qpos,
+    qvel); qpos[0:2] are not observed, so this tests every observed column instead (the two
+    prepended ones derive from the state). MuJoCo itself resets a simulation whose state turns
+    non-finite, so the difference does not arise on real transitions.
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = not ant_is_healthy(next_obs, i)
+    return out
+
+
+@njit(cache=True)
+def humanoid_is_healthy(next_obs, i):
+    """Humanoid-v5's ``is_healthy`` for row ``i`` of an observation (N, 47): 1.0 < z < 2.0.
+
+    Columns: 0 x displacement of the centre of mass, 1 contact cost, 2 z = qpos[2].
+    """
+    z = next_obs[i, 2]
+    return 1.0 < z < 2.0
+
+
+@njit(cache=True)
+def humanoid(obs, act, next_obs):
+    """Humanoid-v5 (fastmbrl's layout): the humanoid is no longer healthy after the step.
+
+    Parameters
+    ----------
+    obs : float array of shape (N, 47), unused
+    act : float array of shape (N, 17), unused
+    next_obs : float array of shape (N, 47)
+        (x displacement of the centre of mass, contact cost, qpos[2:] (22), qvel (23)) after the
+        step.
+
+    Returns
+    -------
+    done : bool array (N,)
+
+    Notes
+    -----
+    ``done = not (1.0 < z < 2.0)``, open interval, z = qpos[2] (column 2).
+    """
+    n = next_obs.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[i] = not humanoid_is_healthy(next_obs, i)
     return out

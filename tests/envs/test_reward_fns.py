@@ -57,7 +57,8 @@ def test_reward_and_termination_match_env(env_id):
 @pytest.mark.parametrize("fn, obs_dim, act_dim", [
     (reward_fns.pendulum, 3, 1), (reward_fns.mountain_car_continuous, 2, 1),
     (reward_fns.constant_one, 4, 1), (reward_fns.inverted_pendulum, 4, 1),
-    (reward_fns.reacher, 10, 2), (reward_fns.half_cheetah, 18, 6)])
+    (reward_fns.reacher, 10, 2), (reward_fns.half_cheetah, 18, 6), (reward_fns.hopper, 12, 3),
+    (reward_fns.walker2d, 18, 6), (reward_fns.ant, 29, 8), (reward_fns.humanoid, 47, 17)])
 def test_reward_fns_keep_dtype_and_accept_views(fn, obs_dim, act_dim, dtype):
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(7, obs_dim)).astype(dtype)

@@ -7,7 +7,13 @@ from fastmbrl.envs import reward_fns, specs, termination_fns
 
 # (D_obs, D_act) of every spec, without building the environments (MuJoCo is optional)
 DIMS = {"Pendulum-v1": (3, 1), "MountainCarContinuous-v0": (2, 1), "CartPoleContinuous-v0": (4, 1),
-        "InvertedPendulum-v5": (4, 1), "Reacher-v5": (10, 2), "HalfCheetah-v5": (18, 6)}
+        "InvertedPendulum-v5": (4, 1), "Reacher-v5": (10, 2), "HalfCheetah-v5": (18, 6),
+        "Hopper-v5": (12, 3), "Walker2d-v5": (18, 6), "Ant-v5": (29, 8), "Humanoid-v5": (47, 17)}
+# the healthy bounds of the locomotion specs: (column, values drawn from, bounds to keep off)
+HEALTHY = {"Hopper-v5": ((1, (0.4, 1.2), (0.7,)), (2, (-0.3, 0.3), (-0.2, 0.2))),
+           "Walker2d-v5": ((1, (0.5, 2.3), (0.8, 2.0)), (2, (-1.3, 1.3), (-1.0, 1.0))),
+           "Ant-v5": ((2, (0.1, 1.1), (0.2, 1.0)),),
+           "Humanoid-v5": ((2, (0.8, 2.2), (1.0, 2.0)),)}
 FD_STEP = 1e-6
 
 
@@ -36,6 +42,11 @@ def random_inputs(spec_id, rng, n=64):
         nxt[np.abs(np.abs(nxt[:, 1]) - 0.2) < 1e-3, 1] = 0.0
     elif spec_id == "Reacher-v5":
         nxt[:5, 8:] = rng.uniform(-1e-2, 1e-2, (5, 2))                    # near the target
+    elif spec_id in HEALTHY:
+        for col, (lo, hi), bounds in HEALTHY[spec_id]:                   # healthy and not
+            nxt[:, col] = rng.uniform(lo, hi, n)
+            for b in bounds:
+                nxt[np.abs(nxt[:, col] - b) < 1e-3, col] = 0.5 * (lo + hi)
     return obs, act, nxt
 
 
