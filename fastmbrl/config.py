@@ -55,6 +55,10 @@ class ModelConfig:
     """L2 weight decay (Adam's decoupled decay is not used; this is added to the gradient)."""
     max_epochs: int = 50
     """Upper bound on epochs per refit (early stopping usually ends sooner)."""
+    max_fit_steps: int = 0
+    """Upper bound on the minibatch steps of one refit, across epochs (0: none). It keeps a
+    refit's cost flat as the buffer grows, and unlike ``mbpo.model_fit_seconds`` the result does
+    not depend on the machine's speed."""
     batch_size: int = 256
     """Minibatch rows per member."""
     holdout_frac: float = 0.1
@@ -83,6 +87,7 @@ class ModelConfig:
             ("lr", self.lr > 0, "positive"),
             ("weight_decay", self.weight_decay >= 0, "non-negative"),
             ("max_epochs", self.max_epochs >= 1, "at least 1"),
+            ("max_fit_steps", self.max_fit_steps >= 0, "non-negative (0: no bound)"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("holdout_frac", 0 <= self.holdout_frac < 1, "in [0, 1)"),
             ("patience", self.patience >= 1, "at least 1"),

@@ -287,8 +287,9 @@ def run(ctx):
         with threadpool_limits(limits=1, user_api="blas"):
             history = model.fit(buf.obs, buf.act, buf.next_obs,
                                 buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                                batch_size=m.batch_size, holdout_frac=m.holdout_frac,
-                                patience=m.patience, progress=False, callback=bound)
+                                max_steps=m.max_fit_steps or None, batch_size=m.batch_size,
+                                holdout_frac=m.holdout_frac, patience=m.patience, progress=False,
+                                callback=bound)
         lp.times["fit"] += time.perf_counter() - t0
         lp.counters["fit_epochs"] += int(history.epochs_run)
         if history.holdout_mse.size:

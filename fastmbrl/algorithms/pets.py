@@ -134,8 +134,8 @@ def fit_model(model, buffer, model_config):
     with threadpool_limits(limits=1, user_api="blas"):
         history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
                             buffer.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                            batch_size=m.batch_size, holdout_frac=m.holdout_frac,
-                            patience=m.patience, progress=False)
+                            max_steps=m.max_fit_steps or None, batch_size=m.batch_size,
+                            holdout_frac=m.holdout_frac, patience=m.patience, progress=False)
     return history, time.perf_counter() - t0
 
 

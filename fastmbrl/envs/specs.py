@@ -232,8 +232,11 @@ def _humanoid(**kwargs):
 def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, model_retain=4):
     """Defaults of the Hopper/Walker2d/Ant/Humanoid specs: PETS as HalfCheetah-v5's, MBPO as
     the comment above the specs says (rollout_schedule in environment steps, where MBPO counts
-    epochs of 1000), rl-zoo's 10k random steps for SAC."""
-    return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5},
+    epochs of 1000), rl-zoo's 10k random steps for SAC. A refit takes at most 200 minibatch
+    steps, so that its cost stays flat as the buffer grows to 100k rows (MBPO refits until the
+    holdout loss stops improving, which on 2 CPU cores would cost more than the policy updates)."""
+    return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5,
+                      "max_fit_steps": 200},
             "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
                         "particles": 4},
             "algorithm": {"episodes": 10, "initial_steps": 2000},

@@ -243,7 +243,7 @@ class GaussianEnsemble:
     # ------------------------------------------------------------------ fitting
     def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200, batch_size=256,
             holdout_frac=0.1, patience=5, min_rel_improvement=0.01, bootstrap=True,
-            holdout_metric="nll", progress=True, callback=None):
+            holdout_metric="nll", progress=True, callback=None, max_steps=None):
         """Fit every member by maximum likelihood on (a bootstrap resample of) the given data.
 
         Call it with the whole replay buffer each time: the normalization statistics are
@@ -281,6 +281,10 @@ class GaussianEnsemble:
         callback : callable, optional
             ``callback(epoch, train_loss, holdout_loss)`` after each epoch (``holdout_loss`` is a
             float64 array (E,), or None without holdout); returning True stops training.
+        max_steps : int, optional
+            Upper bound on the minibatch steps of this fit, across epochs: the epoch in which it
+            is reached ends there (then holdout scoring and elites as after any epoch). It bounds
+            the cost of a refit as the data grows, deterministically. None: no bound.
 
         Returns
         -------
@@ -310,6 +314,8 @@ class GaussianEnsemble:
         if n < 2:
             raise ValueError(f"obs: expected at least 2 transitions to fit, got {n}")
         max_epochs = check_int("max_epochs", max_epochs)
+        if max_steps is not None:
+            max_steps = check_int("max_steps", max_steps)
         batch_size = check_int("batch_size", batch_size)
         patience = check_int("patience", patience)
         holdout_frac = check_float("holdout_frac", holdout_frac, minimum=0.0, maximum=1.0,
@@ -369,7 +375,7 @@ class GaussianEnsemble:
                     holdout_frac=holdout_frac, patience=patience,
                     min_rel_improvement=min_rel_improvement, bootstrap=bootstrap,
                     num_elites=self.num_elites, holdout_metric=holdout_metric,
-                    progress=progress, callback=callback)
+                    progress=progress, callback=callback, max_steps=max_steps)
         except BaseException:
             self._restore(saved)
             raise

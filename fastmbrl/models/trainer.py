@@ -270,7 +270,7 @@ class EnsembleTrainer:
     # ------------------------------------------------------------------ the fit
     def fit(self, X, Y, rng, *, max_epochs=200, batch_size=256, holdout_frac=0.1, patience=5,
             min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="nll",
-            progress=True, callback=None):
+            progress=True, callback=None, max_steps=None):
         """Train on normalized data; see ``GaussianEnsemble.fit`` for the parameters.
 
         Returns
@@ -337,6 +337,7 @@ class EnsembleTrainer:
         bar = _ProgressBar(progress, max_epochs)
         stopped_early = False
         epoch = 0
+        steps_left = np.inf if max_steps is None else int(max_steps)
         try:
             for epoch in range(1, max_epochs + 1):
                 # ======== one pass over every member's resample
@@ -345,14 +346,16 @@ class EnsembleTrainer:
                 epoch_rows[:, n_train:] = permuted[:, : epoch_rows.shape[1] - n_train]
                 total = 0.0
                 member_total = np.zeros(E)
-                for b in range(n_batches):
+                n_run = int(min(n_batches, steps_left))   # the step budget may end this epoch
+                for b in range(n_run):
                     rows = epoch_rows[:, b * batch_size:(b + 1) * batch_size]
                     np.take(X_train, rows, axis=0, out=xb)
                     np.take(Y_train, rows, axis=0, out=yb)
                     total += self._train_step(xb, yb)
                     member_total += self.step.member_loss
-                train_hist.append(total / n_batches)
-                member_hist.append(member_total / n_batches)
+                steps_left -= n_run
+                train_hist.append(total / n_run)
+                member_hist.append(member_total / n_run)
 
                 # ======== holdout, per-member best weights, patience
                 if n_hold:
@@ -383,6 +386,8 @@ class EnsembleTrainer:
                     break
                 if n_hold and waiting == 0:
                     stopped_early = epoch < max_epochs
+                    break
+                if steps_left <= 0:
                     break
         except _NonFinite as exc:
             self._restore(start_flat, start_state)

@@ -78,6 +78,32 @@ def test_without_bootstrap_every_member_sees_each_training_row_once_per_epoch():
     assert not np.array_equal(rows[0], rows[1])            # independent shuffles
 
 
+def test_max_steps_ends_the_fit_mid_epoch_with_a_holdout_score():
+    model = model_1d(E=3)
+    seen = record_rows(model._trainer)
+    X, Y = id_data(105)
+    # 84 training rows, 6 steps per epoch: 14 steps are two whole epochs and 2 steps of a third
+    hist = model._trainer.fit(X, Y, np.random.default_rng(1), max_epochs=50, batch_size=16,
+                              holdout_frac=0.2, patience=100, num_elites=2, progress=False,
+                              max_steps=14)
+    assert len(seen) == 14 and hist.epochs_run == 3
+    assert len(hist.holdout_loss) == 3 and not hist.stopped_early
+
+
+def test_max_steps_through_the_model_is_checked_and_deterministic():
+    obs, act, nxt = toy_data(300)
+    runs = []
+    for _ in range(2):
+        model = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=3, num_elites=2, seed=0)
+        hist = model.fit(obs, act, nxt, max_epochs=50, batch_size=32, patience=100,
+                         max_steps=20, progress=False)
+        runs.append(model.net.flat.copy())
+        assert hist.epochs_run == 3        # 270 training rows: 9 steps per epoch
+    np.testing.assert_array_equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="max_steps"):
+        model.fit(obs, act, nxt, max_steps=0, progress=False)
+
+
 # ---------------------------------------------------------------- early stopping and elites
 def test_per_member_patience_best_weights_and_elites():
     model = model_1d(E=3)
