@@ -21,6 +21,7 @@ values to ``<stem>.json``.
 """
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -29,7 +30,42 @@ from fastmbrl._io import atomic_savez, atomic_write_text, read_json_object
 
 CHECKPOINT_FORMAT_VERSION = 1
 POINTER = "checkpoint.json"
+CHECKPOINTS = "checkpoints"
 _POINTER_KEYS = ("format_version", "episode", "dir")
+_CKPT_NAME = re.compile(r"ep\d{4,}")
+
+
+def checkpoint_name(episode):
+    """The folder name of the checkpoint after ``episode``: ``epNNNN``."""
+    return f"ep{episode:04d}"
+
+
+def checkpoints_folder(out_dir):
+    """``out_dir/checkpoints``, refusing a symlink there (a run folder is confined to itself).
+
+    Raises
+    ------
+    ValueError
+        Naming the path, when it is a symbolic link.
+    """
+    parent = os.path.join(os.fspath(out_dir), CHECKPOINTS)
+    if os.path.islink(parent):
+        raise ValueError(f"resume: {parent!r} is a symbolic link; fastmbrl keeps its checkpoints "
+                         "in a real folder inside the run folder and will not follow it")
+    return parent
+
+
+def checkpoint_folders(out_dir):
+    """The names of the checkpoint folders fastmbrl made in ``out_dir/checkpoints`` (``epNNNN``,
+    real folders, not symlinks), sorted."""
+    parent = checkpoints_folder(out_dir)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return sorted(n for n in names if _CKPT_NAME.fullmatch(n)
+                  and not os.path.islink(os.path.join(parent, n))
+                  and os.path.isdir(os.path.join(parent, n)))
 
 
 def _flatten(state, prefix, arrays, plain):
@@ -122,9 +158,13 @@ def save_checkpoint(out_dir, episode, buffer, model, state, agent=None, algo_sta
     str : the checkpoint directory written
     """
     out_dir = os.fspath(out_dir)
-    rel = os.path.join("checkpoints", f"ep{episode:04d}")
-    ckpt = os.path.join(out_dir, rel)
-    if os.path.exists(ckpt):
+    parent = checkpoints_folder(out_dir)
+    name = checkpoint_name(episode)
+    rel = f"{CHECKPOINTS}/{name}"
+    ckpt = os.path.join(parent, name)
+    if os.path.islink(ckpt):
+        os.unlink(ckpt)                 # the link itself, never what it points at
+    elif os.path.exists(ckpt):
         shutil.rmtree(ckpt)
     os.makedirs(ckpt)
     buffer.save(os.path.join(ckpt, "buffer.npz"))
@@ -138,17 +178,59 @@ def save_checkpoint(out_dir, episode, buffer, model, state, agent=None, algo_sta
                       json.dumps({"episode": episode, **state}, indent=1))
     atomic_write_text(os.path.join(out_dir, POINTER), json.dumps(
         {"format_version": CHECKPOINT_FORMAT_VERSION, "episode": episode, "dir": rel}))
-    # Only now is the older checkpoint no longer needed.
-    parent = os.path.join(out_dir, "checkpoints")
-    for name in os.listdir(parent):
-        if name != os.path.basename(rel):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    # Only now is the older checkpoint no longer needed: remove the folders fastmbrl made
+    # (epNNNN, real folders), nothing else and nothing through a link.
+    for old in checkpoint_folders(out_dir):
+        if old != name:
+            shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
     return ckpt
 
 
 def has_checkpoint(out_dir):
     """True if ``out_dir`` holds a checkpoint pointer."""
     return os.path.isfile(os.path.join(os.fspath(out_dir), POINTER))
+
+
+def checkpoint_pointer(out_dir):
+    """``(episode, folder)`` of the checkpoint ``checkpoint.json`` points at.
+
+    The pointer may only name the folder fastmbrl itself names for its episode,
+    ``checkpoints/epNNNN``, a real folder inside ``out_dir`` (no symlink on the way).
+
+    Raises
+    ------
+    ValueError
+        Naming ``checkpoint.json`` when it is missing, of another format version, damaged, or
+        names anything else.
+    """
+    out_dir = os.fspath(out_dir)
+    pointer = os.path.join(out_dir, POINTER)
+    meta = read_json_object(pointer, "resume",
+                            missing=f"resume: no checkpoint in {out_dir!r} (missing {POINTER})")
+    if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise ValueError(f"resume: {pointer!r} has checkpoint format "
+                         f"{meta.get('format_version')!r}, expected {CHECKPOINT_FORMAT_VERSION}")
+    missing = [k for k in _POINTER_KEYS if k not in meta]
+    if missing or not isinstance(meta["dir"], str) or isinstance(meta["episode"], bool) or \
+            not isinstance(meta["episode"], int) or meta["episode"] < 0:
+        raise ValueError(f"resume: {pointer!r} is damaged (expected keys {', '.join(_POINTER_KEYS)}"
+                         f" with an integer episode and a folder name, got {meta!r})")
+    episode = int(meta["episode"])
+    expected = f"{CHECKPOINTS}/{checkpoint_name(episode)}"
+    if meta["dir"] not in (expected, os.path.join(CHECKPOINTS, checkpoint_name(episode))):
+        raise ValueError(f"resume: {pointer!r} names the folder {meta['dir']!r}; a checkpoint "
+                         f"pointer may only name {expected!r} inside the run folder")
+    ckpt = os.path.join(checkpoints_folder(out_dir), checkpoint_name(episode))
+    if os.path.islink(ckpt) or not os.path.isdir(ckpt):
+        raise ValueError(f"resume: {pointer!r} names {expected!r}, which is "
+                         f"{'a symbolic link' if os.path.islink(ckpt) else 'missing'}")
+    return episode, ckpt
+
+
+def read_checkpoint_state(out_dir):
+    """The JSON state (state.json) of the checkpoint ``checkpoint.json`` points at."""
+    _, ckpt = checkpoint_pointer(out_dir)
+    return read_json_object(os.path.join(ckpt, "state.json"), "resume")
 
 
 def load_checkpoint(out_dir, agent=None):
@@ -179,19 +261,8 @@ def load_checkpoint(out_dir, agent=None):
     from fastmbrl.models import GaussianEnsemble
 
     out_dir = os.fspath(out_dir)
-    pointer = os.path.join(out_dir, POINTER)
-    meta = read_json_object(pointer, "resume",
-                            missing=f"resume: no checkpoint in {out_dir!r} (missing {POINTER})")
-    if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise ValueError(f"resume: {pointer!r} has checkpoint format "
-                         f"{meta.get('format_version')!r}, expected {CHECKPOINT_FORMAT_VERSION}")
-    missing = [k for k in _POINTER_KEYS if k not in meta]
-    if missing or not isinstance(meta["dir"], str) or isinstance(meta["episode"], bool) or \
-            not isinstance(meta["episode"], int):
-        raise ValueError(f"resume: {pointer!r} is damaged (expected keys {', '.join(_POINTER_KEYS)}"
-                         f" with an integer episode and a folder name, got {meta!r})")
-    ckpt = os.path.join(out_dir, meta["dir"])
-    state = read_json_object(os.path.join(ckpt, "state.json"), "resume")
+    episode, ckpt = checkpoint_pointer(out_dir)
+    state = read_checkpoint_state(out_dir)
     # Any failure reading the binary files (truncated zip, missing member, bad header) is reported
     # as a damaged checkpoint naming the file.
     path = os.path.join(ckpt, "buffer.npz")
@@ -210,4 +281,4 @@ def load_checkpoint(out_dir, agent=None):
         if state["agent"] is None:
             raise ValueError(f"resume: checkpoint {ckpt!r} holds no agent state")
         agent.load_state_dict(state["agent"])
-    return int(meta["episode"]), buffer, model, state
+    return episode, buffer, model, state

@@ -327,6 +327,9 @@ class RunConfig:
 
     env: str = "Pendulum-v1"
     """Environment id (a fastmbrl spec or a gymnasium id)."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Keywords for the environment's constructor (JSON values), e.g. ``{"reset_noise_scale":
+    0.01}``; on the command line ``--set env_kwargs.reset_noise_scale=0.01``."""
     seed: int = 0
     """Seed of every random stream (environment, model, planner, random actions)."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -349,7 +352,7 @@ def sections(config_class=None):
             and dataclasses.is_dataclass(f.default_factory)}
 
 
-_SCALARS = ("env", "seed")
+_SCALARS = ("env", "env_kwargs", "seed")
 
 
 def to_dict(config):
@@ -461,12 +464,28 @@ def from_dict(values, base=None):
             changes[key] = _coerce("env", value, str, "")
         elif key == "seed":
             changes[key] = _coerce("seed", value, int, 0)
+        elif key == "env_kwargs":
+            changes[key] = _env_kwargs(value)
         else:
             raise ConfigError(f"{key}: unknown setting; known: "
                               f"{', '.join(_SCALARS + tuple(known))}")
     config = dataclasses.replace(config, **changes)
     validate(config)
     return config
+
+
+def _env_kwargs(value):
+    """``value`` as env_kwargs: a dict of string keys and JSON values (tuples become lists)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"env_kwargs: expected a JSON object of keywords, got {value!r}")
+    for key in value:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"env_kwargs: expected keyword names, got {key!r}")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"env_kwargs: expected JSON values (numbers, strings, booleans, lists, "
+                          f"null), got {value!r} ({exc})") from None
 
 
 def validate(config):
@@ -506,10 +525,12 @@ def parse_override(text, config_class=None):
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in ("env", "seed"):
         return {parts[0]: value}
+    if len(parts) == 2 and parts[0] == "env_kwargs" and parts[1]:
+        return {"env_kwargs": {parts[1]: value}}
     known = sections(config_class)
     if len(parts) != 2 or parts[0] not in known or not parts[1]:
         raise ConfigError(f"--set {key}: expected section.key with section one of "
-                          f"{', '.join(known)} (or env, seed)")
+                          f"{', '.join(known)} (or env, seed, env_kwargs.KEYWORD)")
     return {parts[0]: {parts[1]: value}}
 
 

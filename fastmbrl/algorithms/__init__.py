@@ -53,6 +53,28 @@ def _read_saved_config(out_dir):
     return read_json_object(os.path.join(out_dir, "config.json"), "resume")
 
 
+def _env_kwargs(env_kwargs, config, saved, out_dir):
+    """The environment's keywords: a resumed run's own (refusing different ones), else the
+    argument, else ``config``'s; checked as JSON values (``fastmbrl.config``)."""
+    from fastmbrl import config as _cfg
+
+    if env_kwargs is not None:
+        env_kwargs = _cfg.from_dict({"env_kwargs": env_kwargs}).env_kwargs
+    if saved is not None:
+        recorded = _cfg.from_dict({"env_kwargs": saved.get("env_kwargs", {})}).env_kwargs
+        if env_kwargs is not None and env_kwargs != recorded:
+            raise ValueError(f"env_kwargs: the run in {out_dir!r} was made with {recorded!r}, "
+                             f"got {env_kwargs!r} (a resumed run keeps its environment)")
+        return recorded
+    if env_kwargs is not None:
+        return env_kwargs
+    if isinstance(config, _cfg.RunConfig):
+        return dict(config.env_kwargs)
+    if isinstance(config, dict) and "env_kwargs" in config:
+        return _cfg.from_dict({"env_kwargs": config["env_kwargs"]}).env_kwargs
+    return {}
+
+
 def _resolve_config(env, config, saved, overrides):
     from fastmbrl import config as _cfg
 
@@ -113,7 +135,9 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     resume : bool
         Continue the run checkpointed in ``out_dir`` (its config.json wins over ``config``).
     env_kwargs : dict, optional
-        Keywords for the environment's constructor.
+        Keywords for the environment's constructor (JSON values; default: ``config``'s
+        ``env_kwargs``). Recorded in the run's config.json; a resume takes the run's own, and
+        refuses different ones.
 
     Returns
     -------
@@ -134,7 +158,8 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     the transitions of an uninterrupted one (up to BLAS determinism).
     """
     from fastmbrl import envs
-    from fastmbrl.algorithms._common import RunContext, as_callback, episode_limits, prepare_output
+    from fastmbrl.algorithms._common import (RunContext, as_callback, check_resume_settings,
+                                             episode_limits, prepare_output)
 
     t_start = time.perf_counter()
     cbs = [as_callback(cb) for cb in (callbacks or ())]
@@ -148,8 +173,9 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     saved = _read_saved_config(out_dir) if resume else None
     if saved is not None and isinstance(env, str) and isinstance(saved.get("env"), str):
         env = saved["env"]
+    env_kwargs = _env_kwargs(env_kwargs, config, saved, out_dir)
     resolved_env = envs.resolve(env, reward_fn, termination_fn, angle_dims, env_kwargs)
-    overrides = {}
+    overrides = {"env_kwargs": env_kwargs} if saved is None else {}
     if episodes is not None or steps is not None or algorithm is not None:
         overrides["algorithm"] = {k: v for k, v in (("episodes", episodes), ("steps", steps),
                                                     ("name", algorithm)) if v is not None}
@@ -169,6 +195,7 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
                      t_start=t_start, env_kwargs=dict(env_kwargs or {}))
 
     # ---- refuse what would fail, then (and only then) write to the output folder --------------
+    check_resume_settings(ctx, getattr(module, "preset", None))
     module.check(ctx)
     if out_dir is not None:
         prepare_output(out_dir, cfg)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastmbrl import config as _cfg
-from fastmbrl._checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from fastmbrl._checkpoint import (checkpoint_folders, checkpoints_folder, has_checkpoint,
+                                  load_checkpoint, read_checkpoint_state, save_checkpoint)
 from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
 from fastmbrl._io import atomic_write_text, remove_stale_temporaries, temporary_path
 
@@ -322,9 +323,8 @@ def episode_limits(config, env):
 def prepare_output(out_dir, config):
     """Create ``out_dir``, remove stale temporaries of killed writes, write config.json."""
     os.makedirs(out_dir, exist_ok=True)
-    for folder in [out_dir] + [os.path.join(out_dir, "checkpoints", d) for d in
-                               (os.listdir(os.path.join(out_dir, "checkpoints"))
-                                if os.path.isdir(os.path.join(out_dir, "checkpoints")) else ())]:
+    parent = checkpoints_folder(out_dir)            # refuses a symlinked checkpoints/
+    for folder in [out_dir] + [os.path.join(parent, d) for d in checkpoint_folders(out_dir)]:
         for path in remove_stale_temporaries(folder):
             log.info("removed %s, left by a killed write", path)
     atomic_write_text(os.path.join(out_dir, "config.json"),
@@ -449,10 +449,58 @@ def save_run_checkpoint(ctx, episode, buffer, model, records, initial_records, a
     ``algo_state`` (a nested dict with arrays) beside it."""
     if ctx.out_dir is None:
         return
-    state = {"records": [r.to_dict() for r in records],
+    state = {"config": _cfg.to_dict(ctx.config), "records": [r.to_dict() for r in records],
              "initial_records": [r.to_dict() for r in initial_records], **(extra or {})}
     save_checkpoint(ctx.out_dir, episode, buffer, model, state, agent=agent,
                     algo_state=algo_state)
+
+
+# Settings a resume may change: the budget (to extend a run) and the progress display. Everything
+# else shaped the checkpoint.
+RESUME_MAY_CHANGE = ("algorithm.episodes", "algorithm.steps", "sac.total_steps", "mbpo.total_steps",
+                     "algorithm.progress")
+
+
+def _flat_settings(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("env_kwargs", "options"):
+            out.update(_flat_settings(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resume_settings(ctx, preset=None):
+    """Refuse to resume ``ctx.out_dir`` with settings other than those its checkpoint was made
+    with (the checkpoint's own record, not config.json, which may have been edited since).
+    ``preset(config)``, when given, is the algorithm's preset (the checkpoint records the
+    configuration its loop ran with).
+
+    Raises
+    ------
+    ValueError
+        Naming every changed key with its recorded and its current value (budget keys, which
+        extend a run, may change: ``RESUME_MAY_CHANGE``).
+    """
+    if not (ctx.resume and has_checkpoint(ctx.out_dir)):
+        return
+    recorded = read_checkpoint_state(ctx.out_dir).get("config")
+    if not isinstance(recorded, dict):
+        log.warning("resume: the checkpoint in %s holds no record of its settings (an older "
+                    "fastmbrl); they are not checked", ctx.out_dir)
+        return
+    before = _flat_settings(recorded)
+    now = _flat_settings(_cfg.to_dict(ctx.config if preset is None else preset(ctx.config)))
+    changed = [k for k in sorted(set(before) | set(now))
+               if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
+    if changed:
+        what = "; ".join(f"{k}: {before.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+                         for k in changed)
+        raise ValueError(f"resume: the settings of {ctx.out_dir!r} differ from those its "
+                         f"checkpoint was made with ({what}); restore config.json, or start a new "
+                         "run in another folder")
 
 
 def load_run_checkpoint(ctx, agent=None, record_cls=None):
