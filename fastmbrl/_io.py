@@ -5,9 +5,11 @@ partial write. The temporary file is ``<path>.tmp<pid>``; a process killed betwe
 the replace leaves it behind, and :func:`remove_stale_temporaries` (run by every atomic write for its
 own target, and by the training loops on their output folder) deletes the ones whose writer is gone.
 """
+import contextlib
 import json
 import os
 import re
+import socket
 
 import numpy as np
 
@@ -124,3 +126,44 @@ def read_json_object(path, what, *, missing=None):
         raise ValueError(f"{what}: {path!r} is damaged (expected a JSON object, got "
                          f"{type(value).__name__})")
     return value
+
+
+LOCK_FILE = "run.lock"
+
+
+class RunFolderBusyError(OSError):
+    """Another process holds a run folder's lock (one writer per run folder)."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder):
+    """Hold ``folder``'s writer lock for the duration of the ``with`` block.
+
+    The lock is an OS lock (``flock``) on ``folder/run.lock``: the OS releases it when the process
+    ends, however it ends, so a killed run never blocks its own resume. The file keeps the
+    holder's process id and host for the error message of a second writer.
+
+    Raises
+    ------
+    RunFolderBusyError
+        At once, naming the folder and the process that holds it, when another process does.
+    """
+    import fcntl
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise RunFolderBusyError(
+                f"out_dir: {folder!r} is being written by another process ({holder}); one "
+                "fastmbrl run writes to a run folder at a time") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)            # closing the descriptor releases the lock

@@ -114,3 +114,46 @@ def test_unknown_env_kwarg_of_a_suite_env_names_it(tmp_path):
         fm.run("Hopper-v5", algorithm="sac", steps=10, env_kwargs={"jump_height": 2},
                out_dir=tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+# ------------------------------------------------------------------ one writer per folder
+def test_a_second_writer_exits_at_once_naming_the_holder_and_a_killed_holder_frees_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fastmbrl._io import RunFolderBusyError
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fastmbrl._io import run_folder_lock\n"
+         f"with run_folder_lock({str(out)!r}):\n"
+         "    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.perf_counter()
+        with pytest.raises(RunFolderBusyError, match=rf"being written by another process \(pid "
+                                                     rf"{holder.pid} on "):
+            _sac(out, steps=50)
+        assert time.perf_counter() - t0 < 10
+        assert not (out / "config.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the OS released the killed holder's lock
+    assert _sac(out, steps=50).steps.tolist() == [50]
+
+
+def test_cli_second_writer_is_one_line_exit_2(tmp_path, capsys):
+    from fastmbrl.cli import main
+    from fastmbrl._io import run_folder_lock
+
+    out = tmp_path / "run"
+    with run_folder_lock(out):
+        code = main(["run", "Pendulum-v1", "--algorithm", "sac", "--steps", "10", "--out",
+                     str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "being written by another process" in err[0]

@@ -21,7 +21,7 @@ import os
 import pkgutil
 import time
 
-from fastmbrl._io import read_json_object
+from fastmbrl._io import read_json_object, run_folder_lock
 
 __all__ = ["available", "get", "run"]
 
@@ -197,6 +197,8 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     # ---- refuse what would fail, then (and only then) write to the output folder --------------
     check_resume_settings(ctx, getattr(module, "preset", None))
     module.check(ctx)
-    if out_dir is not None:
+    if out_dir is None:
+        return module.run(ctx)
+    with run_folder_lock(out_dir):           # one writer per run folder, for the whole run
         prepare_output(out_dir, cfg)
-    return module.run(ctx)
+        return module.run(ctx)
