@@ -12,7 +12,11 @@ Registry: every public module of this package is an algorithm, named after the m
         The loop, from a ``_common.RunContext`` (environment and configuration resolved, output
         folder ready, ``ctx.resume`` set when a checkpoint is to be continued).
 
-and, when it has settings of its own, a section in ``fastmbrl.config.RunConfig``.
+and, when it has settings of its own, a section in ``fastmbrl.config.RunConfig``; optionally
+
+    USES = ("model.", "sac.", "algorithm.steps", ...)
+        Prefixes of the settings it reads: a setting given for a run of this algorithm that no
+        prefix covers is reported with a warning (it has no effect).
 Modules whose name starts with "_" (``_common``) are shared code, not algorithms.
 """
 import dataclasses
@@ -73,6 +77,30 @@ def _env_kwargs(env_kwargs, config, saved, out_dir):
     if isinstance(config, dict) and "env_kwargs" in config:
         return _cfg.from_dict({"env_kwargs": config["env_kwargs"]}).env_kwargs
     return {}
+
+
+def _warn_unused(env, cfg, module):
+    """Warn about each setting given for this run (differing from the environment's defaults)
+    that ``module`` does not read (its ``USES``)."""
+    import logging
+
+    from fastmbrl import config as _cfg
+
+    uses = getattr(module, "USES", None)
+    if uses is None:
+        return
+    base = _cfg.RunConfig(env=env.env_id)
+    if env.spec is not None:
+        base = _cfg.from_dict(env.spec.defaults, base=base)
+    given, default = _cfg.to_dict(cfg), _cfg.to_dict(base)
+    unused = [f"{section}.{key}" for section, values in given.items() if isinstance(values, dict)
+              and section != "env_kwargs" for key, value in values.items()
+              if value != default[section][key] and f"{section}.{key}" != "algorithm.name"
+              and not f"{section}.{key}".startswith(uses)]
+    if unused:
+        logging.getLogger("fastmbrl.run").warning(
+            "%s does not use %s: %s no effect on this run", cfg.algorithm.name,
+            ", ".join(unused), "it has" if len(unused) == 1 else "they have")
 
 
 def _resolve_config(env, config, saved, overrides):
@@ -189,6 +217,11 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
                              f"{algorithm!r}")
     cfg = _resolve_config(resolved_env, config, saved, overrides)
     module = get(cfg.algorithm.name)
+    if module.BUDGET == "steps" and episodes is not None:
+        raise ValueError(f"episodes: {cfg.algorithm.name} counts environment steps, not "
+                         f"episodes (got episodes={episodes}); use steps=N (--steps N)")
+    if saved is None:
+        _warn_unused(resolved_env, cfg, module)
     max_steps, step_limit = episode_limits(cfg, resolved_env)
     ctx = RunContext(config=cfg, env=resolved_env, max_episode_steps=max_steps,
                      step_limit=step_limit, callbacks=cbs, out_dir=out_dir, resume=bool(resume),

@@ -334,6 +334,27 @@ def prepare_output(out_dir, config):
 # ---------------------------------------------------------------------------------------------
 # collecting data and evaluating
 # ---------------------------------------------------------------------------------------------
+def env_reward(env, reward):
+    """The reward an environment's ``step`` returned, as a float.
+
+    Raises
+    ------
+    TypeError
+        Naming the environment's reward and the type it returned, unless it is a real scalar
+        (a Python or NumPy number or a 0-d real array; not a bool, a string, None or a sequence).
+    """
+    if isinstance(reward, (int, float, np.integer, np.floating)) and not isinstance(
+            reward, (bool, np.bool_)):
+        return float(reward)
+    if isinstance(reward, np.ndarray) and reward.ndim == 0 and reward.dtype.kind in "iuf":
+        return float(reward)
+    name = getattr(getattr(env, "spec", None), "id", None) or type(
+        getattr(env, "unwrapped", env)).__name__
+    shape = f" of shape {reward.shape}" if isinstance(reward, np.ndarray) else ""
+    raise TypeError(f"env: the reward returned by {name}.step must be a real scalar, got "
+                    f"{type(reward).__name__}{shape} ({reward!r:.60})")
+
+
 def collect_episode(env, policy, buffer, env_seed, max_steps, on_step=None):
     """Run one episode of ``policy`` in ``env``, adding every transition to ``buffer``.
 
@@ -365,13 +386,14 @@ def collect_episode(env, policy, buffer, env_seed, max_steps, on_step=None):
         t1 = time.perf_counter()
         next_obs, reward, terminated, truncated, _ = env.step(action)
         t2 = time.perf_counter()
+        reward = env_reward(env, reward)
         act_time += t1 - t0
         env_time += t2 - t1
         length += 1
         truncated = bool(truncated) or (max_steps is not None and length >= max_steps)
         if buffer is not None:
-            buffer.add(obs, action, float(reward), next_obs, bool(terminated), truncated)
-        ret += float(reward)
+            buffer.add(obs, action, reward, next_obs, bool(terminated), truncated)
+        ret += reward
         obs = next_obs
         if on_step is not None and on_step(length):
             stop = True
@@ -684,6 +706,7 @@ class StepCollector:
         t1 = time.perf_counter()
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         t2 = time.perf_counter()
+        reward = env_reward(self.env, reward)
         self.times["act"] += t1 - t0
         self.times["env"] += t2 - t1
         self.ep_len += 1
@@ -691,8 +714,8 @@ class StepCollector:
         terminated = bool(terminated)
         truncated = bool(truncated) or (self.max_episode_steps is not None
                                         and self.ep_len >= self.max_episode_steps)
-        self.buffer.add(self.obs, action, float(reward), next_obs, terminated, truncated)
-        self.ep_return += float(reward)
+        self.buffer.add(self.obs, action, reward, next_obs, terminated, truncated)
+        self.ep_return += reward
         self.obs = next_obs
         if terminated or truncated:
             self.episode_returns.append(self.ep_return)
@@ -725,7 +748,7 @@ class StepCollector:
             worst = 0.0
             for i in range(ep_len):
                 self.obs, reward, _, _, _ = self.env.step(acts[i].astype(dtype))
-                self.ep_return += float(reward)
+                self.ep_return += env_reward(self.env, reward)
                 worst = max(worst, float(np.max(np.abs(np.asarray(self.obs, stored.dtype)
                                                        - stored[i]), initial=0.0)))
             self.ep_len = ep_len

@@ -53,6 +53,9 @@ __all__ = ["run", "check", "rollout_length", "ModelBuffer", "RefitSource", "BUDG
 
 BUDGET = "steps"
 SECTION = "mbpo"   # the RunConfig section holding total_steps
+# the settings this algorithm reads (see fastmbrl.algorithms)
+USES = ("model.", "sac.", "mbpo.", "algorithm.steps", "algorithm.max_episode_steps",
+        "algorithm.progress")
 
 log = logging.getLogger("fastmbrl.algorithms.mbpo")
 

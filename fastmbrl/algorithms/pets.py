@@ -42,6 +42,8 @@ __all__ = ["BUDGET", "bonus_weight_at", "check", "fit_model", "make_agent", "mak
            "run"]
 
 BUDGET = "episodes"
+# the settings this algorithm reads (see fastmbrl.algorithms)
+USES = ("model.", "planner.", "algorithm.")
 
 log = logging.getLogger("fastmbrl.algorithms.pets")
 
@@ -156,6 +158,10 @@ def check(ctx, random_policy=False):
     if random_policy:
         return
     from fastmbrl.config import ConfigError
+
+    if alg.initial_steps < 2:
+        raise ConfigError(f"algorithm.initial_steps: pets fits its model to the random steps "
+                          f"first, expected at least 2, got {alg.initial_steps}")
 
     env, cfg = ctx.env, ctx.config
     try:

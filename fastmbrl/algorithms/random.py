@@ -8,6 +8,7 @@ from fastmbrl.algorithms import pets
 __all__ = ["BUDGET", "check", "run"]
 
 BUDGET = "episodes"
+USES = ("algorithm.",)
 
 
 def check(ctx):

@@ -35,6 +35,8 @@ __all__ = ["run", "check", "make_agent", "BUDGET"]
 
 BUDGET = "steps"
 SECTION = "sac"   # the RunConfig section holding total_steps
+# the settings this algorithm reads (see fastmbrl.algorithms)
+USES = ("sac.", "algorithm.steps", "algorithm.max_episode_steps", "algorithm.progress")
 
 log = logging.getLogger("fastmbrl.algorithms.sac")
 

@@ -14,6 +14,7 @@ __all__ = ["BUDGET", "check", "preset", "run"]
 
 BUDGET = "steps"
 SECTION = "mbpo"   # the RunConfig section holding total_steps
+USES = _mbpo.USES
 DEFAULT_ACTOR_HORIZON = 3
 
 

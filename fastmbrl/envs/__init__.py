@@ -18,7 +18,7 @@ from fastmbrl.envs.cartpole import CartPoleContinuousEnv
 from fastmbrl.envs.specs import ALIASES, CARTPOLE_ID, SPECS, EnvSpec
 from fastmbrl.envs.wrappers import StepCostObservation, XDisplacementObservation
 
-__all__ = ["make", "resolve", "list_specs", "get_spec", "EnvSpec", "MadeEnv", "ResolvedEnv",
+__all__ = ["make", "resolve", "probe_bounds", "list_specs", "get_spec", "EnvSpec", "MadeEnv", "ResolvedEnv",
            "UnknownEnvError",
            "CartPoleContinuousEnv", "XDisplacementObservation", "StepCostObservation",
            "reward_fns", "termination_fns"]
@@ -123,6 +123,43 @@ def make(env_id, **env_kwargs):
                    obs_dim=obs_dim, act_dim=act_dim)
 
 
+def probe_bounds(name, fn, obs_dim, act_dim):
+    """Call a compiled (Numba) user function once with bounds checks on, to catch a read past
+    the end of its arrays (compiled code without checks would read garbage memory instead).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message ("reward_fn").
+    fn : callable or None
+        ``fn(obs (2, D_obs), act (2, D_act), next_obs (2, D_obs))``; anything but a Numba
+        dispatcher is left alone (plain Python raises IndexError by itself).
+    obs_dim, act_dim : int
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and the shapes, when the probe call indexes out of bounds.
+    """
+    py_func = getattr(fn, "py_func", None)
+    options = getattr(fn, "targetoptions", None)
+    if py_func is None or options is None:
+        return
+    import numba
+
+    options = {k: v for k, v in options.items() if k != "nopython"}    # njit implies it
+    checked = numba.njit(**{**options, "boundscheck": True, "cache": False})(py_func)
+    rng = np.random.default_rng(0)
+    obs, next_obs = rng.uniform(-1.0, 1.0, (2, 2, obs_dim))
+    act = rng.uniform(-1.0, 1.0, (2, act_dim))
+    try:
+        checked(obs, act, next_obs)
+    except IndexError as exc:
+        raise ValueError(f"{name}: {getattr(fn, '__name__', fn)!r} reads outside its arrays on a "
+                         f"probe call with obs {obs.shape}, act {act.shape}, next_obs "
+                         f"{next_obs.shape} ({exc}); check the columns it indexes") from None
+
+
 @dataclass
 class ResolvedEnv:
     """An environment ready for a training loop (what :func:`resolve` returns).
@@ -219,6 +256,12 @@ def resolve(env, reward_fn=None, termination_fn=None, angle_dims=None, env_kwarg
         if termination_fn is None:
             termination_fn = spec.planning_termination_fn or spec.termination_fn
         angle_dims = spec.angle_dims if angle_dims is None else angle_dims
+    obs_dim = int(env_obj.observation_space.shape[0])
+    act_dim = int(env_obj.action_space.shape[0])
+    for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+        if spec is None or fn not in (spec.reward_fn, spec.termination_fn,
+                                      spec.planning_termination_fn):
+            probe_bounds(name, fn, obs_dim, act_dim)
     time_limit = getattr(getattr(env_obj, "spec", None), "max_episode_steps", None)
     return ResolvedEnv(env=env_obj, env_id=env_id, reward_fn=reward_fn,
                        termination_fn=termination_fn, angle_dims=tuple(angle_dims or ()),
