@@ -354,6 +354,16 @@ class GaussianEnsemble:
                 raise ValueError(f"{name}: not finite after normalization in "
                                  f"{np.dtype(self.dtype).name} (values too large for the model "
                                  f"dtype); the model was left unchanged")
+        # The predicted variance is out_std**2 * exp(logvar), computed in the model dtype: its
+        # largest value (at the log-variance's upper bound) must be representable.
+        top = float(np.max(out_norm.std.astype(np.float64))) ** 2 * np.exp(
+            max(float(np.max(self.max_logvar)), _INIT_MAX_LOGVAR))
+        if not top <= np.finfo(self.dtype).max:
+            raise ValueError(f"targets: their spread (std up to "
+                             f"{float(np.max(out_norm.std)):.3g}) makes the predicted variance "
+                             f"overflow {np.dtype(self.dtype).name} (up to {top:.3g}, largest "
+                             f"{np.finfo(self.dtype).max:.3g}); rescale the data or use "
+                             f"dtype=float64; the model was left unchanged")
 
         # ---- commit, train; any exception restores everything (a failed fit changes nothing)
         saved = self._snapshot()

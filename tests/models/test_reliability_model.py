@@ -114,6 +114,21 @@ def test_model_fits_data_at_any_scale(scale):
     np.testing.assert_allclose(model.input_normalizer.std[:2], obs.std(axis=0), rtol=1e-3)
 
 
+def test_data_whose_variance_overflows_float32_is_refused_and_float64_fits_it():
+    obs, act, nxt = toy(400, scale=1e30)
+    model = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=2, num_elites=2, seed=0)
+    before = model.net.flat.copy()
+    with pytest.raises(ValueError, match=r"targets: their spread \(std up to .*e\+29\) makes the "
+                                         r"predicted variance overflow float32"):
+        model.fit(obs, act, nxt, max_epochs=2, progress=False)
+    np.testing.assert_array_equal(model.net.flat, before)
+    wide = GaussianEnsemble(2, 1, hidden=(8,), ensemble_size=2, num_elites=2, seed=0,
+                            dtype=np.float64)
+    wide.fit(obs, act, nxt, max_epochs=2, progress=False)
+    _, var = wide.predict(obs[:5], act[:5])
+    assert np.all(np.isfinite(var)) and np.all(var > 0)
+
+
 @pytest.mark.parametrize("value", [0.0, 3.7, 1e-12, -2e8])
 def test_constant_columns_stay_finite(value):
     obs, act, nxt = toy(400)
