@@ -8,6 +8,8 @@
     fastmbrl plot runs/pendulum
     fastmbrl sweep Pendulum-v1 --seeds 0-2 --grid planner.horizon=10,20 --out runs/sweep
     fastmbrl plot runs/sweep
+    fastmbrl eval runs/pendulum --episodes 5
+    fastmbrl export runs/pendulum --format c --out controller
 
 Bad arguments, unknown environments, impossible settings and unreadable or damaged run folders
 end with one clear line on stderr and exit status 2, never a traceback (settings are checked before
@@ -15,6 +17,7 @@ anything is written, so a refused run leaves no folder to resume). Any other fai
 line and exits with 1; ``FASTMBRL_DEBUG=1`` shows its traceback.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -40,7 +43,7 @@ def _build_parser():
     from fastmbrl.algorithms import available
 
     parser = _Parser(prog="fastmbrl", description="Fast model-based RL (PETS) on a plain CPU.")
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,envs,plot}",
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,envs,plot,eval,export}",
                                 parser_class=_Parser)
     p_run = sub.add_parser("run", help="train on an environment (or resume a run)",
                            description="Train an algorithm (default PETS, Algorithm 1) on an "
@@ -63,6 +66,8 @@ def _build_parser():
                    description="List the environments fastmbrl has exact reward functions for.")
     _add_sweep_parser(sub)
     _add_plot_parser(sub)
+    _add_eval_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -79,6 +84,38 @@ def _add_plot_parser(sub):
     p_plot.add_argument("--model", metavar="PATH", help="a saved GaussianEnsemble (model.npz)")
     p_plot.add_argument("--data", metavar="BUFFER",
                         help="a saved ReplayBuffer of held-out transitions for --model")
+
+
+def _add_eval_parser(sub):
+    p = sub.add_parser(
+        "eval", help="play episodes of a run's trained controller",
+        description="Load the trained agent of a run folder (its last checkpoint) and play "
+                    "episodes in the run's environment: the deterministic policy of sac, mbpo, "
+                    "mve and svg runs, the planner of pets runs. Prints each return and their "
+                    "mean and standard deviation.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (fastmbrl run --out)")
+    p.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
+    p.add_argument("--seed", type=int,
+                   help="seed of the episodes' resets (default: the run's seed, which replays "
+                        "a step-based run's own evaluations)")
+    p.add_argument("--video", metavar="DIR",
+                   help="record every episode as MP4 into DIR (needs moviepy)")
+
+
+def _add_export_parser(sub):
+    p = sub.add_parser(
+        "export", help="write a run's policy and model as ONNX, C or NumPy files",
+        description="Export the policy (sac, mbpo, mve, svg runs) and the dynamics model (pets, "
+                    "mbpo, mve, svg runs) of a run folder: onnx (policy.onnx, model.onnx), c "
+                    "(fastmbrl_policy.c/.h, fastmbrl_model.c/.h) or numpy (policy.npz + "
+                    "fastmbrl_policy.py, model.npz + fastmbrl_model.py). See docs/controller.md.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (fastmbrl run --out)")
+    p.add_argument("--format", required=True, dest="fmt", metavar="{onnx,c,numpy}",
+                   help="onnx, c or numpy")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (made if missing)")
+    p.add_argument("--what", choices=("all", "policy", "model"), default="all",
+                   help="what to export (default all: everything the run has)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def _add_sweep_parser(sub):
@@ -379,6 +416,11 @@ def _cmd_run(args):
     console = _ConsoleCallback(total, show_bar=show and sys.stderr.isatty())
     print(f"fastmbrl: {'resuming' if resume else 'running'} {name} on {env_id}, "
           f"{total} {budget}, output in {out_dir}")
+    from fastmbrl.algorithms._memory import estimate_for
+
+    planned = dataclasses.replace(layered, env=env_id, algorithm=dataclasses.replace(
+        layered.algorithm, name=name, steps=args.steps if budget == "steps" else None))
+    print(f"fastmbrl: peak memory {estimate_for(planned).describe()}")
     t0 = time.perf_counter()
     try:
         result = algorithms.run(env_id, algorithm=algorithm, episodes=args.episodes,
@@ -399,6 +441,51 @@ def _cmd_run(args):
               f"mean of last {len(last)} {last.mean():.2f}; results in {out_dir}")
     else:
         print(f"done: no episodes to run; results in {out_dir}")
+    return 0
+
+
+def _cmd_eval(args):
+    from fastmbrl.deploy import evaluation, loading
+
+    if args.episodes < 1:
+        raise _UsageError(f"--episodes: expected a positive integer, got {args.episodes}")
+    if args.seed is not None and args.seed < 0:
+        raise _UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
+    run = loading.open_run(args.run_dir, "eval")
+    if args.video:
+        evaluation.check_video_dependencies()
+    what = "deterministic policy" if run.has_policy else (
+        "planner" if run.algorithm == "pets" else "random actions")
+    seed = run.seed if args.seed is None else args.seed
+    print(f"fastmbrl: evaluating the {run.algorithm} {what} of {run.path} "
+          f"({os.path.relpath(run.checkpoint, run.path)}) on {run.env_id}, {args.episodes} "
+          f"episode{'s' if args.episodes > 1 else ''}, seed {seed}", flush=True)
+
+    def report(k, record):
+        print(f"episode {k + 1:3d}/{args.episodes}  return {record.ret:10.2f}  "
+              f"length {record.length:5d}  act {record.ms_per_action:8.3f} ms/action", flush=True)
+
+    result = evaluation.evaluate(run.path, episodes=args.episodes, seed=args.seed,
+                                 video=args.video, callback=report)
+    n = len(result.returns)
+    print(f"mean return {result.mean:.2f} +- {result.std:.2f} (std over {n} "
+          f"episode{'s' if n > 1 else ''})")
+    if args.video:
+        print(f"videos in {args.video}")
+    return 0
+
+
+def _cmd_export(args):
+    from fastmbrl.deploy import FORMATS, export
+
+    if args.fmt not in FORMATS:
+        raise _UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {args.fmt!r}")
+    parts = None if args.what == "all" else (args.what,)
+    result = export(args.run_dir, args.fmt, args.out, force=args.force, parts=parts)
+    for path in result.files:
+        print(path)
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -428,7 +515,7 @@ def main(argv=None):
             parser.print_help()
             return EXIT_USAGE
         handler = {"run": _cmd_run, "envs": _cmd_envs, "plot": _cmd_plot,
-                   "sweep": _cmd_sweep}[args.command]
+                   "sweep": _cmd_sweep, "eval": _cmd_eval, "export": _cmd_export}[args.command]
         return handler(args)
     except (_UsageError, ConfigError, UnknownEnvError, ImportError) as exc:
         sys.stderr.write(f"fastmbrl: error: {exc}\n")

@@ -186,6 +186,8 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     the transitions of an uninterrupted one (up to BLAS determinism).
     """
     from fastmbrl import envs
+    from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
+    from fastmbrl.algorithms import _memory
     from fastmbrl.algorithms._common import (RunContext, as_callback, check_resume_settings,
                                              episode_limits, prepare_output)
 
@@ -228,7 +230,10 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
                      t_start=t_start, env_kwargs=dict(env_kwargs or {}))
 
     # ---- refuse what would fail, then (and only then) write to the output folder --------------
-    check_resume_settings(ctx, getattr(module, "preset", None))
+    preset = getattr(module, "preset", None)
+    check_resume_settings(ctx, preset)
+    _memory.check(cfg if preset is None else preset(cfg), resolved_env,
+                  step_limit or DEFAULT_MAX_EPISODE_STEPS)
     module.check(ctx)
     if out_dir is None:
         return module.run(ctx)
