@@ -20,6 +20,9 @@ value ranges in a ``checks()`` method returning ``(name, ok, expected)`` triples
 """
 import dataclasses
 import json
+import os
+import pkgutil
+import sys
 import typing
 from dataclasses import dataclass, field
 
@@ -30,11 +33,22 @@ _DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
 
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "SACConfig", "MBPOConfig",
            "RunConfig", "to_dict", "from_dict",
-           "apply_overrides", "parse_override", "validate", "sections", "ConfigError"]
+           "apply_overrides", "parse_override", "validate", "sections", "ConfigError",
+           "algorithm_names"]
 
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names the key."""
+
+
+def algorithm_names():
+    """Names of the algorithms: the public modules of the ``fastmbrl.algorithms`` package (with
+    the plug-in folders on its ``__path__`` once it is imported), found without importing it, so
+    that this lower layer does not depend on the loops it configures."""
+    package = sys.modules.get("fastmbrl.algorithms")
+    path = (list(package.__path__) if package is not None
+            else [os.path.join(os.path.dirname(os.path.abspath(__file__)), "algorithms")])
+    return sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
 
 
 @dataclass(frozen=True)
@@ -164,9 +178,7 @@ class AlgorithmConfig:
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""
-        from fastmbrl.algorithms import available
-
-        names = available()
+        names = algorithm_names()
         return [
             ("name", self.name in names, "one of " + ", ".join(names)),
             ("episodes", self.episodes >= 0, "non-negative"),

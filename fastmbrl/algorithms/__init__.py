@@ -22,7 +22,6 @@ Modules whose name starts with "_" (``_common``) are shared code, not algorithms
 import dataclasses
 import importlib
 import os
-import pkgutil
 import time
 
 from fastmbrl._io import read_json_object, run_folder_lock
@@ -32,7 +31,9 @@ __all__ = ["available", "get", "run"]
 
 def available():
     """Names of the known algorithms, sorted (the public modules of this package)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    from fastmbrl.config import algorithm_names
+
+    return algorithm_names()
 
 
 def get(name):
