@@ -1,8 +1,8 @@
 """The compiled policy rollout through the learned model (Numba): MBPO's / Dyna's model data.
 
 ``_policy_rollout`` runs a whole batch of branched rollouts in one call: at every step the policy's
-forward pass and its tanh-squashed Gaussian sample (the SAC actor's own kernels,
-``fastmbrl.agents._sac_kernels._mlp_forward`` and ``_squash_head``), one model step with one member
+forward pass and its tanh-squashed Gaussian sample (the kernels the SAC actor itself runs,
+``fastmbrl.nn._mlp_kernels._mlp_forward`` and ``_squash_head``), one model step with one member
 per row (``fastmbrl.models._kernels._model_step``), the reward (a compiled reward function or the
 learned reward head) and the termination function; rows whose termination function fires are
 written with ``terminated=True`` and dropped from the following steps.
@@ -26,7 +26,7 @@ Design
 import numpy as np
 from numba import njit
 
-from fastmbrl.agents._sac_kernels import _mlp_forward, _squash_head
+from fastmbrl.nn._mlp_kernels import _mlp_forward, _squash_head
 from fastmbrl.models._kernels import _model_step
 
 REWARD_FN = 0        # call the compiled reward function inside the rollout

@@ -1,7 +1,7 @@
 """NumPy twin of ``fastmbrl.models._rollout_kernels`` (same names, same signatures)."""
 import numpy as np
 
-from fastmbrl.agents._sac_reference import _mlp_forward, _squash_head
+from fastmbrl.nn._mlp_reference import _mlp_forward, _squash_head
 from fastmbrl.models._reference import _model_step
 from fastmbrl.models._rollout_kernels import (REWARD_FN, REWARD_LATER, REWARD_LEARNED,  # noqa
                                               TERM_FN, TERM_NONE)

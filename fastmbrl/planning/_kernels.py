@@ -26,6 +26,7 @@ from numba import njit
 
 from fastmbrl.models._kernels import _model_predict, _model_step_grouped
 from fastmbrl.nn._numba import _bits_from_f32, _f32_from_bits
+from fastmbrl.nn._rng import GOLDEN, _mix64
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
 
@@ -409,21 +410,13 @@ def _cem_refit(samples, values, num_elites, alpha, mean, var):
             var[h, a] = alpha * var[h, a] + (1.0 - alpha) * ss * inv_k
 
 
-# SplitMix64 (Steele, Lea and Flood 2014): output q of the stream keyed by ``key`` is a mix of
-# ``key + (q + 1) * golden``; a counter-based generator, so every element is computed independently
-# and the fill loops vectorize (AVX-512 has 64-bit multiplies).
-_SM_GOLDEN = 0x9E3779B97F4A7C15
-_SM_MUL1 = 0xBF58476D1CE4E5B9
-_SM_MUL2 = 0x94D049BB133111EB
-
-
+# SplitMix64 (Steele, Lea and Flood 2014, ``fastmbrl.nn._rng``): output q of the stream keyed by
+# ``key`` is a mix of ``key + (q + 1) * golden``; a counter-based generator, so every element is
+# computed independently and the fill loops vectorize (AVX-512 has 64-bit multiplies).
 @njit(**_JIT)
 def _splitmix64(key, counter):
     """Output ``counter`` (uint64) of the SplitMix64 stream starting at ``key`` (uint64)."""
-    z = key + (counter + np.uint64(1)) * np.uint64(_SM_GOLDEN)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_SM_MUL1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_SM_MUL2)
-    return z ^ (z >> np.uint64(31))
+    return _mix64(key + (counter + np.uint64(1)) * GOLDEN)
 
 
 @njit(**_JIT)

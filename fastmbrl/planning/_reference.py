@@ -7,6 +7,7 @@ step by step with whole-array NumPy operations; each step is the model-step twin
 import numpy as np
 
 from fastmbrl.models._reference import _model_predict, _model_step_grouped
+from fastmbrl.nn._rng_reference import GOLDEN, _mix64
 
 REWARD_FN = 0
 REWARD_LEARNED = 1
@@ -143,19 +144,11 @@ def _cem_refit(samples, values, num_elites, alpha, mean, var):
     var[...] = alpha * var + (1 - alpha) * elite_var
 
 
-_SM_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
-_SM_MUL2 = np.uint64(0x94D049BB133111EB)
-
-
 def _splitmix64(key, counter):
     """Reference SplitMix64 outputs ``counter`` (uint64 array) of the stream ``key`` (uint64)."""
     counter = np.asarray(counter, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        z = np.uint64(key) + (counter + np.uint64(1)) * _SM_GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _SM_MUL1
-        z = (z ^ (z >> np.uint64(27))) * _SM_MUL2
-    return z ^ (z >> np.uint64(31))
+        return _mix64(np.uint64(key) + (counter + np.uint64(1)) * GOLDEN)
 
 
 def _fill_uniform(key, out):
