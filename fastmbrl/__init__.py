@@ -14,6 +14,7 @@ _LAZY_ATTRS = {
     "ReplayBuffer": ("fastmbrl.buffer", "ReplayBuffer"),
     "warmup": ("fastmbrl._warmup", "warmup"),
     "sweep": ("fastmbrl._sweep", "sweep"),
+    "load": ("fastmbrl.deploy", "load"),
 }
 
 __all__ = list(_SUBMODULES) + list(_LAZY_ATTRS) + ["__version__"]
