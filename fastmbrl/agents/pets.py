@@ -25,13 +25,10 @@ from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.planning.optimizers import CEM, check_bounds
 from fastmbrl.planning.rollout import CHUNK_ROWS, PROPAGATIONS, ModelRollout, check_model_arrays
 
-# Rows (population x particles) from which the second core is used by default (the rollout then
-# has several chunks; below 3000 rows it has one and a second thread would idle). Measured on the
-# 2-core machine: config (b) act() took 1.73 s on 1 thread and 0.88 s on 2 while the other core
-# was free (1.97x, 146 GFLOP/s); with another job holding that core, 2 threads cost 3-5% (349 vs
-# 365 ms per objective call), since the chunks go through a shared queue. For (a) (500 rows)
-# splitting bought nothing even on one thread (1.36 vs 1.45 ms per call with 2 chunks), so small
-# problems stay on one thread.
+# Rows (population x particles) from which the second core is used by default: from there the
+# rollout has several chunks for two threads to share (through a queue, so a busy other core costs
+# little); below it has one chunk and a second thread would idle, so small problems stay on one
+# thread (measured figures: docs/performance.md, "Threads").
 AUTO_THREADS_MIN_ROWS = 2 * CHUNK_ROWS
 
 
@@ -64,9 +61,9 @@ class PETS(Agent):
         Kernel workers; "auto" uses 2 when ``population * particles >= AUTO_THREADS_MIN_ROWS`` and
         two cores exist, since below that the hand-off costs about what the second core gains.
     blas_threads : int or None
-        OpenBLAS threads while planning (threadpoolctl); 1 by default because BLAS teams inside
-        the rollout workers collapse on a 2-core machine (PERF.md; see ``ModelRollout``). None
-        leaves BLAS alone.
+        OpenBLAS threads while planning (threadpoolctl); 1 by default because spin-waiting BLAS
+        teams inside the rollout workers collapse when the other core is busy (docs/performance.md;
+        see ``ModelRollout``). None leaves BLAS alone.
     seed : int or None
         Seeds the rollout's noise and member assignments.
     bonus_weight : float

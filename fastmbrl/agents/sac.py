@@ -169,8 +169,7 @@ class SAC(Agent):
     def _scratch(self):
         """The update kernels' large scratch arrays (``_sac_workspace``, 4.5 MB at 256 x 256 and
         batch 256), made once and kept: memory of that size allocated per call came fresh from the
-        OS and page-faulted back in every time (1.5k one-update calls, SAC's default loop, on 2
-        threads: 0.87x the whole process's wall time, system time 2.1 s -> 0.1 s)."""
+        OS and was page-faulted back in at every call (figures: docs/performance.md)."""
         if self._work is None or self._work[0] != self.batch_size:
             self._work = (self.batch_size, _k._sac_workspace(self.actor, self.critic,
                                                              self.dims_actor, self.dims_critic,
@@ -193,8 +192,8 @@ class SAC(Agent):
             self._blas = ThreadpoolController()
         before = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.n_threads, before)))
-        # denormals flushed on every thread of the team (Intel: subnormal float32 operands take
-        # microcode assists; an MBPO run's updates were 1.4-1.7x slower), restored afterwards
+        # denormals flushed on every thread of the team, restored afterwards: SAC's training makes
+        # subnormal float32 values, which cost microcode assists on Intel (docs/performance.md)
         modes = np.empty(numba.get_num_threads(), np.uint32)
         _flush_denormals_team(modes)
         try:

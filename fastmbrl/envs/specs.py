@@ -263,8 +263,8 @@ _SPECS = [
                   "algorithm": {"episodes": 10, "initial_steps": 200, "warm_start": False},
                   # rl-zoo's Pendulum-v1 SAC: lr 1e-3, otherwise SB3's defaults
                   "sac": {"lr": 1e-3, "total_steps": 8000, "eval_every": 1000},
-                  # MBPO, chosen for wall time (seed 0, 3k steps, shared machine): 64x64 actor-
-                  # critic -170 in 104 s; 128x128 with length-1 rollouts -194 in 306 s
+                  # MBPO chosen for wall time: a 64x64 actor-critic, rollouts of length 3
+                  # (measured: benchmarks/results/2026-12_pendulum_mbpo_spec_notes.md)
                   "mbpo": {"total_steps": 3000, "random_steps": 250, "hidden": [64, 64],
                            "model_train_every": 250, "rollouts_per_step": 100,
                            "rollout_schedule": [1, 1, 3, 3], "updates_per_step": 20,
@@ -280,21 +280,9 @@ _SPECS = [
                               "particles": 1, "propagation": "expectation",
                               "bonus_weight": 300.0, "bonus_decay_episodes": 10},
                   "algorithm": {"episodes": 5, "initial_steps": 999}},
-        # The plain objective never sees the flag within a 30-step horizon and the action cost
-        # makes standing still optimal (-0.2 per episode, 5 of 5; issue 15). The optimism bonus
-        # (the ensemble's disagreement, weight 300, decaying to 0 over 10 episodes) makes the car
-        # pump energy into states the model does not know yet, which is how it finds the flag.
-        # The dynamics are deterministic, so "expectation" with one particle suffices (and the
-        # bonus then reuses the members' means: ~20 ms per action). Measured (5 episodes, shared
-        # 2-core machine, OpenBLAS SkylakeX kernels, 20-50 s per seed), seeds 0 / 1 / 2 / 3 / 4:
-        #   weight 300: -0.8 89.3 79.3 91.7 63.6 / 91.3 92.4 -2.5 89.4 95.0 /
-        #               87.9 -96.8 91.2 91.8 93.0 / -98.9 -19.8 -4.9 -2.1 -0.8 /
-        #               -32.7 -3.4 93.2 91.9 94.0: >= 90 in 3 of 3 (seeds 0-2), 4 of 5 (0-4);
-        #   weight 100: seeds 0 and 1 solved (93.2, 92.5), 2 and 3 never leave the bottom
-        #               (best -0.7, -0.7), 4 solved (91.6): 2 of 3, 3 of 5.
-        # Seed 2 stayed near the bottom with weight 1000, horizon 60 or a 3x64 model too. The
-        # bonus keeps exploring after the flag is found (the -97 episodes: full throttle for 999
-        # steps), the price of optimism with a weight this large.
+        # The flag lies beyond a short horizon and the action cost makes standing still optimal, so
+        # plans add an optimism bonus (the members' disagreement) that drives the car into states
+        # the model does not know (measured: benchmarks/results/2026-12_mountaincar_spec_notes.md).
         description="drive an underpowered car up a hill; 999 steps, reward 100 at the flag"),
     EnvSpec(
         id="CartPoleContinuous-v0", factory=_gym_factory(CARTPOLE_ID),
@@ -315,17 +303,15 @@ _SPECS = [
                   "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False},
                   # (sac.lr is shared by the sac algorithm)
                   "sac": {"lr": 1e-3, "eval_every": 500},
-                  # MBPO for wall time: 64x64 actor-critic, length-1 rollouts (seed 0: 1000 from
-                  # 1k steps on, one dip, 4k steps in 102 s on the shared machine)
+                  # MBPO chosen for wall time: a 64x64 actor-critic, length-1 rollouts
+                  # (measured: benchmarks/results/2026-11_inverted_pendulum_spec_notes.md)
                   "mbpo": {"total_steps": 5000, "random_steps": 250, "hidden": [64, 64],
                            "model_train_every": 250, "rollouts_per_step": 100,
                            "rollout_schedule": [1, 1, 1, 1], "updates_per_step": 20,
                            "real_ratio": 0.05}},
-        # With the exact termination no setting reached 1000 within 5 episodes (seed 0: horizon
-        # 15-40, 5-20 particles, CEM/iCEM/MPPI, 3x64 to 3x200 models; best episodes 250-610): the
-        # episodes end with the cart against the rail at |x| = 1, which the ensemble does not learn
-        # (the reward gives no reason to stay centred). Planning with the rail margin below returned
-        # 132 287 1000 1000 1000 / 114 136 1000 1000 1000 / 61 77 301 1000 1000 on seeds 0 / 1 / 2.
+        # Plans stop short of the rail: the exact rule ends episodes at |x| = 1, which the ensemble
+        # does not learn, and the reward gives no reason to stay centred (returns stay the real
+        # ones; measured: benchmarks/results/2026-11_inverted_pendulum_spec_notes.md).
         planning_termination_fn=termination_fns.inverted_pendulum_rail,
         description="MuJoCo cart-pole balance; 1000 steps, reward 1 per step alive"),
     EnvSpec(
@@ -337,45 +323,17 @@ _SPECS = [
                   "planner": {"name": "cem", "horizon": 15, "population": 200, "iterations": 5,
                               "particles": 5},
                   "algorithm": {"episodes": 10, "initial_steps": 1000, "warm_start": False}},
-        # The model's accuracy decides Reacher, not the horizon. CEM at these planner settings on
-        # the exact MuJoCo dynamics (mujoco.rollout as the model) reaches targets behind the arm
-        # (-4.9 to -5.5 on the targets PETS failed; seed 2's episodes 6-10: mean -4.0): a gentle
-        # sweep of both joints (|a| <= 0.4) gets there in ~18 steps. The learned model of the
-        # previous defaults (batch 256, at most 50 epochs: ~150 gradient steps per refit on
-        # 250-750 rows) predicted that sweep moving the fingertip away (distance 0.38 -> 0.4-0.6
-        # against 0.38 -> 0.01 real; one-step cos errors 0.045), so plans folded the elbow and
-        # stayed at distance |target| (-13 to -16 per episode). Measured, 10 episodes, seeds
-        # 0 / 1 / 2, mean of episodes 6-10 (target -5):
-        #   previous (batch 256, 50 epochs, patience 10, 250 random steps): -8.0 / -9.9 / -10.0;
-        #   batch 32, 200 epochs, patience 20: -4.6 / -4.0 / -8.0 (seed 2's episodes 6 and 9
-        #     failed; warm start -6.5, 400 epochs -7.8, 4x200 -7.7, expectation -7.3 on seed 2);
-        #   the same with 1000 random steps (these defaults): -3.9 / -3.9 / -4.4, every episode
-        #     from the first between -1.2 and -9.8 (seeds 3 / 4: -3.8 / -4.1); 107-115 s per seed
-        #     alone (run_loop_table; 55 s of refits, ~105 ms per action).
-        # Also tried on seed 0 with the previous model: 1000 random steps alone (-8.3; the same
-        # episodes fail), the reward from forward kinematics of the predicted angles (-11.3),
-        # one expected trajectory (-7.6), an optimism bonus of weight 1 or 5 (-29.9, -40.0:
-        # disagreement on this arm is large and the bonus drives wild moves), CEM init_std 0.15,
-        # iCEM at horizon 40, horizons 30 and 50, action weight 0.1 in the plan and a terminal
-        # value (all -8 to -17).
+        # The model's accuracy decides Reacher, not the horizon: small batches, long training and
+        # 1000 random steps give a model whose plans reach targets behind the arm (measured:
+        # benchmarks/results/2026-12_reacher_spec_notes_intel-xeon.md).
         description="MuJoCo two-link arm reaching a target; 50 steps"),
     EnvSpec(
         id="HalfCheetah-v5", factory=_half_cheetah,
         reward_fn=reward_fns.half_cheetah, termination_fn=termination_fns.no_termination,
         max_episode_steps=1000, requires="mujoco",
-        # A planning budget: mbrl-lib's PETS half-cheetah setting (horizon 30, population 350,
-        # 20 particles) costs 7.8 s per action with fastmbrl on the shared 2-core machine (its
-        # PyTorch code: 8.5 s on a Zen 3), 22 hours for 10 episodes of 1000 steps. Horizon 10,
-        # population 150 and 4 particles (same 4x200 model, 7 members, 5 elites) measured 0.26 s
-        # per action in the same run (30x less: 12x fewer rows, 3x shorter horizon), i.e. 10
-        # episodes in about 45 min of planning plus the refits. The price: plans see 10 steps
-        # (0.5 s) ahead and CEM scores 600 rollouts per iteration instead of 7000, so expect
-        # lower returns than PETS' published ones at a given episode. Measured, 10 episodes:
-        #   seed 0 (about 7 other jobs): -99 -15 -208 -160 -125 91 100 337 883 843, 2196 s
-        #     (98-450 ms per action as the load varied, refits 10-24 s);
-        #   seed 1 (at most 1 other job): -111 -133 -121 -34 71 -178 62 136 385 509, 922 s;
-        #   seed 2 (at most 1 other job): -153 -72 -101 -116 -92 1 -18 238 340 545, 691 s
-        #     (60-105 ms per action, refits 2-10 s).
+        # A planning budget: mbrl-lib's PETS setting (horizon 30, population 350, 20 particles)
+        # would take about a day of planning for 10 episodes on 2 cores; these plans are 30x
+        # cheaper and shorter-sighted (benchmarks/results/2026-12_halfcheetah_pets_spec_notes.md).
         defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
                             "max_epochs": 20},
                   "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
@@ -383,14 +341,9 @@ _SPECS = [
                   "algorithm": {"episodes": 10, "initial_steps": 2000},
                   # rl-zoo's MuJoCo SAC: 10k random steps
                   "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 5000},
-                  # MBPO's HalfCheetah settings (Janner et al. 2019) but 10 updates per step (the
-                  # paper's 40 would quadruple the dominant cost); not tuned here. Seed 0, 1 eval
-                  # episode every 2.5k: 4035 at 22.5k, 1063 at 25k, 5828 at 35k, 7811 at 50k
-                  # (MBPO's published curve: about 4-6k at 50k) in 94 min on 2 shared cores.
-                  # With refits bounded to 4 s (mbpo.model_fit_seconds=4), Intel Xeon, alone,
-                  # 3 eval episodes: 4727 at 25k, 6910 at 50k in 57.7 min (seed 0); 5106 at 25k,
-                  # 6504 at 50k in 60.1 min (seed 1). Unbounded to 25k on the same machine (seed
-                  # 0): 6050 in 27.5 min, fits growing 39 -> 92 s per 2.5k
+                  # MBPO's HalfCheetah settings (Janner et al. 2019) but 10 updates per step: the
+                  # paper's 40 would quadruple the dominant cost. Measured curves:
+                  # benchmarks/results/2026-12_halfcheetah_mbpo_spec_notes.md
                   "mbpo": {"total_steps": 50000, "random_steps": 5000, "model_train_every": 250,
                            "rollouts_per_step": 400, "rollout_schedule": [1, 1, 1, 1],
                            "updates_per_step": 10, "real_ratio": 0.05}},

@@ -16,7 +16,7 @@ thread ran which chunk. With ``n_threads=2`` the calling thread and one worker t
 shared queue: on a shared machine a descheduled thread then delays only the chunk it holds instead
 of half the work (fixed halves made 2 threads slower than 1 under load). The agent limits
 BLAS to one thread meanwhile (``threadpoolctl``): spinning OpenBLAS teams collapse on 2 busy cores
-(PERF.md).
+(docs/performance.md, "Threads").
 
 Numba reward functions and the on-disk cache (numba 0.68): passing an ``njit`` dispatcher
 straight into the ``cache=True`` kernel types that argument as ``Dispatcher(<function at 0x...>)``;
@@ -333,7 +333,7 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
     dims = _writable(np.ascontiguousarray(arrays.layer_dims, dtype=np.int64))
     ensemble_size = int(arrays.ensemble_size)
     n_params = 0
-    dims_list = dims.tolist()   # Python ints: arithmetic on NumPy scalars costs ~1 us a layer
+    dims_list = dims.tolist()   # Python ints: NumPy scalar arithmetic is slower, at every act()
     for fan_in, fan_out in zip(dims_list[:-1], dims_list[1:]):
         n_params += ensemble_size * (fan_in * fan_out + fan_out)
     if flat.size != n_params:
@@ -363,8 +363,8 @@ def check_model_arrays(arrays, obs_dim=None, act_dim=None):
         raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
 
     def vec(name, x, n):
-        # An array already in the kernel's form needs only the finiteness check; this runs at
-        # every act(), where as_float_array's general path costs ~3 us per vector.
+        # An array already in the kernel's form needs only the finiteness check: this runs at
+        # every act(), where as_float_array's general path would add its cost for every vector.
         if (type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,)
                 and x.flags.c_contiguous and x.flags.writeable and np.isfinite(x).all()):
             return x
@@ -636,9 +636,8 @@ class ModelRollout:
         buf = self._get_buffers(chunk if slot is None else slot, n_cand * n_part, horizon, arrays,
                                 bound.d_obs, bound.d_act, bound.dtype)
         if self.propagation != "expectation":
-            # the chunk's stream gives two keys; compiled counter-based generators expand them
-            # (measured for config (a): 15000 normals in 13 us and 5000 uniforms in 2 us, against
-            # 150 and 16 us through Generator.standard_normal / random)
+            # the chunk's stream gives two keys; compiled counter-based generators expand them,
+            # about ten times faster than numpy's Generator at these sizes (docs/performance.md)
             if keys is None:
                 keys = self._rng(chunk).bit_generator.random_raw(2)
             k._fill_uniform(keys[0], buf.perm_uniforms.reshape(-1))
@@ -654,7 +653,7 @@ class ModelRollout:
             buf.ebuf, values_out, self.bonus_weight, buf.bonus_mean, buf.bonus_var, buf.bonus)
         if backend.use_compiled():
             # the argument types are fixed for a bound objective: look the entry point up once
-            # (hashing the function signatures for the key cost ~20 us per call)
+            # (hashing the function signatures for the key at every call would cost more)
             ep = bound.entry_point
             if ep is None:
                 key = (np.dtype(bound.dtype).name, bound.kernel_reward_fn.sig,
@@ -740,7 +739,7 @@ class ModelRollout:
         with self.blas_limit():
             if self.n_threads == 1 or n_chunks == 1:
                 # the chunks in order on this thread, without the work queue (what drain() below
-                # would do alone; its queue and closure cost ~10 us per call of small configs)
+                # would do alone; its queue and closure would be a visible cost on small problems)
                 for c in range(n_chunks):
                     lo, hi = edges[c], edges[c + 1]
                     done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
@@ -795,7 +794,7 @@ class ModelRollout:
             sec_per_row = self._initial_sec_per_row(bound, horizon)
         per_chunk = max(1, min(n_cand, int(BUDGET_CHUNK_SECONDS / (sec_per_row * n_part))))
         # a power of two: each chunk size has its own buffers, so sizes must come from a small set
-        # (reallocating them at every call cost more than the chunks themselves on config (a))
+        # (reallocating them at every call cost more than the chunks themselves on small problems)
         per_chunk = 1 << (per_chunk.bit_length() - 1)
         edges = list(range(0, n_cand, per_chunk)) + [n_cand]
         n_chunks = len(edges) - 1
