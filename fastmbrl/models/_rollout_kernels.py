@@ -19,7 +19,7 @@ Design
   signature is for C arrays, the model step reshapes its scratch): a few allocations of the live
   size per step, negligible beside the network products.
 * Reward and termination functions arrive as first-class function values behind the planners'
-  status wrapper (``fastmbrl.planning.rollout._compiled_function_handle``): ``f(obs, act,
+  status wrapper (``fastmbrl.models._user_functions._compiled_function_handle``): ``f(obs, act,
   next_obs, out) -> int64`` writes ``out`` and returns 0, 1 (the user's function raised) or 2
   (wrong output length); the rollout then stops and returns ``(t * 2 + which) * 4 + status``.
 """

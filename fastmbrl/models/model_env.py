@@ -449,9 +449,10 @@ class ModelEnv:
 
     def _rollout_modes(self, k, arrays, dtype):
         """Reward / termination modes of the kernel and the function handles it receives."""
-        from fastmbrl.planning import _kernels as pk
-        from fastmbrl.planning.rollout import (_check_user_function, _compiled_function_handle,
-                                               _PythonStatusHandle, is_numba_function)
+        from fastmbrl.models import _user_functions as uf
+        from fastmbrl.models._user_functions import (_check_user_function,
+                                                     _compiled_function_handle,
+                                                     _PythonStatusHandle, is_numba_function)
 
         compiled = backend.use_compiled()
 
@@ -462,20 +463,20 @@ class ModelEnv:
             return _PythonStatusHandle(fn, what)
 
         if self.reward_fn is None:
-            reward_mode, rfn = k.REWARD_LEARNED, pk._zero_reward
+            reward_mode, rfn = k.REWARD_LEARNED, uf._zero_reward
         elif is_numba_function(self.reward_fn) or not compiled:
             reward_mode, rfn = k.REWARD_FN, self.reward_fn
         else:
             _check_user_function(self.reward_fn, dtype, self.obs_dim, self.act_dim, "reward_fn")
-            reward_mode, rfn = k.REWARD_LATER, pk._zero_reward
+            reward_mode, rfn = k.REWARD_LATER, uf._zero_reward
         if self.termination_fn is None:
-            term_mode, tfn = k.TERM_NONE, pk._never_done
+            term_mode, tfn = k.TERM_NONE, uf._never_done
         elif is_numba_function(self.termination_fn) or not compiled:
             term_mode, tfn = k.TERM_FN, self.termination_fn
         else:
             _check_user_function(self.termination_fn, dtype, self.obs_dim, self.act_dim,
                                  "termination_fn")
-            term_mode, tfn = "python", pk._never_done
+            term_mode, tfn = "python", uf._never_done
         key = (id(rfn), id(tfn), np.dtype(dtype).name, compiled)
         cache = self.__dict__.setdefault("_handles", {})
         if key not in cache:

@@ -10,7 +10,7 @@ Design
   placed at position ``j`` of step ``t``'s network input; member ``m`` owns the positions
   ``[m R // M, (m+1) R // M)`` (a new permutation per step is "ts1", one for all steps "tsinf").
 * Reward and termination functions arrive as first-class function values (``FunctionType``: a
-  signature and an address, see ``rollout._compiled_function_handle``), so the cached kernel is
+  signature and an address, see ``fastmbrl.models._user_functions``), so the cached kernel is
   keyed by their signature, not by the function object.
 * The caller (``fastmbrl.planning.rollout``) owns the RNG, allocates every buffer once per shape and
   may run two calls at once on disjoint candidates (``nogil=True``); nothing here allocates except
@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from fastmbrl.models._kernels import _model_predict, _model_step_grouped
+from fastmbrl.models._user_functions import _never_done, _zero_reward  # noqa: F401
 from fastmbrl.nn._numba import _bits_from_f32, _f32_from_bits
 from fastmbrl.nn._rng import GOLDEN, _mix64
 
@@ -37,18 +38,6 @@ REWARD_LATER = 2     # Python calls the reward function afterwards on the stored
 TERM_NONE = 0
 TERM_FN = 1
 TERM_LATER = 2
-
-
-@njit(cache=True, nogil=True)
-def _zero_reward(obs, act, next_obs):
-    """Placeholder reward function passed when the kernel does not call one; returns zeros (N,)."""
-    return np.zeros(obs.shape[0], dtype=obs.dtype)
-
-
-@njit(cache=True, nogil=True)
-def _never_done(obs, act, next_obs):
-    """Placeholder termination function: never done; returns a bool array (N,) of False."""
-    return np.zeros(obs.shape[0], dtype=np.bool_)
 
 
 @njit(**_JIT)
@@ -145,10 +134,10 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     term_mode : int
         0 never terminate, 1 call ``termination_fn``, 2 leave for the caller.
     reward_fn, termination_fn : Numba functions ``(obs (R, D_obs), act (R, D_act), next_obs,
-        out (R,)) -> int64``: the user's functions behind ``rollout._status_wrapper``, which write
-        the step's rewards (float) or termination flags (bool) into ``out`` and return a status
-        (0 ok, 1 the user function raised, 2 its output did not have R rows); placeholders when
-        unused.
+        out (R,)) -> int64``: the user's functions behind their status wrappers
+        (``fastmbrl.models._user_functions``), which write the step's rewards (float) or
+        termination flags (bool) into ``out`` and return a status (0 ok, 1 the user function
+        raised, 2 its output did not have R rows); placeholders when unused.
     states : float array (H+1, R, D_obs), written
         ``states[t]`` is the particles' state before step ``t``.
     act_rows : float array (H, R, D_act), written
@@ -259,8 +248,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
 
         # ---- reward and termination of the whole step, compiled user code behind a status
-        # wrapper (rollout._status_wrapper): it writes the step's row and returns 0, or 1 if the
-        # user function raised, 2 if its output had the wrong length; the rollout stops there
+        # wrapper (fastmbrl.models._user_functions): it writes the step's row and returns 0, or 1
+        # if the user function raised, 2 if its output had the wrong length; the rollout stops
         if reward_mode == 0:
             status = reward_fn(obs, acts, nxt, rewards[t])
             if status != 0:
