@@ -35,6 +35,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import logging
 import os
 import re
@@ -54,6 +55,8 @@ __all__ = ["sweep", "SUMMARY_FIELDS", "RAY_HINT", "RayMissingError", "setting_sl
 log = logging.getLogger("fastmbrl.sweep")
 
 RAY_HINT = 'pip install "fastmbrl[ray]"'
+# Trials (seeds x settings) one sweep may ask for; counted before the trial list is built.
+MAX_TRIALS = 10_000
 TRIAL_FILE = "trial.json"
 SUMMARY_FIELDS = ("setting", "seed", "status", "episodes", "steps", "final_return", "best_return",
                   "episodes_to_threshold", "steps_to_threshold", "wall_time", "error", "dir")
@@ -74,13 +77,19 @@ def parse_seeds(text):
     ValueError
         Naming ``seeds`` and the text, when it is not a list of non-negative ranges.
     """
-    seeds = []
+    ranges = []
     for part in str(text).split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise ValueError(f"seeds: expected e.g. 0-4 or 0,1,5 (non-negative), got {text!r}")
         lo = int(m.group(1))
-        hi = lo if m.group(2) is None else int(m.group(2))
+        ranges.append((lo, lo if m.group(2) is None else int(m.group(2))))
+    count = sum(hi - lo + 1 for lo, hi in ranges)       # counted before any list is built
+    if count > MAX_TRIALS:
+        raise ValueError(f"seeds: {text!r} names {count} seeds, more than a sweep's limit of "
+                         f"{MAX_TRIALS} trials")
+    seeds = []
+    for lo, hi in ranges:
         seeds += [s for s in range(lo, hi + 1) if s not in seeds]
     return seeds
 
@@ -107,7 +116,7 @@ def _nested(key, value):
     return {section: {name: value}} if dot else {section: value}
 
 
-def _settings(grid):
+def _settings(grid, n_seeds=1):
     if grid is None:
         return [{}]
     if not isinstance(grid, dict):
@@ -123,6 +132,10 @@ def _settings(grid):
         if not v:
             raise ValueError(f"grid[{key!r}]: expected at least one value, got an empty list")
         values.append(v)
+    count = math.prod(len(v) for v in values)
+    if count * n_seeds > MAX_TRIALS:
+        raise ValueError(f"grid: {count} settings x {n_seeds} seeds = {count * n_seeds} trials, "
+                         f"more than a sweep's limit of {MAX_TRIALS}")
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
@@ -172,7 +185,7 @@ def _summarize(run_dir, setting, seed, status, threshold, wall=None, error=""):
     return row
 
 
-def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold):
+def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold, request=None):
     """Run (or resume) one trial; never raises: failures become a 'failed' row."""
     from threadpoolctl import threadpool_limits
 
@@ -204,24 +217,84 @@ def _trial(env, seed, setting, run_dir, run_kwargs, cpus, threshold):
     except Exception as exc:  # a failed trial is reported; the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed: %s\n%s", run_dir, error, traceback.format_exc())
-        _write_trial(run_dir, "failed", error)
+        _write_trial(run_dir, "failed", error, request)
         return _summarize(run_dir, setting, seed, "failed", threshold,
                           wall=time.perf_counter() - t0, error=error)
-    _write_trial(run_dir, "finished")
+    _write_trial(run_dir, "finished", request=request)
     return _summarize(run_dir, setting, seed, status, threshold)
 
 
-def _write_trial(run_dir, status, error=""):
+def _request(env, seed, setting, run_kwargs):
+    """What a trial was asked for, as JSON values: the environment (an id), the seed, the
+    configuration with the setting applied, and the other JSON-valued arguments (``episodes``,
+    ``steps``, ``algorithm``, ``env_kwargs``)."""
+    from fastmbrl import config as _cfg
+
+    config = run_kwargs.get("config")
+    if isinstance(config, _cfg.RunConfig):
+        config = _cfg.to_dict(config)
+    config = _cfg.merge(config or {}, *[_nested(k, v) for k, v in setting.items()])
+    request = {"env": env if isinstance(env, str) else None, "seed": seed, "config": config}
+    for key in ("episodes", "steps", "algorithm", "env_kwargs"):
+        if run_kwargs.get(key) is not None:
+            request[key] = run_kwargs[key]
+    try:
+        return json.loads(json.dumps(request))
+    except (TypeError, ValueError):
+        return None       # not JSON (e.g. objects in config): the trial is not compared
+
+
+def _lookup(tree, dotted):
+    for part in dotted.split("."):
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(part)
+    return tree
+
+
+def _set_aside(run_dir):
+    """Rename a trial folder to the first free ``<run_dir>.replaced-<n>``; return the new name."""
+    n = 1
+    while os.path.lexists(f"{run_dir}.replaced-{n}"):
+        n += 1
+    os.rename(run_dir, f"{run_dir}.replaced-{n}")
+    return f"{run_dir}.replaced-{n}"
+
+
+def _write_trial(run_dir, status, error="", request=None):
     atomic_write_text(os.path.join(run_dir, TRIAL_FILE),
-                      json.dumps({"status": status, "error": error}))
+                      json.dumps({"status": status, "error": error, "request": request}))
+
+
+def _read_trial(run_dir):
+    try:
+        with open(os.path.join(run_dir, TRIAL_FILE), encoding="utf-8") as fh:
+            trial = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return trial if isinstance(trial, dict) else None
 
 
 def _finished(run_dir):
-    try:
-        with open(os.path.join(run_dir, TRIAL_FILE), encoding="utf-8") as fh:
-            return json.load(fh).get("status") == "finished"
-    except (OSError, ValueError, AttributeError):
-        return False
+    trial = _read_trial(run_dir)
+    return trial is not None and trial.get("status") == "finished"
+
+
+_BUDGET_KEYS = ("episodes", "steps")
+
+
+def _changed(before, now):
+    """The keys (dotted) whose values differ between two requests, budgets excluded."""
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in (tree or {}).items():
+            if isinstance(value, dict) and key != "env_kwargs":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+    a, b = flat(before), flat(now)
+    return [k for k in sorted(set(a) | set(b)) if k not in _BUDGET_KEYS and a.get(k) != b.get(k)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +329,7 @@ def _run_ray(ray, todo, workers, address, callback):
             except Exception as exc:  # the worker died (killed, out of memory, ...)
                 first = (str(exc).strip().splitlines() or [""])[0]
                 error = f"{type(exc).__name__}: {first}"
-                _write_trial(run_dir, "failed", error)
+                _write_trial(run_dir, "failed", error, request)
                 row = _summarize(run_dir, setting, seed, "failed", threshold, error=error)
             rows.append(row)
             if callback is not None:
@@ -550,7 +623,7 @@ def _watchdog_main(driver, ray_dir, mark):
 # the sweep
 # ---------------------------------------------------------------------------------------------
 def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=None,
-          threshold=None, callback=None, **run_kwargs):
+          threshold=None, callback=None, rerun_changed=False, **run_kwargs):
     """Run every (seed, setting) as its own resumable run folder; return the summary.
 
     Parameters
@@ -576,6 +649,11 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
         Also report the first episode (and environment steps) whose return reaches it.
     callback : callable, optional
         Called with each trial's summary row as it ends (in order of completion).
+    rerun_changed : bool
+        A trial that finished with other settings than this request (its ``trial.json`` records
+        the request) is refused unless this is set; then its folder is moved aside
+        (``seed_<s>.replaced-<n>``) and the trial runs again. A larger budget (``episodes``,
+        ``steps``) is no change: the finished trial is resumed and extended.
     **run_kwargs
         Passed to ``fastmbrl.run`` for every trial (``episodes=``, ``config=`` (dict or
         RunConfig; the grid is applied on top), ``agent=``, ``reward_fn=``, ...); ``seed``,
@@ -592,6 +670,9 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
     ------
     RayMissingError
         When ``workers`` > 1 or ``address`` is given and Ray is not installed.
+    ValueError
+        More trials than ``MAX_TRIALS``, counted before the list is built; finished trials run
+        with other settings, naming them and the changed keys (see ``rerun_changed``).
     """
     for key in ("seed", "out_dir", "resume"):
         if key in run_kwargs:
@@ -604,7 +685,7 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ValueError(f"workers: expected a positive integer or None, got {workers!r}")
-    settings = _settings(grid)
+    settings = _settings(grid, len(seeds))
     slugs = [setting_slug(s) for s in settings]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"grid: two settings share a folder name ({slugs})")
@@ -623,17 +704,38 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
     n_workers = workers or os.cpu_count() or 1
     os.makedirs(out, exist_ok=True)
 
-    rows, todo = {}, []
+    rows, todo, changed = {}, [], []
+    cpus = 1 if ray is not None else None
     for setting, slug in zip(settings, slugs):
         for seed in seeds:
             run_dir = os.path.join(out, slug, f"seed_{seed}")
-            if _finished(run_dir):
+            request = _request(env, seed, setting, run_kwargs)
+            trial = _read_trial(run_dir) if _finished(run_dir) else None
+            before = None if trial is None else trial.get("request")
+            diff = [] if before is None or request is None else _changed(before, request)
+            if diff:
+                changed.append((run_dir, diff, before, request, setting, seed))
+                continue
+            if trial is not None and (before is None or request is None or all(
+                    before.get(k) == request.get(k) for k in _BUDGET_KEYS)):
                 rows[(slug, seed)] = _summarize(run_dir, setting, seed, "skipped", threshold)
                 if callback is not None:
                     callback(rows[(slug, seed)])
-            else:
-                cpus = 1 if ray is not None else None
-                todo.append((env, seed, setting, run_dir, run_kwargs, cpus, threshold))
+            else:       # new, unfinished, or finished with another budget (resumed: extended)
+                todo.append((env, seed, setting, run_dir, run_kwargs, cpus, threshold, request))
+    if changed and not rerun_changed:
+        shown = "; ".join(f"{d}: " + ", ".join(
+            f"{k} {_lookup(b, k)!r} then, {_lookup(r, k)!r} now" for k in diff)
+            for d, diff, b, r, _, _ in changed[:3])
+        raise ValueError(f"sweep: {len(changed)} finished trial(s) in {out!r} were run with other "
+                         f"settings ({shown}{'; ...' if len(changed) > 3 else ''}); their results "
+                         "are not the answer to this request: rerun them with "
+                         "rerun_changed=True (--rerun-changed), or use another out folder")
+    for run_dir, _, _, request, setting, seed in changed:
+        aside = _set_aside(run_dir)
+        log.warning("sweep: %s was run with other settings; moved to %s and run again", run_dir,
+                    aside)
+        todo.append((env, seed, setting, run_dir, run_kwargs, cpus, threshold, request))
     log.info("sweep: %d trials, %d already finished, %d to run", len(slugs) * len(seeds),
              len(rows), len(todo))
     if todo:

@@ -142,6 +142,9 @@ def _add_sweep_parser(sub):
                    help="parallel trials on this machine (default: the number of cores; 1 runs "
                         "them one after another without Ray)")
     p.add_argument("--address", help="join the Ray cluster at this address (e.g. auto)")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="run again the finished trials whose settings differ from this request "
+                        "(their folders are moved aside); without it such a rerun is refused")
     p.add_argument("--threshold", type=float,
                    help="also report the episodes and steps until a return >= this")
     p.add_argument("--quiet", action="store_true", help="only the final table")
@@ -312,7 +315,11 @@ def _cmd_sweep(args):
     # Check every setting now (ConfigError names the key) rather than in every trial.
     base = cfg_mod.from_dict(spec.defaults, base=cfg_mod.RunConfig(env=spec.id))
     base = cfg_mod.from_dict(values, base=base)
-    for setting in sweep_mod._settings(grid):
+    try:
+        settings = sweep_mod._settings(grid, len(seeds))
+    except ValueError as exc:
+        raise _UsageError(f"--grid: {exc}")
+    for setting in settings:
         cfg_mod.from_dict(cfg_mod.merge(*[cfg_mod.parse_override(f"{k}={json.dumps(v)}")
                                           for k, v in setting.items()]), base=base)
     run_kwargs = {"config": values}
@@ -334,7 +341,7 @@ def _cmd_sweep(args):
         print(f"trial {row['setting']}/seed_{row['seed']}: {row['status']}{final}{extra}",
               flush=True)
 
-    n = len(seeds) * len(sweep_mod._settings(grid))
+    n = len(seeds) * len(settings)
     if not args.quiet:
         print(f"fastmbrl: sweep of {spec.id}, {n} trials ({len(seeds)} seeds x "
               f"{n // len(seeds)} settings), output in {args.out}", flush=True)
@@ -342,7 +349,8 @@ def _cmd_sweep(args):
     try:
         rows = sweep_mod.sweep(spec.id, seeds=seeds, grid=grid, out=args.out,
                                workers=args.workers, address=args.address,
-                               threshold=args.threshold, callback=report, **run_kwargs)
+                               threshold=args.threshold, callback=report,
+                               rerun_changed=args.rerun_changed, **run_kwargs)
     except KeyboardInterrupt:
         sys.stderr.write("\nfastmbrl: interrupted; rerun the same command to resume\n")
         return EXIT_INTERRUPTED

@@ -11,6 +11,7 @@ import pytest
 import fastmbrl as fm
 from fastmbrl import _sweep
 from fastmbrl.cli import main
+from tests.algorithms.systems import LinearSystem, linear_reward
 
 TINY = {"model": {"hidden": [16, 16], "ensemble_size": 2, "num_elites": 2, "max_epochs": 3},
         "planner": {"population": 20, "particles": 2, "horizon": 3, "iterations": 2},
@@ -184,3 +185,39 @@ def test_thread_limit_after_numba_is_imported(monkeypatch):
         assert "NUMBA_NUM_THREADS" not in os.environ
     finally:
         numba.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ sizes and changed requests
+def test_a_sweep_too_large_is_refused_before_any_list_is_built():
+    import time as _time
+
+    from fastmbrl._sweep import MAX_TRIALS, parse_seeds
+
+    t0 = _time.perf_counter()
+    with pytest.raises(ValueError, match=r"seeds: '0-100000000' names 100000001 seeds, more than "
+                                         rf"a sweep's limit of {MAX_TRIALS} trials"):
+        parse_seeds("0-100000000")
+    assert _time.perf_counter() - t0 < 1.0
+    with pytest.raises(ValueError, match=r"grid: 200 settings x 100 seeds = 20000 trials"):
+        fm.sweep("Pendulum-v1", seeds=range(100), grid={"planner.horizon": list(range(1, 201))},
+                 out="never", workers=1, episodes=1)
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_asked_and_a_larger_budget_extends(
+        tmp_path):
+    kw = dict(seeds=[0], out=tmp_path, workers=1, algorithm="sac", reward_fn=linear_reward,
+              config={"sac": {"hidden": [8, 8], "batch_size": 16, "learning_starts": 20,
+                              "eval_every": 20, "eval_episodes": 1}})
+    first = fm.sweep(LinearSystem(), steps=20, **kw)
+    assert first[0]["status"] == "finished"
+    assert fm.sweep(LinearSystem(), steps=20, **kw)[0]["status"] == "skipped"
+    longer = fm.sweep(LinearSystem(), steps=40, **kw)        # a larger budget: resumed, extended
+    assert longer[0]["status"] == "resumed" and longer[0]["steps"] == 40
+    other = dict(kw, config={"sac": {**kw["config"]["sac"], "lr": 1e-3}})
+    with pytest.raises(ValueError, match=r"1 finished trial\(s\) in .* were run with other "
+                                         r"settings \(.*seed_0: config\.sac\.lr None then, 0\.001 "
+                                         r"now\).*rerun_changed=True"):
+        fm.sweep(LinearSystem(), steps=40, **other)
+    rerun = fm.sweep(LinearSystem(), steps=40, rerun_changed=True, **other)
+    assert rerun[0]["status"] == "finished"
+    assert (tmp_path / "default" / "seed_0.replaced-1" / "trial.json").exists()
