@@ -26,7 +26,7 @@ import shutil
 
 import numpy as np
 
-from fastmbrl._io import atomic_savez, atomic_write_text, read_json_object
+from fastmbrl._io import atomic_savez, atomic_write_text, confined, read_json_object
 
 CHECKPOINT_FORMAT_VERSION = 1
 POINTER = "checkpoint.json"
@@ -204,7 +204,7 @@ def checkpoint_pointer(out_dir):
         names anything else.
     """
     out_dir = os.fspath(out_dir)
-    pointer = os.path.join(out_dir, POINTER)
+    pointer = confined(out_dir, os.path.join(out_dir, POINTER), "resume")
     meta = read_json_object(pointer, "resume",
                             missing=f"resume: no checkpoint in {out_dir!r} (missing {POINTER})")
     if meta.get("format_version") != CHECKPOINT_FORMAT_VERSION:
@@ -230,7 +230,8 @@ def checkpoint_pointer(out_dir):
 def read_checkpoint_state(out_dir):
     """The JSON state (state.json) of the checkpoint ``checkpoint.json`` points at."""
     _, ckpt = checkpoint_pointer(out_dir)
-    return read_json_object(os.path.join(ckpt, "state.json"), "resume")
+    path = confined(out_dir, os.path.join(ckpt, "state.json"), "resume")
+    return read_json_object(path, "resume")
 
 
 def load_checkpoint(out_dir, agent=None):
@@ -262,6 +263,8 @@ def load_checkpoint(out_dir, agent=None):
 
     out_dir = os.fspath(out_dir)
     episode, ckpt = checkpoint_pointer(out_dir)
+    for name in sorted(os.listdir(ckpt)):
+        confined(out_dir, os.path.join(ckpt, name), "resume")
     state = read_checkpoint_state(out_dir)
     # Any failure reading the binary files (truncated zip, missing member, bad header) is reported
     # as a damaged checkpoint naming the file.

@@ -128,6 +128,26 @@ def read_json_object(path, what, *, missing=None):
     return value
 
 
+def confined(folder, path, what):
+    """``path``, checked to lead to a place inside ``folder`` once symbolic links are resolved.
+
+    A run folder is confined to itself: a file in it that is a link to somewhere else is not
+    read through.
+
+    Raises
+    ------
+    ValueError
+        ``"<what>: <path> leads outside <folder> ..."`` naming the file.
+    """
+    root = os.path.realpath(os.fspath(folder))
+    real = os.path.realpath(os.fspath(path))
+    if real != root and not real.startswith(root + os.sep):
+        raise ValueError(f"{what}: {os.fspath(path)!r} leads outside {os.fspath(folder)!r} (to "
+                         f"{real!r}, through a symbolic link); fastmbrl reads and writes only "
+                         "inside a run folder")
+    return path
+
+
 LOCK_FILE = "run.lock"
 
 

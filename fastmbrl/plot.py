@@ -51,7 +51,11 @@ def _have_matplotlib():
 
 
 def _save(fig, path):
-    fig.savefig(os.fspath(path), format="png")
+    # written to a temporary file and renamed: a picture that is a link is replaced, never
+    # written through
+    from fastmbrl._io import _atomic_write
+
+    _atomic_write(path, "wb", lambda fh: fig.savefig(fh, format="png"))
     return os.fspath(path)
 
 
@@ -141,8 +145,11 @@ def load_run(run_dir):
     ValueError
         When a results file cannot be parsed.
     """
+    from fastmbrl._io import confined
+
     run_dir = os.fspath(run_dir)
-    json_path, csv_path = (os.path.join(run_dir, n) for n in ("results.json", "results.csv"))
+    json_path, csv_path = (confined(run_dir, os.path.join(run_dir, n), "plot")
+                           for n in ("results.json", "results.csv"))
     initial, summary = [], {}
     if os.path.isfile(json_path):
         try:
@@ -159,7 +166,7 @@ def load_run(run_dir):
         raise FileNotFoundError(f"no results.json or results.csv in {run_dir!r} "
                                 "(is it a fastmbrl run folder?)")
     config = {}
-    if os.path.isfile(os.path.join(run_dir, "config.json")):
+    if os.path.isfile(confined(run_dir, os.path.join(run_dir, "config.json"), "plot")):
         try:
             config = _read_json(os.path.join(run_dir, "config.json"))
         except (OSError, ValueError):

@@ -157,3 +157,32 @@ def test_cli_second_writer_is_one_line_exit_2(tmp_path, capsys):
                      str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "being written by another process" in err[0]
+
+
+# ------------------------------------------------------------------ files that are links
+@pytest.mark.parametrize("name", ["state.json", "buffer.npz"])
+def test_a_checkpoint_file_linked_outside_is_not_read_through(run_dir, tmp_path, name):
+    ckpt = run_dir / "checkpoints" / "ep0002"
+    outside = tmp_path / f"outside_{name}"
+    os.rename(ckpt / name, outside)
+    os.symlink(outside, ckpt / name)
+    with pytest.raises(ValueError, match=rf"resume: .*{name}' leads outside .* through a "
+                                         r"symbolic link"):
+        _sac(run_dir, steps=150, resume=True)
+
+
+def test_plot_neither_reads_nor_writes_through_links(run_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastmbrl.plot import plot_dir
+
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not a picture of fastmbrl's")
+    (run_dir / "learning_curve.png").unlink()          # the run's own, replaced by a link
+    os.symlink(outside, run_dir / "learning_curve.png")
+    plot_dir([run_dir])
+    assert outside.read_bytes() == b"not a picture of fastmbrl's"
+    assert not os.path.islink(run_dir / "learning_curve.png")
+    os.rename(run_dir / "results.json", tmp_path / "results.json")
+    os.symlink(tmp_path / "results.json", run_dir / "results.json")
+    with pytest.raises(ValueError, match=r"plot: .*results\.json' leads outside"):
+        plot_dir([run_dir], out=tmp_path / "x.png")
