@@ -1,9 +1,11 @@
 """Package-wide constants (UPPER_CASE): default dtype, numerical floors, test tolerances, the
 allowed values of run settings.
 
-The split: this module holds constants only, with no run concept; ``fastmbrl.config`` holds the
-frozen-dataclass run configuration (RunConfig and its sections) and reads its allowed values and
-defaults from here. A name is defined in one of the two, never both.
+The split: this module holds constants only, with no run concept, so that the lowest layers
+(kernels, argument checks) can import them; ``fastmbrl.config`` exists beside it for the run
+configuration (RunConfig and its frozen-dataclass sections, the per-run settings and their
+defaults), which reads its allowed values from here. A name is defined in one of the two, never
+both.
 """
 import numpy as np
 

@@ -1,6 +1,6 @@
 """Numba kernel of SAC updates on minibatches mixing two buffers (MBPO: real and model rows).
 
-``_sac_update_from_mixed`` is ``_sac_kernels._sac_update_from`` with each minibatch made of
+``_sac_update_from_mixed`` is ``_sac_update_kernels._sac_update_from`` with each minibatch made of
 ``n_real`` rows drawn uniformly with replacement from the first buffer and ``batch_size - n_real``
 from the second; per update the draws from stream 1 of ``rng_state`` are: the ``n_real`` real
 indices, the model indices, then the 2 ``batch_size`` D_act normals (next-state noise first).
@@ -10,8 +10,8 @@ signature in ``_sac_mixed_reference``.
 import numpy as np
 from numba import njit
 
-from fastmbrl.agents._sac_kernels import (_gather_rows, _sac_draw_normals, _sac_sample_indices,
-                                          _sac_update_in)
+from fastmbrl.agents._sac_rng_kernels import _sac_draw_normals, _sac_sample_indices
+from fastmbrl.agents._sac_update_kernels import _gather_rows, _sac_update_in
 
 
 @njit(cache=True)
@@ -23,7 +23,7 @@ def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, acto
     """``metrics_out.shape[0]`` SAC updates on minibatches of ``n_real`` rows of the first buffer
     (first ``n_r_rows`` rows of the r_* arrays) and ``batch_size - n_real`` of the second
     (``n_m_rows`` rows of the m_* arrays); metrics_out (n_updates, 6) as ``_sac_update``'s; work
-    the scratch of ``_sac_kernels._sac_workspace`` at batch_size."""
+    the scratch of ``_sac_update_kernels._sac_workspace`` at batch_size."""
     B = batch_size
     O = r_obs.shape[1]
     A = r_act.shape[1]

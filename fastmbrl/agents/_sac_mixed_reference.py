@@ -1,7 +1,8 @@
 """NumPy twin of ``fastmbrl.agents._sac_mixed_kernels`` (same name, same signature)."""
 import numpy as np
 
-from fastmbrl.agents._sac_reference import _sac_draw_normals, _sac_sample_indices, _sac_update
+from fastmbrl.agents._sac_rng_reference import _sac_draw_normals, _sac_sample_indices
+from fastmbrl.agents._sac_update_reference import _sac_update
 
 
 def _sac_update_from_mixed(actor, critic, target, dims_a, dims_c, act_code, actor_m, actor_v,

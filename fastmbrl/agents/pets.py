@@ -13,17 +13,20 @@ Threads: one agent may be shared by several threads; ``plan``/``act``/``reset`` 
 lock, so concurrent calls run one after the other (each sees the state the previous left) and
 never mix their buffers. For planning in the background use ``fastmbrl.control.AsyncController``.
 """
-import os
 import threading
 import time
 
 import numpy as np
 
+from fastmbrl._threads import resolve_threads
 from fastmbrl._validate import as_float_array, check_bool, check_int, check_seed, check_time_budget
 from fastmbrl.agents.base import Agent, action_bounds
+from fastmbrl.config import PlannerConfig
 from fastmbrl.models.arrays import ModelArrays
+from fastmbrl.planning._checks import check_model_arrays
+from fastmbrl.planning._schedule import CHUNK_ROWS
 from fastmbrl.planning.optimizers import CEM, check_bounds
-from fastmbrl.planning.rollout import CHUNK_ROWS, PROPAGATIONS, ModelRollout, check_model_arrays
+from fastmbrl.planning.rollout import PROPAGATIONS, ModelRollout
 
 # Rows (population x particles) from which the second core is used by default: from there the
 # rollout has several chunks for two threads to share (through a queue, so a busy other core costs
@@ -49,7 +52,8 @@ class PETS(Agent):
     planner : RandomShooting, CEM, ICEM or MPPI, optional
         Default ``CEM(horizon=15, population=350, elite_frac=0.1, iterations=5, alpha=0.1)``.
     particles : int
-        Trajectories per candidate sequence.
+        Trajectories per candidate sequence (default ``PlannerConfig.particles``, 20; like
+        ``propagation`` and ``bonus_weight``, the run configuration's default).
     propagation : {"ts1", "tsinf", "expectation"}
         See ``fastmbrl.planning.ModelRollout``.
     termination_fn : callable or None
@@ -91,9 +95,10 @@ class PETS(Agent):
     agent to plan in parallel. Action bounds must have a finite width (``high - low`` finite).
     """
 
-    def __init__(self, model, reward_fn, action_space, planner=None, particles=20,
-                 propagation="ts1", termination_fn=None, warm_start=True, n_threads="auto",
-                 blas_threads=1, seed=None, bonus_weight=0.0):
+    def __init__(self, model, reward_fn, action_space, planner=None,
+                 particles=PlannerConfig.particles, propagation=PlannerConfig.propagation,
+                 termination_fn=None, warm_start=True, n_threads="auto", blas_threads=1, seed=None,
+                 bonus_weight=PlannerConfig.bonus_weight):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
@@ -110,15 +115,18 @@ class PETS(Agent):
                                         and not isinstance(n_threads, (bool, np.bool_))
                                         and n_threads in (1, 2))):
             raise ValueError(f"n_threads: expected 1, 2 or 'auto', got {n_threads!r}")
-        self.planner = planner if planner is not None else CEM(
-            horizon=15, population=350, elite_frac=0.1, iterations=5, alpha=0.1, seed=seed)
+        # CEM's defaults are the run configuration's planner defaults (PlannerConfig)
+        self.planner = planner if planner is not None else CEM(seed=seed)
         if not callable(getattr(self.planner, "optimize", None)):
             raise TypeError(f"planner: expected an optimizer with optimize(), got "
                             f"{type(self.planner).__name__}")
-        if n_threads == "auto":
+
+        def big_enough():   # asked for "auto" only
             rows = getattr(self.planner, "population", 1) * (
                 1 if propagation == "expectation" else particles)
-            n_threads = 2 if (rows >= AUTO_THREADS_MIN_ROWS and (os.cpu_count() or 1) >= 2) else 1
+            return rows >= AUTO_THREADS_MIN_ROWS
+
+        n_threads = resolve_threads(n_threads, worthwhile=big_enough)
         self.n_threads = n_threads
         self.rollout = ModelRollout(reward_fn, termination_fn, particles=particles,
                                     propagation=propagation, n_threads=n_threads, seed=seed,

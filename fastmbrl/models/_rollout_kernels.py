@@ -26,14 +26,10 @@ Design
 import numpy as np
 from numba import njit
 
-from fastmbrl.nn._mlp_kernels import _mlp_forward, _squash_head
 from fastmbrl.models._kernels import _model_step
-
-REWARD_FN = 0        # call the compiled reward function inside the rollout
-REWARD_LEARNED = 1   # the model's reward head
-REWARD_LATER = 2     # the caller computes the rewards afterwards (a plain Python function)
-TERM_NONE = 0
-TERM_FN = 1
+from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER, REWARD_LEARNED,  # noqa: F401
+                                             TERM_FN, TERM_NONE)
+from fastmbrl.nn._mlp_kernels import _mlp_forward, _squash_head
 
 
 @njit(cache=True, nogil=True)

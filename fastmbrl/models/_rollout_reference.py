@@ -1,10 +1,10 @@
 """NumPy twin of ``fastmbrl.models._rollout_kernels`` (same names, same signatures)."""
 import numpy as np
 
-from fastmbrl.nn._mlp_reference import _mlp_forward, _squash_head
 from fastmbrl.models._reference import _model_step
-from fastmbrl.models._rollout_kernels import (REWARD_FN, REWARD_LATER, REWARD_LEARNED,  # noqa
-                                              TERM_FN, TERM_NONE)
+from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER, REWARD_LEARNED,  # noqa: F401
+                                             TERM_FN, TERM_NONE)
+from fastmbrl.nn._mlp_reference import _mlp_forward, _squash_head
 
 
 def _policy_rollout(start_obs, actor, dims_a, act_code, log_std_min, log_std_max, scale, bias,

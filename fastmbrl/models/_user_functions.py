@@ -8,13 +8,23 @@ compiled "status wrapper" that turns an exception or an output of the wrong leng
 code instead of a crash. ``_check_user_function`` calls the function once from Python on two rows of
 the exact argument types and names the problem; ``_PythonStatusHandle`` is the pure-Python twin
 (``FASTMBRL_PUREPYTHON=1``); ``_zero_reward`` / ``_never_done`` are the placeholders passed when a
-kernel calls no function.
+kernel calls no function. The kernels' reward and termination mode codes are defined here too.
 """
 import threading
 
 import numpy as np
 from numba import njit
 from numba.core.types import WrapperAddressProtocol
+
+# How a compiled rollout obtains each transition's reward and termination: the mode codes of the
+# model's policy rollout (``fastmbrl.models._rollout_kernels``) and of the planners' rollout
+# (``fastmbrl.planning._kernels``), their NumPy twins and the Python code calling them.
+REWARD_FN = 0        # call the compiled reward function inside the rollout
+REWARD_LEARNED = 1   # the model's reward head
+REWARD_LATER = 2     # Python calls the reward function afterwards on the stored transitions
+TERM_NONE = 0        # never terminated
+TERM_FN = 1          # call the compiled termination function inside the rollout
+TERM_LATER = 2       # Python calls the termination function afterwards (the planners' rollout)
 
 _WRAPPER_LOCK = threading.Lock()
 

@@ -81,11 +81,7 @@ def check_members(name, members, n_rows, ensemble_size):
 
 def _model_kernels():
     """The compiled model-step kernels, or their NumPy twins under FASTMBRL_PUREPYTHON=1."""
-    if backend.use_compiled():
-        from fastmbrl.models import _kernels as k
-    else:
-        from fastmbrl.models import _reference as k
-    return k
+    return backend.kernels("fastmbrl.models._kernels")
 
 
 def _arg(a, dtype=None):

@@ -8,24 +8,19 @@ The maths of one prediction is written out in ``fastmbrl.models.arrays``; it run
 model-step kernel (``fastmbrl.models._kernels``) that ``predict``, ``sample``, ``ModelEnv`` and the
 planners' rollout share, fed by :meth:`GaussianEnsemble.arrays`.
 """
-import io
-import json
-import os
-
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
-from fastmbrl._io import atomic_savez
+from fastmbrl._threads import limit_blas
 from fastmbrl._validate import (as_float_array, check_bool, check_callable, check_dtype,
                                 check_float, check_int, check_int_sequence, check_seed)
+from fastmbrl.config import ModelConfig
+from fastmbrl.models._persistence import load_model, save_model
 from fastmbrl.models.arrays import ModelArrays, check_members, predict_from_arrays, step_from_arrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
 from fastmbrl.nn import EnsembleMLP, GaussianTrainStep
 from fastmbrl.nn.optim import parse_weight_decay
-
-MODEL_FORMAT_VERSION = 1
 
 # PETS (Chua et al. 2018) initial soft bounds, in normalized target units.
 _INIT_MAX_LOGVAR = 0.5
@@ -102,6 +97,13 @@ class GaussianEnsemble:
     history : FitHistory or None
         The last fit's history.
 
+    Notes
+    -----
+    Defaults: ``num_elites``, ``activation``, ``learn_reward`` and ``lr`` are the run
+    configuration's (``fastmbrl.config.ModelConfig``); ``hidden`` (4 x 200), ``ensemble_size`` (7),
+    ``weight_decay`` ("pets") and ``n_threads`` (1) are this class's own, and a run built from a
+    RunConfig passes the configuration's values instead.
+
     Examples
     --------
     >>> model = GaussianEnsemble(3, 1, hidden=(32, 32), ensemble_size=3, num_elites=2)
@@ -109,9 +111,12 @@ class GaussianEnsemble:
     >>> mean, var = model.predict(obs[:10], act[:10])                  # (3, 10, 3) each
     """
 
+    # hidden, ensemble_size, weight_decay and n_threads differ from the run configuration's
+    # (ModelConfig): these are the documented constructor defaults (PETS / mbrl-lib's model)
     def __init__(self, obs_dim, act_dim, hidden=(200, 200, 200, 200), ensemble_size=7,
-                 num_elites=5, activation="silu", predict_delta=True, angle_dims=(),
-                 learn_reward=False, dtype=DEFAULT_DTYPE, seed=0, lr=1e-3, weight_decay="pets",
+                 num_elites=ModelConfig.num_elites, activation=ModelConfig.activation,
+                 predict_delta=True, angle_dims=(), learn_reward=ModelConfig.learn_reward,
+                 dtype=DEFAULT_DTYPE, seed=0, lr=ModelConfig.lr, weight_decay="pets",
                  logvar_penalty=0.01, n_threads=1):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
@@ -241,8 +246,9 @@ class GaussianEnsemble:
         return tgt
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200, batch_size=256,
-            holdout_frac=0.1, patience=5, min_rel_improvement=0.01, bootstrap=True,
+    def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200,
+            batch_size=ModelConfig.batch_size, holdout_frac=ModelConfig.holdout_frac,
+            patience=ModelConfig.patience, min_rel_improvement=0.01, bootstrap=True,
             holdout_metric="nll", progress=True, callback=None, max_steps=None):
         """Fit every member by maximum likelihood on (a bootstrap resample of) the given data.
 
@@ -377,9 +383,9 @@ class GaussianEnsemble:
                 self._carry_over_normalization(*previous)
             self._arrays = None
             # The BLAS pools stay at one thread during the fit: the step threads itself, and
-            # spin-waiting BLAS teams collapse when the other core is busy (PERF.md; a 20x slower
-            # holdout evaluation was measured on a loaded 2-core machine).
-            with threadpool_limits(limits=1, user_api="blas"):
+            # spin-waiting BLAS teams collapse when the other core is busy (docs/performance.md: a
+            # 20x slower holdout evaluation was measured on a loaded 2-core machine).
+            with limit_blas(1):
                 history = self._trainer.fit(
                     X, Y, self._rng, max_epochs=max_epochs, batch_size=batch_size,
                     holdout_frac=holdout_frac, patience=patience,
@@ -602,19 +608,7 @@ class GaussianEnsemble:
         path : str or os.PathLike
             Written exactly there (no suffix added).
         """
-        path = os.fspath(path)
-        data = {"format_version": np.array(MODEL_FORMAT_VERSION, np.int64),
-                "kind": np.array("fastmbrl.GaussianEnsemble"),
-                "config": np.array(json.dumps(self._config())),
-                "rng_state": np.array(json.dumps(self._rng.bit_generator.state)),
-                "n_fits": np.array(self.n_fits, np.int64),
-                "flat": self.net.flat, "elites": self.elites}
-        for prefix, norm in (("in_", self.input_normalizer), ("out_", self.output_normalizer)):
-            for k, v in norm.state_dict().items():
-                data[prefix + k] = v
-        for k, v in self._step.state_dict().items():      # Adam moments, step count, bounds
-            data["opt_" + k] = np.asarray(v)
-        atomic_savez(path, **data)
+        save_model(self, path)
 
     @classmethod
     def load(cls, path):
@@ -629,66 +623,4 @@ class GaussianEnsemble:
             a non-positive normalizer std, ``min_logvar >= max_logvar``, negative second moments,
             or elites that are not distinct member indices.
         """
-        path = os.fspath(path)
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-            npz = np.load(io.BytesIO(raw), allow_pickle=False)
-            data = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"path: {path!r} is not a readable GaussianEnsemble file "
-                             f"({exc})") from exc
-        except Exception as exc:  # zipfile.BadZipFile and friends from a corrupt archive
-            raise ValueError(f"path: {path!r} is corrupt ({type(exc).__name__}: {exc})") from exc
-        if str(data.get("kind", "")) != "fastmbrl.GaussianEnsemble":
-            raise ValueError(f"path: {path!r} is not a GaussianEnsemble file")
-        version = int(data.get("format_version", -1))
-        if version != MODEL_FORMAT_VERSION:
-            raise ValueError(f"path: {path!r} has model format version {version}, expected "
-                             f"{MODEL_FORMAT_VERSION}")
-        try:
-            cfg = json.loads(str(data["config"]))
-            cfg["dtype"] = np.dtype(cfg["dtype"]).type
-            model = cls(**cfg)
-
-            def take(key, like):
-                arr = data[key]
-                if arr.shape != like.shape or arr.dtype != like.dtype:
-                    raise ValueError(f"array {key!r}: expected {like.dtype} {like.shape}, got "
-                                     f"{arr.dtype} {arr.shape}")
-                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                    raise ValueError(f"array {key!r}: contains non-finite values")
-                return arr
-
-            model.net.flat[...] = take("flat", model.net.flat)
-            elites = data["elites"]
-            if elites.dtype.kind not in "iu" or elites.shape != (model.num_elites,) or np.any(
-                    elites < 0) or np.any(elites >= model.ensemble_size) or np.unique(
-                    elites).size != elites.size:
-                raise ValueError(f"array 'elites': expected {model.num_elites} distinct member "
-                                 f"indices in [0, {model.ensemble_size}), got {elites}")
-            model.elites = elites.astype(np.int64)
-            for prefix, norm in (("in_", model.input_normalizer),
-                                 ("out_", model.output_normalizer)):
-                try:
-                    norm.load_state_dict({k: data[prefix + k] for k in norm.state_dict()})
-                except ValueError as exc:
-                    raise ValueError(str(exc).replace("state['", f"array '{prefix}")) from None
-            opt = {k: take("opt_" + k, np.asarray(v))
-                   for k, v in model._step.state_dict().items() if k != "t"}
-            if not np.all(opt["min_logvar"] < opt["max_logvar"]):
-                raise ValueError("arrays 'opt_min_logvar', 'opt_max_logvar': expected "
-                                 "min_logvar < max_logvar in every dim")
-            for key in ("v", "bounds_v"):
-                if np.any(opt[key] < 0):
-                    raise ValueError(f"array 'opt_{key}': expected non-negative second moments")
-            opt["t"] = check_int("opt_t", data["opt_t"][()], minimum=0)
-            model._step.load_state_dict(opt)
-            model._rng.bit_generator.state = json.loads(str(data["rng_state"]))
-            model.n_fits = int(data["n_fits"])
-        except KeyError as exc:
-            raise ValueError(f"path: {path!r} is missing the array {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"path: {path!r} holds an invalid or inconsistent model ({exc})"
-                             ) from exc
-        return model
+        return load_model(cls, path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmbrl.config import ModelConfig
 from fastmbrl.nn import soft_bound_logvar
 
 
@@ -268,7 +269,8 @@ class EnsembleTrainer:
         return inside / (n * d)
 
     # ------------------------------------------------------------------ the fit
-    def fit(self, X, Y, rng, *, max_epochs=200, batch_size=256, holdout_frac=0.1, patience=5,
+    def fit(self, X, Y, rng, *, max_epochs=200, batch_size=ModelConfig.batch_size,
+            holdout_frac=ModelConfig.holdout_frac, patience=ModelConfig.patience,
             min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="nll",
             progress=True, callback=None, max_steps=None):
         """Train on normalized data; see ``GaussianEnsemble.fit`` for the parameters.

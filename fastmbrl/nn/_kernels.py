@@ -31,8 +31,8 @@ def _load():
     impl = _reference
     if COMPILED:
         # The extension's OpenMP team (only used with n_threads > 1) should sleep rather than spin
-        # while it waits: on a shared 2-core machine a spinning team collapses (PERF.md). libgomp
-        # reads OMP_WAIT_POLICY once, when it is first loaded, so the default is set around this
+        # while it waits: on a shared 2-core machine a spinning team collapses
+        # (docs/performance.md). libgomp reads OMP_WAIT_POLICY once, when it is first loaded, so the default is set around this
         # import only and the environment is restored for everything else (torch, numba, children).
         # A user's own OMP_WAIT_POLICY wins.
         previous = os.environ.get("OMP_WAIT_POLICY")

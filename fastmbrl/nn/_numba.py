@@ -5,12 +5,12 @@ Design
 * One call runs one member on one contiguous block of rows: ``x (rows, D0) -> out (rows, DL)``. The
   model-step kernel (``fastmbrl.models._kernels``) calls it once per member block, from compiled
   code, so no Python is crossed inside a model step or a rollout.
-* Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm, PERF.md);
-  a hand loop even for the narrow first layer was slower than BLAS.
+* Matmuls go through ``np.dot`` on 2-D contiguous slices (scipy's OpenBLAS sgemm/dgemm; see
+  docs/performance.md); a hand loop even for the narrow first layer was slower than BLAS.
 * Bias + activation is one fused loop over the matmul output. For float32 SiLU the exponential is a
   polynomial times ``2**n`` built by a bit cast (``_f32_from_bits``), one pass that LLVM
-  vectorizes (libm ``expf`` does not; PERF.md measured SiLU costing as much as the matmuls at
-  width 64). float64 uses ``math.exp`` (tests and gradient checks).
+  vectorizes (libm ``expf`` does not; SiLU was measured costing as much as the matmuls at width
+  64, docs/performance.md). float64 uses ``math.exp`` (tests and gradient checks).
 * The caller allocates everything: two hidden buffers ``h0``/``h1`` of at least
   ``rows * max(hidden widths)`` elements. ``ebuf`` is passed through the signatures for scratch
   but none of the paths here reads or writes it; nothing is allocated here.

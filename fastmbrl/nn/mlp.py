@@ -3,6 +3,7 @@ import numpy as np
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
 from fastmbrl._validate import check_dtype, check_int, check_int_sequence, check_seed
+from fastmbrl.config import ModelConfig
 from fastmbrl.nn import _kernels
 from fastmbrl.nn._flat import param_offsets, param_shapes, unflatten
 
@@ -41,11 +42,12 @@ class EnsembleMLP:
     in_dim, out_dim : int
         D_in and D_out.
     hidden : sequence of int
-        Widths of the hidden layers.
+        Widths of the hidden layers; default the run configuration's (``ModelConfig.hidden``,
+        (200, 200, 200)).
     ensemble_size : int
-        E, the number of members.
+        E, the number of members; default ``ModelConfig.ensemble_size`` (5).
     activation : {"silu", "relu", "tanh", "identity"}
-        Hidden-layer activation; the output layer is linear.
+        Hidden-layer activation; the output layer is linear. Default ``ModelConfig.activation``.
     dtype : float32 (default) or float64
     seed : int or None
 
@@ -63,7 +65,8 @@ class EnsembleMLP:
     deviation 1 / (2 sqrt(fan_in)) truncated at two standard deviations, zero biases.
     """
 
-    def __init__(self, in_dim, out_dim, hidden=(200, 200, 200), ensemble_size=5, activation="silu",
+    def __init__(self, in_dim, out_dim, hidden=ModelConfig.hidden,
+                 ensemble_size=ModelConfig.ensemble_size, activation=ModelConfig.activation,
                  dtype=DEFAULT_DTYPE, seed=0):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")

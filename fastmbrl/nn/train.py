@@ -13,7 +13,9 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from fastmbrl._threads import limit_blas
 from fastmbrl._validate import check_float, check_int
+from fastmbrl.config import ModelConfig
 from fastmbrl.nn import _kernels
 from fastmbrl.nn.mlp import EnsembleMLP
 from fastmbrl.nn.optim import parse_weight_decay
@@ -56,8 +58,8 @@ def _scipy_blas_path():
 def _install_blas_hooks():
     """Let the compiled step hold scipy's OpenBLAS to one thread with two plain C calls.
 
-    The step's own threads are the only ones wanted while it runs (PERF.md: spin-waiting pools
-    collapse when the other core is busy), and threadpoolctl's context manager costs tens of
+    The step's own threads are the only ones wanted while it runs (spin-waiting pools collapse
+    when the other core is busy: docs/performance.md), and threadpoolctl's context manager costs tens of
     microseconds per call, a large share of a small step. Falls back to that context manager when
     the BLAS is not an OpenBLAS whose thread functions can be found.
     """
@@ -93,9 +95,7 @@ def _blas_single_thread():
     """Context holding the BLAS to one thread when the compiled hooks are unavailable."""
     if _BLAS_HOOKS or not _kernels.COMPILED:
         return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+    return limit_blas(1)
 
 
 class GaussianTrainStep:
@@ -118,8 +118,8 @@ class GaussianTrainStep:
         Weight of ``sum(max_logvar) - sum(min_logvar)`` in the minimised loss.
     betas, eps : Adam hyperparameters.
     n_threads : int
-        Threads of the compiled step (default 1: PERF.md, thread teams collapse when the other core
-        is busy). With more, threads take whole members first come first served, and Adam's update
+        Threads of the compiled step (default 1: thread teams collapse when the other core is busy,
+        docs/performance.md). With more, threads take whole members first come first served, and Adam's update
         is split by halves of the parameter vector. Every member's gradient is computed by one
         thread in a fixed order and reduced in member order, so results are bit-identical for any
         ``n_threads``. Up to E threads are used. Needs OpenMP in the build (otherwise a warning and
@@ -139,7 +139,7 @@ class GaussianTrainStep:
     with ``bound_penalty (sum max_logvar - sum min_logvar)`` by Adam over the network and the bounds.
     """
 
-    def __init__(self, net, lr=1e-3, weight_decay=0.0, max_logvar=None, min_logvar=None,
+    def __init__(self, net, lr=ModelConfig.lr, weight_decay=0.0, max_logvar=None, min_logvar=None,
                  bound_penalty=0.01, betas=(0.9, 0.999), eps=1e-8, n_threads=1):
         if not isinstance(net, EnsembleMLP):
             raise TypeError(f"net: expected an EnsembleMLP, got {type(net).__name__}")

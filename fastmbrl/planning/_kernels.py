@@ -25,19 +25,13 @@ import numpy as np
 from numba import njit
 
 from fastmbrl.models._kernels import _model_predict, _model_step_grouped
-from fastmbrl.models._user_functions import _never_done, _zero_reward  # noqa: F401
+from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER,  # noqa: F401
+                                             REWARD_LEARNED, TERM_FN, TERM_LATER, TERM_NONE,
+                                             _never_done, _zero_reward)
 from fastmbrl.nn._numba import _bits_from_f32, _f32_from_bits
 from fastmbrl.nn._rng import GOLDEN, _mix64
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
-
-REWARD_FN = 0        # call the compiled reward function inside the rollout
-REWARD_LEARNED = 1   # the model's reward head
-REWARD_LATER = 2     # Python calls the reward function afterwards on the stored states
-
-TERM_NONE = 0
-TERM_FN = 1
-TERM_LATER = 2
 
 
 @njit(**_JIT)
@@ -130,9 +124,11 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     propagation : int
         0 ts1, 1 tsinf, 2 expectation (deterministic mean of the members' means).
     reward_mode : int
-        0 call ``reward_fn``, 1 learned reward (target column D_obs), 2 leave for the caller.
+        REWARD_FN (0) call ``reward_fn``, REWARD_LEARNED (1) learned reward (target column D_obs),
+        REWARD_LATER (2) leave for the caller (codes of ``fastmbrl.models._user_functions``).
     term_mode : int
-        0 never terminate, 1 call ``termination_fn``, 2 leave for the caller.
+        TERM_NONE (0) never terminate, TERM_FN (1) call ``termination_fn``, TERM_LATER (2) leave
+        for the caller.
     reward_fn, termination_fn : Numba functions ``(obs (R, D_obs), act (R, D_act), next_obs,
         out (R,)) -> int64``: the user's functions behind their status wrappers
         (``fastmbrl.models._user_functions``), which write the step's rewards (float) or
@@ -208,7 +204,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             for i in range(n_rows):
                 for d in range(d_obs):
                     nxt[i, d] = 0.0
-                if reward_mode == 1:
+                if reward_mode == REWARD_LEARNED:
                     rewards[t, i] = 0.0
             for m in range(n_used):
                 _model_predict(obs, acts, members[m:m + 1], flat, layer_dims, ensemble_size,
@@ -218,7 +214,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                 for i in range(n_rows):
                     for d in range(d_obs):
                         nxt[i, d] += pred_mean[0, i, d]
-                    if reward_mode == 1:
+                    if reward_mode == REWARD_LEARNED:
                         rewards[t, i] += pred_mean[0, i, d_obs]
                 if bonus_weight > 0.0:       # the bonus reuses the members' means
                     for i in range(n_rows):
@@ -228,7 +224,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             for i in range(n_rows):
                 for d in range(d_obs):
                     nxt[i, d] *= inv
-                if reward_mode == 1:
+                if reward_mode == REWARD_LEARNED:
                     rewards[t, i] *= inv
         else:
             # ---- one member per contiguous block of this step's permutation, sampled
@@ -250,16 +246,16 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         # ---- reward and termination of the whole step, compiled user code behind a status
         # wrapper (fastmbrl.models._user_functions): it writes the step's row and returns 0, or 1
         # if the user function raised, 2 if its output had the wrong length; the rollout stops
-        if reward_mode == 0:
+        if reward_mode == REWARD_FN:
             status = reward_fn(obs, acts, nxt, rewards[t])
             if status != 0:
                 return (t * 2 + 0) * 4 + status
-        if term_mode == 1:
+        if term_mode == TERM_FN:
             status = termination_fn(obs, acts, nxt, dones[t])
             if status != 0:
                 return (t * 2 + 1) * 4 + status
 
-    if reward_mode != 2 and term_mode != 2:
+    if reward_mode != REWARD_LATER and term_mode != TERM_LATER:
         _masked_returns(rewards, dones, n_particles, values_out)
         if bonus_weight > 0.0:
             _add_bonus(bonus, dones, n_particles, bonus_weight, values_out)

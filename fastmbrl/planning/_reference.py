@@ -7,15 +7,9 @@ step by step with whole-array NumPy operations; each step is the model-step twin
 import numpy as np
 
 from fastmbrl.models._reference import _model_predict, _model_step_grouped
+from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER,  # noqa: F401
+                                             REWARD_LEARNED, TERM_FN, TERM_LATER, TERM_NONE)
 from fastmbrl.nn._rng_reference import GOLDEN, _mix64
-
-REWARD_FN = 0
-REWARD_LEARNED = 1
-REWARD_LATER = 2
-
-TERM_NONE = 0
-TERM_FN = 1
-TERM_LATER = 2
 
 
 def _zero_reward(obs, act, next_obs):
@@ -84,7 +78,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     bonus_mean[m] = pred_mean[0]
             mean /= n_used
             nxt[...] = mean[:, :d_obs]
-            if reward_mode == 1:
+            if reward_mode == REWARD_LEARNED:
                 rewards[t] = mean[:, d_obs]
         else:
             _model_step_grouped(obs, acts, perms[t if perms.shape[0] > 1 else 0], block_starts,
@@ -99,15 +93,15 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                                out_std, max_logvar, min_logvar, x_buf, y_buf, h0, h1, ebuf,
                                bonus_mean, bonus_var)
             _disagreement(bonus_mean, n_used, d_obs, out_std, bonus[t])
-        if reward_mode == 0:
+        if reward_mode == REWARD_FN:
             status = reward_fn(obs, acts, nxt, rewards[t])
             if status != 0:
                 return (t * 2 + 0) * 4 + status
-        if term_mode == 1:
+        if term_mode == TERM_FN:
             status = termination_fn(obs, acts, nxt, dones[t])
             if status != 0:
                 return (t * 2 + 1) * 4 + status
-    if reward_mode != 2 and term_mode != 2:
+    if reward_mode != REWARD_LATER and term_mode != TERM_LATER:
         _masked_returns(rewards, dones, n_particles, values_out)
         if bonus_weight > 0.0:
             _add_bonus(bonus, dones, n_particles, bonus_weight, values_out)

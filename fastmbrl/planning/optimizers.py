@@ -6,8 +6,9 @@ inside the box ``[lower, upper]`` and returns the chosen sequence (H, D_act). Th
 distribution starts from its default for every call unless ``init_mean`` is given (the agent passes
 the previous plan shifted by one step when warm starting). Sampling and the elite statistics are
 NumPy on (P, H, D_act) arrays, except CEM's, which are two small compiled calls per iteration
-(``_kernels._cem_sample``/``_cem_refit``, NumPy twins in ``_reference``): at config (a)'s size the
-NumPy version was a visible share of ``act()`` (benchmarks/README.md).
+(``_kernels._cem_sample``/``_cem_refit``, NumPy twins in ``_reference``): at the size of the small
+planning benchmark (benchmarks/bench_planning.py) the NumPy version was a visible share of
+``act()`` (benchmarks/README.md).
 
 Time budget: ``optimize(..., time_budget=s)`` starts the first iteration, then starts another only
 if the elapsed time plus the estimated cost of that iteration (the last measured time per candidate
@@ -36,14 +37,11 @@ import numpy as np
 from fastmbrl import backend
 from fastmbrl._validate import (alpha_in_range, as_float_array, check_bool, check_int, check_float,
                                 check_seed, check_time_budget)
+from fastmbrl.config import PlannerConfig
 
 
 def _kernels():
-    if backend.use_compiled():
-        from fastmbrl.planning import _kernels as k
-    else:
-        from fastmbrl.planning import _reference as k
-    return k
+    return backend.kernels("fastmbrl.planning._kernels")
 
 
 def _check_fraction(name, value, low=0.0, high=1.0, closed_low=True):
@@ -265,7 +263,7 @@ class RandomShooting(_Optimizer):
     model-free fine-tuning".
     """
 
-    def __init__(self, horizon=15, population=1000, iterations=1, seed=None):
+    def __init__(self, horizon=PlannerConfig.horizon, population=1000, iterations=1, seed=None):
         super().__init__(horizon, population, iterations, seed)
 
     def _init_state(self, lo, hi, init_mean):
@@ -327,13 +325,17 @@ class CEM(_Optimizer):
 
     Notes
     -----
+    The defaults of ``horizon``, ``population``, ``elite_frac``, ``iterations`` and ``alpha`` are
+    the run configuration's (``fastmbrl.config.PlannerConfig``): 15, 350, 0.1, 5 and 0.1.
+
     Samples are Gaussian truncated at two standard deviations, and the variance is capped so that
     two standard deviations stay inside the bounds (as mbrl-lib does); a final clip guards rounding.
     Rubinstein (1997); Chua et al. (2018), PETS, Sec. 5. Course notes Sec. 5.1.
     """
 
-    def __init__(self, horizon=15, population=350, elite_frac=0.1, iterations=5, alpha=0.1,
-                 init_std=None, return_mean_elites=True, seed=None):
+    def __init__(self, horizon=PlannerConfig.horizon, population=PlannerConfig.population,
+                 elite_frac=PlannerConfig.elite_frac, iterations=PlannerConfig.iterations,
+                 alpha=PlannerConfig.alpha, init_std=None, return_mean_elites=True, seed=None):
         super().__init__(horizon, population, iterations, seed)
         self.elite_frac = _check_fraction("elite_frac", elite_frac, closed_low=False)
         self.alpha = _check_alpha(alpha)
@@ -456,9 +458,10 @@ class ICEM(_Optimizer):
     for real-time planning", CoRL, Alg. 1.
     """
 
-    def __init__(self, horizon=30, population=300, elite_frac=0.1, iterations=3, alpha=0.1,
-                 noise_beta=2.0, population_decay=1.25, keep_elites_frac=0.3, shift_elites=True,
-                 add_mean=True, init_std_frac=0.5, seed=None):
+    def __init__(self, horizon=30, population=300, elite_frac=PlannerConfig.elite_frac,
+                 iterations=3, alpha=PlannerConfig.alpha, noise_beta=2.0, population_decay=1.25,
+                 keep_elites_frac=0.3, shift_elites=True, add_mean=True, init_std_frac=0.5,
+                 seed=None):
         super().__init__(horizon, population, iterations, seed)
         self.elite_frac = _check_fraction("elite_frac", elite_frac, closed_low=False)
         self.alpha = _check_alpha(alpha)
@@ -555,8 +558,8 @@ class MPPI(_Optimizer):
     RL", ICRA, Alg. 2.
     """
 
-    def __init__(self, horizon=15, population=500, iterations=1, temperature=1.0, noise_std=0.3,
-                 seed=None):
+    def __init__(self, horizon=PlannerConfig.horizon, population=500, iterations=1,
+                 temperature=1.0, noise_std=0.3, seed=None):
         super().__init__(horizon, population, iterations, seed)
         self.temperature = check_float("temperature", temperature, minimum=0.0, strict_min=True)
         frac = as_float_array("noise_std", noise_std, dtype=np.float64)

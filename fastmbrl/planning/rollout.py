@@ -8,15 +8,9 @@ ensemble, the sampling and a Numba reward/termination function all run there.
 
 Notes
 -----
-Chunks and threads: the candidates are split into contiguous chunks by problem size alone (one
-chunk below ``2 * CHUNK_ROWS`` particle rows, else an even number of chunks of at least
-``CHUNK_ROWS`` rows, at most ``MAX_CHUNKS``). Each chunk is one GIL-free kernel call with its own
-RNG stream and buffers, so the values depend on the seed only, not on ``n_threads`` nor on which
-thread ran which chunk. With ``n_threads=2`` the calling thread and one worker take chunks from a
-shared queue: on a shared machine a descheduled thread then delays only the chunk it holds instead
-of half the work (fixed halves made 2 threads slower than 1 under load). The agent limits
-BLAS to one thread meanwhile (``threadpoolctl``): spinning OpenBLAS teams collapse on 2 busy cores
-(docs/performance.md, "Threads").
+How the candidates are cut into chunks and run on one or two threads, with or without a deadline,
+is ``fastmbrl.planning._schedule`` (its notes); the checks of the model snapshot are
+``fastmbrl.planning._checks``.
 
 Numba reward functions and the on-disk cache (numba 0.68): passing an ``njit`` dispatcher
 straight into the ``cache=True`` kernel types that argument as ``Dispatcher(<function at 0x...>)``;
@@ -30,63 +24,34 @@ through a function pointer happens once per step.
 A plain Python/NumPy function works too: the kernel then stores every state and Python calls the
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
 
-Deadlines (``objective.evaluate_until(actions, deadline, clock)``, what the planners call under a
-time budget): the candidates are cut into chunks sized so that one costs about
-``BUDGET_CHUNK_SECONDS`` (from the measured seconds per particle row of this model size and
-horizon, or a conservative estimate from the layer widths before the first measurement; rounded
-down to a power of two candidates so that few buffer sizes exist), and a chunk starts only if
-``clock()`` plus its estimated cost stays within the deadline. A compiled call cannot be
-interrupted, so the overrun is bounded by the estimate's error on one chunk (a fraction
-of a millisecond) and not by the population. Chunks are taken in order (by both workers), so the
-scored candidates are always a prefix. The chunks draw their random numbers from a stream of
-their own (seeded from ``seed``): results under a deadline depend on the timing, results without
-one do not and are unaffected by calls with one.
+Deadlines: ``objective.evaluate_until(actions, deadline, clock)`` scores a prefix of the
+candidates within a deadline (``fastmbrl.planning._schedule``).
 """
 import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from queue import Empty, SimpleQueue
 
 import numpy as np
 
 from fastmbrl import backend
 from fastmbrl._config import PROPAGATION_MODES
+from fastmbrl._threads import limit_blas
 from fastmbrl._validate import as_float_array, check_int
-from fastmbrl.models._user_functions import (_check_output_dtype,  # noqa: F401
-                                             _check_user_function, _compiled_function_handle,
-                                             _expected_signature, _PythonStatusHandle,
-                                             is_numba_function)
+from fastmbrl.config import PlannerConfig
+from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER, REWARD_LEARNED,
+                                             TERM_FN, TERM_LATER, TERM_NONE,
+                                             _check_output_dtype, _check_user_function,
+                                             _compiled_function_handle, _expected_signature,
+                                             _PythonStatusHandle, is_numba_function)
 from fastmbrl.models.arrays import ModelArrays
+from fastmbrl.planning._checks import _writable, check_bonus_weight, check_model_arrays
+from fastmbrl.planning._schedule import (MAX_CHUNKS, ChunkThreads, chunk_bounds, deadline_bounds,
+                                         initial_sec_per_row)
 
 PROPAGATIONS = {name: code for code, name in enumerate(PROPAGATION_MODES)}   # kernel codes
 
-# Particle rows per chunk: big enough that each member's block (rows / M) keeps BLAS efficient
-# (>= ~300 rows of a 200-wide layer), small enough for load balancing between two threads.
-CHUNK_ROWS = 1500
-MAX_CHUNKS = 8
-
-# Under a deadline: the target cost of one chunk, and the throughput assumed for the first chunk
-# of a model size before any measurement (low on purpose: a too-small first chunk costs little).
-BUDGET_CHUNK_SECONDS = 3e-4
-BUDGET_ASSUMED_FLOPS = 2e10
-
-
-def chunk_bounds(n_cand, n_particles):
-    """Candidate boundaries (n_chunks + 1,) of the rollout's chunks; depends on the sizes only."""
-    n_rows = n_cand * n_particles
-    if n_rows < 2 * CHUNK_ROWS or n_cand < 2:
-        n_chunks = 1
-    else:
-        n_chunks = min(MAX_CHUNKS, 2 * (n_rows // (2 * CHUNK_ROWS)), n_cand)
-    return (np.arange(n_chunks + 1) * n_cand) // n_chunks
-
 
 def _kernels():
-    if backend.use_compiled():
-        from fastmbrl.planning import _kernels as k
-    else:
-        from fastmbrl.planning import _reference as k
-    return k
+    return backend.kernels("fastmbrl.planning._kernels")
 
 
 _ENTRY_LOCK = threading.Lock()
@@ -106,92 +71,6 @@ def _entry_point(args, key):
                 ep = _rollout_values.compile(tuple(typeof(a) for a in args))
                 _ENTRY_POINTS[key] = ep
     return ep
-
-
-def check_bonus_weight(bonus_weight):
-    """The optimism bonus weight as a float ``>= 0``; raise ValueError naming it otherwise."""
-    if isinstance(bonus_weight, bool) or not isinstance(bonus_weight, (int, float, np.floating,
-                                                                       np.integer)):
-        raise TypeError(f"bonus_weight: expected a number >= 0, got {bonus_weight!r}")
-    w = float(bonus_weight)
-    if not (np.isfinite(w) and w >= 0):
-        raise ValueError(f"bonus_weight: expected a finite number >= 0, got {bonus_weight!r}")
-    return w
-
-
-def _writable(a):
-    # Numba types read-only arrays differently; the kernel's entry point is compiled for writable
-    # ones, so read-only inputs (np.load mmap, frozen model snapshots) are copied.
-    return a if a.flags.writeable else a.copy()
-
-
-def check_model_arrays(arrays, obs_dim=None, act_dim=None):
-    """Validate a ModelArrays snapshot; return ``(arrays cast to one dtype, dtype, D_obs, D_act)``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Naming the offending field, what was expected and what came.
-    """
-    if not isinstance(arrays, ModelArrays):
-        raise TypeError(f"model: expected a GaussianEnsemble (with .arrays()) or a ModelArrays, "
-                        f"got {type(arrays).__name__}")
-    flat = _writable(np.ascontiguousarray(arrays.flat))
-    if flat.dtype not in (np.float32, np.float64) or flat.ndim != 1:
-        raise TypeError(f"model.flat: expected a 1-D float32/float64 array, got {flat.dtype} "
-                        f"{flat.shape}")
-    dtype = flat.dtype
-    dims = _writable(np.ascontiguousarray(arrays.layer_dims, dtype=np.int64))
-    ensemble_size = int(arrays.ensemble_size)
-    n_params = 0
-    dims_list = dims.tolist()   # Python ints: NumPy scalar arithmetic is slower, at every act()
-    for fan_in, fan_out in zip(dims_list[:-1], dims_list[1:]):
-        n_params += ensemble_size * (fan_in * fan_out + fan_out)
-    if flat.size != n_params:
-        raise ValueError(f"model.flat: expected {n_params} parameters for layer_dims {tuple(dims)} "
-                         f"and {ensemble_size} members, got {flat.size}")
-    angle_mask = np.asarray(arrays.angle_mask, dtype=bool)
-    delta_mask = _writable(np.ascontiguousarray(arrays.delta_mask, dtype=bool))
-    d_obs = angle_mask.shape[0]
-    if angle_mask.ndim != 1 or delta_mask.shape != (d_obs,):
-        raise ValueError(f"model.delta_mask: expected shape ({d_obs},) like angle_mask, got "
-                         f"{delta_mask.shape}")
-    if obs_dim is not None and d_obs != obs_dim:
-        raise ValueError(f"model: predicts {d_obs} observation dims, the agent expects {obs_dim}")
-    d_out = d_obs + int(bool(arrays.has_reward))
-    if dims[-1] != 2 * d_out:
-        raise ValueError(f"model.layer_dims: expected last width 2 * {d_out} = {2 * d_out}, got "
-                         f"{dims[-1]}")
-    d_act = int(dims[0]) - d_obs - int(angle_mask.sum())
-    if act_dim is not None and d_act != act_dim:
-        raise ValueError(f"model: network input width {dims[0]} implies {d_act} action dims, the "
-                         f"action space has {act_dim}")
-    members = _writable(np.ascontiguousarray(arrays.members, dtype=np.int64))
-    if members.ndim != 1 or members.size == 0 or members.min() < 0 or members.max() >= ensemble_size:
-        raise ValueError(f"model.members: expected a non-empty 1-D array of indices in "
-                         f"[0, {ensemble_size}), got {np.asarray(arrays.members)!r}")
-    if int(arrays.activation) not in (0, 1, 2, 3):
-        raise ValueError(f"model.activation: expected a code in 0..3, got {arrays.activation}")
-
-    def vec(name, x, n):
-        # An array already in the kernel's form needs only the finiteness check: this runs at
-        # every act(), where as_float_array's general path would add its cost for every vector.
-        if (type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,)
-                and x.flags.c_contiguous and x.flags.writeable and np.isfinite(x).all()):
-            return x
-        return _writable(as_float_array(f"model.{name}", x, dtype=dtype, shape=(n,)))
-
-    d_in = int(dims[0])
-    cast = ModelArrays(
-        flat=flat, layer_dims=dims, ensemble_size=ensemble_size, activation=int(arrays.activation),
-        members=members, angle_mask=angle_mask, delta_mask=delta_mask,
-        in_mean=vec("in_mean", arrays.in_mean, d_in), in_std=vec("in_std", arrays.in_std, d_in),
-        out_mean=vec("out_mean", arrays.out_mean, d_out),
-        out_std=vec("out_std", arrays.out_std, d_out),
-        max_logvar=vec("max_logvar", arrays.max_logvar, d_out),
-        min_logvar=vec("min_logvar", arrays.min_logvar, d_out),
-        has_reward=bool(arrays.has_reward))
-    return cast, dtype, d_obs, d_act
 
 
 class _Buffers:
@@ -260,8 +139,9 @@ class ModelRollout:
         computed only when ``w > 0``; 0 (default) is the plain PETS objective, bit for bit.
     """
 
-    def __init__(self, reward_fn=None, termination_fn=None, particles=20, propagation="ts1",
-                 n_threads=1, seed=None, blas_threads=1, bonus_weight=0.0):
+    def __init__(self, reward_fn=None, termination_fn=None, particles=PlannerConfig.particles,
+                 propagation=PlannerConfig.propagation, n_threads=1, seed=None, blas_threads=1,
+                 bonus_weight=PlannerConfig.bonus_weight):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: expected one of {sorted(PROPAGATIONS)}, got "
                              f"{propagation!r}")
@@ -280,11 +160,10 @@ class ModelRollout:
         self.reseed(seed)
         self._buffers = {}
         self._buffer_key = None
-        self._executor = None
+        self._threads = ChunkThreads()
         self._handles = {}
         self.n_calls = 0
         self.blas_threads = blas_threads
-        self._blas = None
         self._blas_depth = 0
 
     @contextlib.contextmanager
@@ -297,14 +176,7 @@ class ModelRollout:
             finally:
                 self._blas_depth -= 1
             return
-        if self._blas is None:
-            # Numba's np.dot calls scipy's OpenBLAS (scipy.linalg.cython_blas), which is loaded
-            # only when a kernel first runs; a controller made before that would see numpy's copy
-            # alone and leave scipy's thread team running inside the kernels.
-            import scipy.linalg.cython_blas  # noqa: F401
-            from threadpoolctl import ThreadpoolController
-            self._blas = ThreadpoolController().select(user_api="blas")
-        with self._blas.limit(limits=self.blas_threads):
+        with limit_blas(self.blas_threads):
             self._blas_depth += 1
             try:
                 yield
@@ -329,9 +201,7 @@ class ModelRollout:
 
     def close(self):
         """Stop the worker thread (also done at garbage collection)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._threads.close()
 
     def __del__(self):
         try:
@@ -366,22 +236,21 @@ class ModelRollout:
         return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode, handles)
 
     def _modes(self, arrays):
-        k = _kernels()
         if self.reward_fn is None:
             if not arrays.has_reward:
                 raise ValueError("reward_fn: None needs a model with a learned reward head "
                                  "(arrays.has_reward), this model has none")
-            reward_mode = k.REWARD_LEARNED
+            reward_mode = REWARD_LEARNED
         elif is_numba_function(self.reward_fn):
-            reward_mode = k.REWARD_FN
+            reward_mode = REWARD_FN
         else:
-            reward_mode = k.REWARD_LATER
+            reward_mode = REWARD_LATER
         if self.termination_fn is None:
-            term_mode = k.TERM_NONE
+            term_mode = TERM_NONE
         elif is_numba_function(self.termination_fn):
-            term_mode = k.TERM_FN
+            term_mode = TERM_FN
         else:
-            term_mode = k.TERM_LATER
+            term_mode = TERM_LATER
         return reward_mode, term_mode
 
     def _function_handles(self, dtype, d_obs, d_act, reward_mode, term_mode):
@@ -395,8 +264,8 @@ class ModelRollout:
         k = _kernels()
         out = []
         for fn, mode, on, placeholder, what in (
-                (self.reward_fn, reward_mode, k.REWARD_FN, k._zero_reward, "reward_fn"),
-                (self.termination_fn, term_mode, k.TERM_FN, k._never_done, "termination_fn")):
+                (self.reward_fn, reward_mode, REWARD_FN, k._zero_reward, "reward_fn"),
+                (self.termination_fn, term_mode, TERM_FN, k._never_done, "termination_fn")):
             if fn is not None and mode != on:      # a NumPy function, called later in Python
                 later_key = ("later", id(fn), np.dtype(dtype).name, d_obs, d_act)
                 if later_key not in self._handles:
@@ -511,9 +380,9 @@ class ModelRollout:
         obs = buf.states[:-1].reshape(horizon * n_rows, d_obs)
         nxt = buf.states[1:].reshape(horizon * n_rows, d_obs)
         act = buf.act_rows.reshape(horizon * n_rows, -1)
-        for fn, mode, later, what in ((self.reward_fn, bound.reward_mode, k.REWARD_LATER,
+        for fn, mode, later, what in ((self.reward_fn, bound.reward_mode, REWARD_LATER,
                                        "reward_fn"),
-                                      (self.termination_fn, bound.term_mode, k.TERM_LATER,
+                                      (self.termination_fn, bound.term_mode, TERM_LATER,
                                        "termination_fn")):
             if mode != later:
                 continue
@@ -545,56 +414,27 @@ class ModelRollout:
         n_chunks = len(edges) - 1
         for c in range(n_chunks):          # create streams and buffers before any thread starts
             self._rng(c)
-        later = bound.reward_mode == 2 or bound.term_mode == 2
+        later = bound.reward_mode == REWARD_LATER or bound.term_mode == TERM_LATER
         done = [None] * n_chunks
+
+        def run(c):
+            lo, hi = edges[c], edges[c + 1]
+            done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
+
         with self.blas_limit():
-            if self.n_threads == 1 or n_chunks == 1:
-                # the chunks in order on this thread, without the work queue (what drain() below
-                # would do alone; its queue and closure would be a visible cost on small problems)
-                for c in range(n_chunks):
-                    lo, hi = edges[c], edges[c + 1]
-                    done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
-            else:
-                queue = SimpleQueue()
-                for c in range(n_chunks):
-                    queue.put(c)
-
-                def drain():
-                    while True:
-                        try:
-                            c = queue.get_nowait()
-                        except Empty:
-                            return
-                        lo, hi = edges[c], edges[c + 1]
-                        done[c] = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi])
-
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=1,
-                                                        thread_name_prefix="fastmbrl-rollout")
-                future = self._executor.submit(drain)
-                try:
-                    drain()
-                finally:
-                    future.result()
+            self._threads.run_all(n_chunks, run, self.n_threads)
         if later:
             for c in range(n_chunks):
                 buf, n_p = done[c]
                 self._finish_in_python(bound, buf, n_p, values[edges[c]:edges[c + 1]])
         return values
 
-    def _initial_sec_per_row(self, bound, horizon):
-        dims = bound.arrays.layer_dims.tolist()
-        macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-        return 2.0 * macs * horizon / BUDGET_ASSUMED_FLOPS
-
     def evaluate_until(self, bound, actions, deadline, clock):
         """Score candidates in order until ``deadline``; return ``(values (P,), n)``.
 
         Only the first ``n`` values are set (the others are NaN). A chunk starts only when
-        ``clock() + estimated cost <= deadline`` (module notes); ``n`` may be 0.
+        ``clock() + estimated cost <= deadline`` (``fastmbrl.planning._schedule``); ``n`` may be 0.
         """
-        import time
-
         self.n_calls += 1
         n_cand, horizon, _ = actions.shape
         values = np.full(n_cand, np.nan, dtype=bound.dtype)
@@ -602,62 +442,26 @@ class ModelRollout:
         rate_key = (self._buffer_key, horizon, n_part)
         sec_per_row = self._sec_per_row.get(rate_key)
         if sec_per_row is None:
-            sec_per_row = self._initial_sec_per_row(bound, horizon)
-        per_chunk = max(1, min(n_cand, int(BUDGET_CHUNK_SECONDS / (sec_per_row * n_part))))
-        # a power of two: each chunk size has its own buffers, so sizes must come from a small set
-        # (reallocating them at every call cost more than the chunks themselves on small problems)
-        per_chunk = 1 << (per_chunk.bit_length() - 1)
-        edges = list(range(0, n_cand, per_chunk)) + [n_cand]
+            sec_per_row = initial_sec_per_row(bound.arrays.layer_dims, horizon)
+        edges = deadline_bounds(n_cand, n_part, sec_per_row)
         n_chunks = len(edges) - 1
         keys = self._deadline_rng.bit_generator.random_raw(2 * n_chunks).reshape(n_chunks, 2)
-        later = bound.reward_mode == 2 or bound.term_mode == 2
-        lock = threading.Lock()
-        progress = {"next": 0, "sec_per_row": sec_per_row, "done": 0, "measured": []}
+        later = bound.reward_mode == REWARD_LATER or bound.term_mode == TERM_LATER
 
-        def work(worker):
-            while True:
-                with lock:
-                    c = progress["next"]
-                    if c >= n_chunks:
-                        return
-                    lo, hi = edges[c], edges[c + 1]
-                    if clock() + progress["sec_per_row"] * (hi - lo) * n_part > deadline:
-                        progress["next"] = n_chunks       # the other worker stops too
-                        return
-                    progress["next"] = c + 1
-                n_compiled = len(_ENTRY_POINTS)
-                t0 = time.perf_counter()
-                buf, n_p = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi],
-                                           keys=keys[c], slot=("deadline", worker))
-                if later:
-                    self._finish_in_python(bound, buf, n_p, values[lo:hi])
-                measured = (time.perf_counter() - t0) / ((hi - lo) * n_part)
-                with lock:
-                    progress["done"] += 1
-                    if len(_ENTRY_POINTS) == n_compiled:   # not a compilation or cache load
-                        progress["measured"].append(measured)
-                        progress["sec_per_row"] = 0.5 * (progress["sec_per_row"] + measured)
+        def run(c, worker):
+            lo, hi = edges[c], edges[c + 1]
+            buf, n_p = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi], keys=keys[c],
+                                       slot=("deadline", worker))
+            if later:
+                self._finish_in_python(bound, buf, n_p, values[lo:hi])
 
         with self.blas_limit():
-            if self.n_threads == 1 or n_chunks == 1:
-                work(0)
-            else:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=1,
-                                                        thread_name_prefix="fastmbrl-rollout")
-                future = self._executor.submit(work, 1)
-                try:
-                    work(0)
-                finally:
-                    future.result()
-        if progress["measured"]:
-            # the median of this call's chunks: one descheduled chunk does not shrink later ones
-            self._sec_per_row[rate_key] = float(np.median(progress["measured"]))
-        elif progress["done"] == 0:
-            # nothing fitted: an estimate spoilt by a slow chunk (machine load) must not block
-            # every later call, so it decays until a chunk fits again
-            self._sec_per_row[rate_key] = 0.1 * sec_per_row
-        return values, edges[progress["done"]]
+            n_done, estimate = self._threads.run_until(
+                edges, n_part, deadline, clock, sec_per_row, run, self.n_threads,
+                compilations=lambda: len(_ENTRY_POINTS))
+        if estimate is not None:
+            self._sec_per_row[rate_key] = estimate
+        return values, edges[n_done]
 
 
 class _Objective:

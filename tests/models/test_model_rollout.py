@@ -7,7 +7,8 @@ from numba import njit
 from fastmbrl import backend
 from fastmbrl.agents import SAC
 from fastmbrl.models import GaussianEnsemble
-from fastmbrl.models.model_env import ModelEnv, PolicyArrays
+from fastmbrl.models.model_env import ModelEnv
+from fastmbrl.models.policy_rollout import PolicyArrays
 
 D_OBS, D_ACT = 3, 2
 

@@ -4,9 +4,10 @@ import pytest
 from numba import njit
 
 from fastmbrl._config import ATOL, RTOL
+from fastmbrl.models._user_functions import _compiled_function_handle, _PythonStatusHandle
 from fastmbrl.planning import ModelRollout, _kernels, _reference
-from fastmbrl.planning.rollout import (_Buffers, _PythonStatusHandle, _compiled_function_handle,
-                                       _entry_point, check_model_arrays)
+from fastmbrl.planning._checks import check_model_arrays
+from fastmbrl.planning.rollout import _Buffers, _entry_point
 from planning_helpers import linear_arrays, random_arrays
 
 DTYPES = [np.float32, np.float64]

@@ -10,7 +10,7 @@ import pytest
 
 from fastmbrl.agents import PETS
 from fastmbrl.planning import CEM, ICEM, MPPI, RandomShooting, check_bounds
-from fastmbrl.planning import rollout as rollout_mod
+from fastmbrl.planning import _schedule
 from fastmbrl.planning.rollout import ModelRollout
 from planning_helpers import linear_arrays, random_arrays
 
@@ -208,7 +208,7 @@ def ticking_clock():
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_rollout_deadline_scores_a_prefix(monkeypatch, n_threads):
-    monkeypatch.setattr(rollout_mod, "BUDGET_CHUNK_SECONDS", 1e-12)   # one candidate per chunk
+    monkeypatch.setattr(_schedule, "BUDGET_CHUNK_SECONDS", 1e-12)   # one candidate per chunk
     ro = ModelRollout(lambda o, a, n: -n[:, 0] ** 2, particles=3, seed=0, n_threads=n_threads)
     f = ro.objective(random_arrays(d_obs=3, d_act=1, dtype=np.float64), np.zeros(3))
     acts = np.random.default_rng(0).uniform(-1, 1, (12, 4, 1))
@@ -222,7 +222,7 @@ def test_rollout_deadline_scores_a_prefix(monkeypatch, n_threads):
 
 
 def test_rollout_deadline_far_away_scores_all_like_a_plain_call(monkeypatch):
-    monkeypatch.setattr(rollout_mod, "BUDGET_CHUNK_SECONDS", 1e-12)   # one candidate per chunk
+    monkeypatch.setattr(_schedule, "BUDGET_CHUNK_SECONDS", 1e-12)   # one candidate per chunk
     ro = ModelRollout(lambda o, a, n: -n[:, 0] ** 2, particles=1, propagation="expectation",
                       seed=0)
     f = ro.objective(random_arrays(d_obs=3, d_act=1, dtype=np.float64), np.zeros(3))
@@ -258,7 +258,7 @@ def reward_ticking(clock):
 
 @pytest.mark.parametrize("cls", [RandomShooting, CEM, ICEM, MPPI])
 def test_agent_budget_cuts_inside_the_first_iteration(monkeypatch, cls):
-    monkeypatch.setattr(rollout_mod, "BUDGET_CHUNK_SECONDS", 1e-12)
+    monkeypatch.setattr(_schedule, "BUDGET_CHUNK_SECONDS", 1e-12)
     clock = FakeClock()
     planner = cls(horizon=4, population=30, iterations=3, seed=0)
     agent = PETS(linear_arrays([0.9, 1.1]), reward_ticking(clock), (np.array([-1.0]),

@@ -5,9 +5,10 @@ from numba import njit
 
 from fastmbrl._config import ATOL, RTOL
 from fastmbrl.models.arrays import predict_from_arrays
+from fastmbrl.models._user_functions import _compiled_function_handle, _PythonStatusHandle
 from fastmbrl.planning import ModelRollout, _kernels, _reference
-from fastmbrl.planning.rollout import (_Buffers, _compiled_function_handle, _entry_point,
-                                       _PythonStatusHandle, check_model_arrays)
+from fastmbrl.planning._checks import check_model_arrays
+from fastmbrl.planning.rollout import _Buffers, _entry_point
 from planning_helpers import linear_arrays, random_arrays
 
 DTYPES = [np.float32, np.float64]
@@ -283,7 +284,7 @@ def test_rollout_deterministic_under_seed(n_threads):
 
 
 def test_chunk_bounds():
-    from fastmbrl.planning.rollout import CHUNK_ROWS, MAX_CHUNKS, chunk_bounds
+    from fastmbrl.planning._schedule import CHUNK_ROWS, MAX_CHUNKS, chunk_bounds
 
     np.testing.assert_array_equal(chunk_bounds(100, 5), [0, 100])          # small: one chunk
     edges = chunk_bounds(350, 20)                                           # 7000 rows
@@ -352,11 +353,29 @@ def test_rollout_bad_input():
 
 
 def test_warmup_prepares_the_kernel():
+    """warmup compiles (or loads) the entry point that planning with any reward and termination
+    function of the common signature then uses: after it, neither a second warmup nor a rollout
+    with user functions (njit or NumPy, both propagations) compiles another."""
     from fastmbrl.planning import rollout, warmup
 
-    assert warmup((np.float64,)) >= 0.0
-    if rollout.backend.use_compiled():
-        assert any(key[0] == "float64" for key in rollout._ENTRY_POINTS)
+    seconds = warmup((np.float64,))
+    assert isinstance(seconds, float) and 0.0 < seconds < 600.0
+    if not rollout.backend.use_compiled():
+        return
+    float64_keys = [key for key in rollout._ENTRY_POINTS if key[0] == "float64"]
+    assert float64_keys, "warmup((np.float64,)) compiled no float64 entry point"
+    compiled = dict(rollout._ENTRY_POINTS)
+    warmup((np.float64,))
+    assert rollout._ENTRY_POINTS == compiled                   # nothing new, the same objects
+    arrays = random_arrays(d_obs=3, d_act=2, dtype=np.float64, seed=4)
+    acts = np.random.default_rng(1).uniform(-1, 1, (4, 5, 2))
+    for reward_fn, term_fn in ((quad_reward_nb, far_done_nb), (quad_reward_np, far_done_np),
+                               (quad_reward_nb, None)):
+        for propagation in ("ts1", "expectation"):
+            ro = ModelRollout(reward_fn, term_fn, particles=3, propagation=propagation, seed=2)
+            values = ro.objective(arrays, np.array([0.1, 0.2, 0.3]))(acts)
+            assert values.shape == (4,) and np.all(np.isfinite(values))
+            assert rollout._ENTRY_POINTS == compiled, (reward_fn, term_fn, propagation)
 
 
 def test_read_only_and_non_contiguous_inputs():
@@ -419,8 +438,12 @@ def test_blas_limited_inside_the_rollout():
     assert len(seen) == len(names) >= 1
     assert all(n == 1 for n in seen)
     ro_none = ModelRollout(recording_reward, particles=2, seed=0, blas_threads=None)
-    with ro_none.blas_limit():
-        assert ro_none._blas is None
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outside = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                   if i["user_api"] == "blas"]
+        with ro_none.blas_limit():                 # None: BLAS left alone
+            assert [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas"] == outside
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
