@@ -206,6 +206,26 @@ class ReplayBuffer:
         return Transition(self.obs, self.act, self.reward, self.next_obs, self.terminated,
                           self.truncated)
 
+    def arrays(self):
+        """The filled rows of the storage arrays, for kernels that draw rows themselves.
+
+        Returns
+        -------
+        Transition
+            obs (N, D_obs), act (N, D_act), reward (N,), next_obs (N, D_obs), terminated (N,),
+            truncated (N,) with N = ``len(self)``: live views of the storage, no copy.
+
+        Notes
+        -----
+        Rows are in storage order, not insertion order: once a ring (``overflow="wrap"``) has
+        wrapped, row 0 is not the oldest (fine for uniform sampling; :meth:`all` and ``buf.obs``
+        ... give the rows oldest first). The views are live: a later ``add`` shows through them,
+        and a ``"grow"`` buffer's reallocation leaves them stale. They are writeable, so that
+        compiled kernels take them as they are; do not write to them.
+        """
+        n = self._size
+        return Transition(*(getattr(self, "_" + f)[:n] for f in _FIELDS))
+
     def _storage_rows(self, idx):
         """Map insertion-order indices to storage rows."""
         if self._size < self.capacity:

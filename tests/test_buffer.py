@@ -42,6 +42,24 @@ def test_wrap_overwrites_oldest_and_reports_oldest_first():
     np.testing.assert_array_equal(buf.next_obs[:, 0], [3.5, 4.5, 5.5, 6.5, 7.5])
 
 
+def test_arrays_are_live_views_of_the_storage_in_storage_order():
+    buf = ReplayBuffer(5, 3, 2, overflow="wrap")
+    buf.add_batch(*rows(0, 3))
+    stored = buf.arrays()
+    assert isinstance(stored, Transition) and stored.obs.shape == (3, 3)
+    assert all(a.flags.writeable and a.base is not None for a in stored)   # views, for kernels
+    np.testing.assert_array_equal(stored.obs[:, 0], [0, 1, 2])
+    buf.add_batch(*rows(3, 7))                      # wraps: rows 5, 6 overwrite 0, 1
+    np.testing.assert_array_equal(stored.obs[:, 0], [5, 6, 2])      # live: the writes show
+    stored = buf.arrays()
+    np.testing.assert_array_equal(stored.obs[:, 0], [5, 6, 2, 3, 4])   # storage order
+    np.testing.assert_array_equal(buf.obs[:, 0], [2, 3, 4, 5, 6])      # insertion order
+    for name in ("act", "reward", "next_obs", "terminated", "truncated"):
+        np.testing.assert_array_equal(np.sort(getattr(stored, name), axis=0),
+                                      np.sort(getattr(buf, name), axis=0))
+    assert len(ReplayBuffer(4, 3, 2).arrays().obs) == 0
+
+
 def test_batch_larger_than_capacity_keeps_newest_rows():
     buf = ReplayBuffer(4, 3, 2)
     buf.add_batch(*rows(0, 2))

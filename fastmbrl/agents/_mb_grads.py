@@ -56,7 +56,7 @@ def _sample(agent, actor, obs, eps):
     a = np.empty((n, agent.act_dim), agent.dtype)
     logp = np.empty(n, agent.dtype)
     lo, hi = _hp(agent)
-    _k._actor_sample(actor, agent.dims_actor, agent._act_code, obs, eps, lo, hi, agent.scale,
+    _k._actor_sample(actor, agent.dims_actor, agent.activation_code, obs, eps, lo, hi, agent.scale,
                      agent.bias, a, logp)
     return a, logp
 
@@ -93,6 +93,22 @@ def draw_noise(agent, arrays, B, n_act, n_model, out_dim):
     return ModelNoise(act, model, elites[idx].reshape(n_model, B))
 
 
+def _model_arrays(menv):
+    """The ModelArrays ``menv`` steps with now (its model's current weights)."""
+    # ModelEnv has no public accessor for them yet: this and _first_fallback are the only places
+    # where this module reads ModelEnv's private side
+    return menv._arrays()
+
+
+def _first_fallback(menv):
+    """True the first time the learned reward head stands in for ``reward_grad_fn`` on ``menv``
+    (once per ModelEnv, shared with ``ModelEnv.step_vjp``'s own warning)."""
+    if getattr(menv, "_warned_fallback", True):
+        return False
+    menv._warned_fallback = True
+    return True
+
+
 def _reward_parts(menv, arrays):
     """(reward_fn, grad_fn) used by the model steps; grad_fn None = the learned head's gradient."""
     if menv.reward_fn is None:
@@ -101,8 +117,7 @@ def _reward_parts(menv, arrays):
     if grad is None and not arrays.has_reward:
         raise ValueError("reward_grad_fn: actor gradients through the model need the gradient of "
                          "reward_fn or a learned reward head; got neither")
-    if grad is None and not getattr(menv, "_warned_fallback", True):
-        menv._warned_fallback = True
+    if grad is None and _first_fallback(menv):
         log.warning("reward_grad_fn: none for reward_fn; the actor's gradient goes through the "
                     "model's learned reward head instead")
     return menv.reward_fn, grad
@@ -170,7 +185,7 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
     lo, hi = _hp(agent)
     B = obs.shape[0]
     dt = agent.dtype
-    arrays = menv._arrays() if horizon > 0 else None
+    arrays = _model_arrays(menv) if horizon > 0 else None
     reward_fn, grad_fn = _reward_parts(menv, arrays) if horizon > 0 else (None, None)
     gamma = agent.gamma
     states, actions, tapes, nexts, weights = [], [], [], [], []
@@ -200,13 +215,13 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
     qmin = np.empty(B, dt)
     d_s = np.empty((B, agent.obs_dim), dt)
     d_a = np.empty((B, agent.act_dim), dt)
-    _k._critic_min_vjp(critic, agent.dims_critic, agent._act_code, s, a_h, (-c_h / B).astype(dt),
-                       qmin, d_s, d_a)
+    _k._critic_min_vjp(critic, agent.dims_critic, agent.activation_code, s, a_h,
+                       (-c_h / B).astype(dt), qmin, d_s, d_a)
     total += c_h * (np.where(c_h > 0, qmin, 0.0) - alpha * logp_h)
     grad_out[...] = 0.0
     g = np.empty_like(grad_out)
     d_obs_pi = np.empty((B, agent.obs_dim), dt)
-    _k._actor_vjp(actor, agent.dims_actor, agent._act_code, s, noise.act[horizon], d_a,
+    _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, s, noise.act[horizon], d_a,
                   (alpha * c_h / B).astype(dt), lo, hi, agent.scale, agent.bias, g, d_obs_pi)
     grad_out += g
     d_s = d_s + d_obs_pi
@@ -220,7 +235,7 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
             d_st, d_at = vjp_from_tape(arrays, tapes[t], d_s + w[:, None] * r_next, None)
             d_st = d_st + w[:, None] * r_obs
             d_at = d_at + w[:, None] * r_act
-        _k._actor_vjp(actor, agent.dims_actor, agent._act_code, st, noise.act[t],
+        _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, st, noise.act[t],
                       np.ascontiguousarray(d_at, dt), (alpha * weights[t] / B).astype(dt), lo, hi,
                       agent.scale, agent.bias, g, d_obs_pi)
         grad_out += g
@@ -249,13 +264,13 @@ def mve_critic_target(agent, menv, reward, next_obs, terminated, horizon, noise,
     B = next_obs.shape[0]
     y = np.empty(B, dt)
     if horizon == 1:
-        _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic, agent._act_code,
-                              next_obs, reward, terminated, noise.act[0], alpha, agent.gamma, lo,
-                              hi, agent.scale, agent.bias, y)
+        _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic,
+                              agent.activation_code, next_obs, reward, terminated, noise.act[0],
+                              alpha, agent.gamma, lo, hi, agent.scale, agent.bias, y)
         if imagined:
             return y, (next_obs[:0], np.empty((0, agent.act_dim), dt), y[:0])
         return y
-    arrays = menv._arrays()
+    arrays = _model_arrays(menv)
     reward_fn = menv.reward_fn
     gamma = agent.gamma
     alive = ~np.asarray(terminated, bool)
@@ -269,9 +284,9 @@ def mve_critic_target(agent, menv, reward, next_obs, terminated, horizon, noise,
         alive = alive & ~term
         s = nxt
     v = np.empty(B, dt)
-    _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic, agent._act_code, s,
-                          np.zeros(B, dt), np.zeros(B, bool), noise.act[horizon - 1], alpha, 1.0,
-                          lo, hi, agent.scale, agent.bias, v)
+    _k._sac_critic_target(actor, agent.dims_actor, target, agent.dims_critic,
+                          agent.activation_code, s, np.zeros(B, dt), np.zeros(B, bool),
+                          noise.act[horizon - 1], alpha, 1.0, lo, hi, agent.scale, agent.bias, v)
     w = v.astype(np.float64)
     extra = []
     for s_t, a_t, r_t, logp_t, d_t, alive_t in reversed(steps):
@@ -311,7 +326,7 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
 
     B = obs.shape[0]
     out_dim = menv.out_dim if menv is not None else 0
-    arrays = menv._arrays() if menv is not None else None
+    arrays = _model_arrays(menv) if menv is not None else None
     if critic_noise is None:
         critic_noise = draw_noise(agent, arrays, B, critic_horizon, critic_horizon - 1, out_dim)
     if actor_noise is None:
@@ -319,13 +334,14 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
     if critic_horizon == 1 and actor_horizon == 0 and actor_grad_clip is None and not td_k:
         # both switches off: SAC's own update kernel (bit for bit SAC.update)
         metrics = np.zeros(6, np.float64)
-        with agent._kernel_context():
-            _k._sac_update(*agent._state_args(), obs, act, reward, next_obs, terminated,
+        with agent.kernel_context():
+            _k._sac_update(*agent.kernel_args(), obs, act, reward, next_obs, terminated,
                            np.ascontiguousarray(critic_noise.act[0]),
                            np.ascontiguousarray(actor_noise.act[0]), metrics)
-        return agent._metrics_dict(metrics)
-    hp = agent._hp
-    lr_a, lr_c, lr_t, b1, b2, aeps, tent = hp[2], hp[3], hp[4], hp[5], hp[6], hp[7], hp[10]
+        return {k: float(v) for k, v in zip(METRICS, metrics)}
+    hp = agent.hyperparameters
+    lr_a, lr_c, lr_t = hp["lr_actor"], hp["lr_critic"], hp["lr_alpha"]
+    b1, b2, aeps, tent = hp["beta1"], hp["beta2"], hp["adam_eps"], hp["target_entropy"]
     alpha = float(np.exp(np.float64(agent.alpha_state[0])))
     # ---- critic step
     if td_k and critic_horizon > 1:
@@ -340,8 +356,8 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
                               critic_noise, alpha)
         obs_actor = obs
     gc = np.empty_like(agent.critic)
-    closs, mean_q = _k._sac_critic_loss_grad(agent.critic, agent.dims_critic, agent._act_code, obs,
-                                             act, y, gc)
+    closs, mean_q = _k._sac_critic_loss_grad(agent.critic, agent.dims_critic,
+                                             agent.activation_code, obs, act, y, gc)
     agent.steps[0] += 1
     _k._adam_update(agent.critic, gc, agent.critic_m, agent.critic_v, lr_c, b1, b2, aeps,
                     agent.steps[0])
@@ -351,7 +367,7 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
         logp = np.empty(B, agent.dtype)
         lo, hi = agent.log_std_bounds
         aloss = _k._sac_actor_loss_grad(agent.actor, agent.dims_actor, agent.critic,
-                                        agent.dims_critic, agent._act_code, obs_actor,
+                                        agent.dims_critic, agent.activation_code, obs_actor,
                                         actor_noise.act[0], alpha, lo, hi, agent.scale,
                                         agent.bias, ga, logp)
     else:
@@ -379,12 +395,12 @@ def model_based_update_from(agent, menv, buffer, n_updates, model_buffer=None, r
     ``int(real_ratio * batch_size)`` of them from ``buffer`` and the rest from ``model_buffer``
     (all from ``buffer`` when it is None or empty); indices from the agent's update stream.
     Returns the metrics averaged over the updates."""
-    n, arrays, term = agent._buffer_arrays("buffer", buffer)
+    n, arrays, term = agent.buffer_arrays(buffer)
     bs = agent.batch_size
     use_model = model_buffer is not None and len(model_buffer) > 0
     n_real = int(real_ratio * bs) if use_model else bs
     if use_model and n_real < bs:
-        m, m_arrays, m_term = agent._buffer_arrays("model_buffer", model_buffer)
+        m, m_arrays, m_term = agent.buffer_arrays(model_buffer, "model_buffer")
     sums = None
     for _ in range(n_updates):
         idx = np.empty(n_real, np.int64)

@@ -14,6 +14,7 @@ from fastmbrl._io import atomic_savez
 from fastmbrl._validate import as_float_array, check_dtype, check_float, check_int
 from fastmbrl.agents.base import Agent, action_bounds
 from fastmbrl.backend import use_compiled
+from fastmbrl.buffer import ReplayBuffer
 from fastmbrl.nn._flat import param_offsets, unflatten
 from fastmbrl.nn._numba import _flush_denormals_team, _restore_fp_mode_team
 
@@ -177,11 +178,25 @@ class SAC(Agent):
         return self._work[1]
 
     @contextmanager
-    def _kernel_context(self):
-        """What the update kernels run under, for the duration: ``n_threads`` Numba threads, at
-        most the calling thread's current Numba thread count (so ``numba.set_num_threads``, as
-        fastmbrl's sweeps use per trial, caps it), each calling a single-threaded BLAS, with
-        denormals flushed to zero on every thread of that team; all restored afterwards."""
+    def kernel_context(self):
+        """What the update kernels run under, for the duration of the ``with`` block.
+
+        ``n_threads`` Numba threads, at most the calling thread's current Numba thread count (so
+        ``numba.set_num_threads``, as fastmbrl's sweeps use per trial, caps it), each calling a
+        single-threaded BLAS, with denormals flushed to zero on every thread of that team; all
+        restored afterwards. Code that calls the update kernels itself (``kernel_args``; the
+        model-based updates of ``fastmbrl.agents._mb_grads``) runs them in this context, as
+        :meth:`update` and :meth:`update_from` do.
+
+        Yields
+        ------
+        None
+
+        Examples
+        --------
+        >>> with agent.kernel_context():                                 # doctest: +SKIP
+        ...     _sac_kernels._sac_update(*agent.kernel_args(), *batch, eps0, eps1, metrics)
+        """
         if not use_compiled():
             yield
             return
@@ -202,6 +217,20 @@ class SAC(Agent):
         finally:
             _restore_fp_mode_team(modes)
             numba.set_num_threads(before)
+
+    @property
+    def activation_code(self):
+        """int: the hidden activation as the kernels' code (1 ReLU, 2 tanh)."""
+        return self._act_code
+
+    @property
+    def hyperparameters(self):
+        """dict: the update's hyperparameters as the kernels take them, float64 scalars by name.
+
+        Keys: gamma, tau, lr_actor, lr_critic, lr_alpha, beta1, beta2, adam_eps, log_std_min,
+        log_std_max, target_entropy. A fresh dict (changing it changes nothing).
+        """
+        return dict(zip(_HP, self._hp))
 
     @property
     def temperature(self):
@@ -242,7 +271,18 @@ class SAC(Agent):
         return out[0] if single else out
 
     # ------------------------------------------------------------------------------- update
-    def _state_args(self):
+    def kernel_args(self):
+        """The leading arguments of the update kernels (``_sac_kernels._sac_update``,
+        ``_sac_update_from``, ``_sac_mixed_kernels._sac_update_from_mixed``).
+
+        Returns
+        -------
+        tuple
+            ``(actor, critic, critic_target, dims_actor, dims_critic, activation_code, actor_m,
+            actor_v, critic_m, critic_v, alpha_state, steps, hp, scale, bias)``: the agent's own
+            arrays, which the kernels update in place (``hp``: the float64 array behind
+            :attr:`hyperparameters`). Call the kernels inside :meth:`kernel_context`.
+        """
         return (self.actor, self.critic, self.critic_target, self.dims_actor, self.dims_critic,
                 self._act_code, self.actor_m, self.actor_v, self.critic_m, self.critic_v,
                 self.alpha_state, self.steps, self._hp, self.scale, self.bias)
@@ -304,8 +344,8 @@ class SAC(Agent):
             if not eps.flags.writeable:
                 eps = eps.copy()
         metrics = np.zeros(6, np.float64)
-        with self._kernel_context():
-            _k._sac_update(*self._state_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
+        with self.kernel_context():
+            _k._sac_update(*self.kernel_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
         return self._metrics_dict(metrics)
 
     def update_from(self, buffer, n_updates, model_buffer=None, real_ratio=1.0):
@@ -322,28 +362,53 @@ class SAC(Agent):
             The METRICS of ``update``, each averaged over the n updates.
         """
         n_updates = check_int("n_updates", n_updates)
-        n, arrays, term = self._buffer_arrays("buffer", buffer)
+        n, arrays, term = self.buffer_arrays(buffer)
         metrics = np.zeros((n_updates, 6), np.float64)
         if model_buffer is not None:
             real_ratio = check_float("real_ratio", real_ratio, 0.0, 1.0)
             n_real = int(real_ratio * self.batch_size)
             if len(model_buffer) > 0 and n_real < self.batch_size:
-                m, m_arrays, m_term = self._buffer_arrays("model_buffer", model_buffer)
-                with self._kernel_context():
-                    _km._sac_update_from_mixed(*self._state_args(), *arrays, term, n, *m_arrays,
+                m, m_arrays, m_term = self.buffer_arrays(model_buffer, "model_buffer")
+                with self.kernel_context():
+                    _km._sac_update_from_mixed(*self.kernel_args(), *arrays, term, n, *m_arrays,
                                                m_term, m, n_real, self.batch_size,
                                                self.rng_state, metrics, self._scratch())
                 return self._metrics_dict(metrics.mean(axis=0))
-        with self._kernel_context():
-            _k._sac_update_from(*self._state_args(), *arrays, term, n, self.batch_size,
+        with self.kernel_context():
+            _k._sac_update_from(*self.kernel_args(), *arrays, term, n, self.batch_size,
                                 self.rng_state, metrics, self._scratch())
         return self._metrics_dict(metrics.mean(axis=0))
 
-    def _buffer_arrays(self, name, buffer):
-        for f in ("_obs", "_act", "_reward", "_next_obs", "_terminated"):
-            if not hasattr(buffer, f):
-                raise TypeError(f"{name}: expected a fastmbrl.buffer.ReplayBuffer, got "
-                                f"{type(buffer).__name__}")
+    def buffer_arrays(self, buffer, name="buffer"):
+        """The stored rows of ``buffer`` as the update kernels take them (minibatch sources).
+
+        Parameters
+        ----------
+        buffer : fastmbrl.buffer.ReplayBuffer
+        name : str
+            The argument's name in error messages.
+
+        Returns
+        -------
+        n : int
+            Rows stored.
+        arrays : list of float arrays
+            obs (n, D_obs), act (n, D_act), reward (n,), next_obs (n, D_obs): live views of the
+            buffer's storage (``ReplayBuffer.arrays``, storage order), or copies in the agent's
+            dtype when the buffer stores another.
+        terminated : bool array (n,)
+            A live view.
+
+        Raises
+        ------
+        TypeError
+            When ``buffer`` is not a ReplayBuffer.
+        ValueError
+            When it is empty or its widths are not the agent's.
+        """
+        if not isinstance(buffer, ReplayBuffer):
+            raise TypeError(f"{name}: expected a fastmbrl.buffer.ReplayBuffer, got "
+                            f"{type(buffer).__name__}")
         n = len(buffer)
         if n == 0:
             raise ValueError(f"{name}: is empty; add transitions before update_from")
@@ -352,11 +417,11 @@ class SAC(Agent):
                              f"got {buffer.obs_dim} and {buffer.act_dim}")
         # Uniform sampling with replacement does not care about row order, so the stored arrays
         # are read directly (no copy even after the ring wrapped).
-        arrays = [np.asarray(getattr(buffer, f)[:n]) for f in ("_obs", "_act", "_reward",
-                                                                "_next_obs")]
+        stored = buffer.arrays()
+        arrays = [stored.obs, stored.act, stored.reward, stored.next_obs]
         if arrays[0].dtype != self.dtype:
             arrays = [a.astype(self.dtype) for a in arrays]
-        return n, arrays, buffer._terminated[:n]
+        return n, arrays, stored.terminated
 
     @staticmethod
     def _metrics_dict(values):

@@ -17,14 +17,17 @@ and, when it has settings of its own, a section in ``fastmbrl.config.RunConfig``
     USES = ("model.", "sac.", "algorithm.steps", ...)
         Prefixes of the settings it reads: a setting given for a run of this algorithm that no
         prefix covers is reported with a warning (it has no effect).
-Modules whose name starts with "_" (``_common``) are shared code, not algorithms.
+Modules whose name starts with "_" are shared code, not algorithms: ``_common`` re-exports in one
+import what a loop needs (``RunContext``, ``RunResult``, ``Callback``, ``collect_episode``,
+``StepLoop``, ...), defined in ``_seeding``, ``_records``, ``_callbacks``, ``_context``,
+``_collect``, ``_checkpoints`` and ``_step_loop``.
 """
 import dataclasses
 import importlib
 import os
 import time
 
-from fastmbrl._io import read_json_object, run_folder_lock
+from fastmbrl._io import confined, read_json_object, run_folder_lock
 
 __all__ = ["available", "get", "run"]
 
@@ -55,7 +58,8 @@ def get(name):
 
 
 def _read_saved_config(out_dir):
-    return read_json_object(os.path.join(out_dir, "config.json"), "resume")
+    return read_json_object(confined(out_dir, os.path.join(out_dir, "config.json"), "resume"),
+                            "resume")
 
 
 def _env_kwargs(env_kwargs, config, saved, out_dir):
@@ -189,8 +193,9 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     from fastmbrl import envs
     from fastmbrl._config import DEFAULT_MAX_EPISODE_STEPS
     from fastmbrl.algorithms import _memory
-    from fastmbrl.algorithms._common import (RunContext, as_callback, check_resume_settings,
-                                             episode_limits, prepare_output)
+    from fastmbrl.algorithms._callbacks import as_callback
+    from fastmbrl.algorithms._checkpoints import check_resume_settings
+    from fastmbrl.algorithms._context import RunContext, episode_limits, prepare_output
 
     t_start = time.perf_counter()
     cbs = [as_callback(cb) for cb in (callbacks or ())]

@@ -24,7 +24,7 @@ The whole rollout of step 5 (policy forward pass and sample, model step, reward,
 one compiled call per chunk of rows, ``fastmbrl.models.ModelEnv.rollout``; the mixed minibatches
 of step 7 are drawn inside SAC's compiled update loop (``SAC.update_from(..., model_buffer,
 real_ratio)``). Collection, evaluation, records and checkpoints are
-``fastmbrl.algorithms._common.StepLoop``.
+``fastmbrl.algorithms._step_loop.StepLoop``.
 
 Resume: the environment buffer, the model (weights, optimizer, normalisers, generator), the agent
 and the loop's counters are checkpointed and come back exactly. The model buffer (up to millions of
@@ -44,9 +44,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl.algorithms import sac as _sac
-from fastmbrl.algorithms._common import (STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, RunResult,
-                                         StepLoop, derive_seed, step_budget, step_summary,
-                                         write_results)
+from fastmbrl.algorithms._records import RunResult, step_summary, write_results
+from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
+from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 from fastmbrl.models import ModelArrays, PolicyArrays
 
 __all__ = ["run", "check", "rollout_length", "ModelBuffer", "RefitSource", "BUDGET"]
@@ -207,7 +207,7 @@ def _model_based_updates(agent, menv, buffer, model_buffer, mb):
     minibatches mixing real and (with ``dyna_rollouts``) model rows by ``real_ratio``."""
     from fastmbrl.agents._mb_grads import model_based_update_from
 
-    with agent._kernel_context():
+    with agent.kernel_context():
         return model_based_update_from(
             agent, menv, buffer, mb.updates_per_step,
             model_buffer=model_buffer.buffer if mb.dyna_rollouts else None,
@@ -290,7 +290,7 @@ def run(ctx):
         with threadpool_limits(limits=1, user_api="blas"):
             history = model.fit(buf.obs, buf.act, buf.next_obs,
                                 buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                                max_steps=m.max_fit_steps or None, batch_size=m.batch_size,
+                                max_steps=mb.model_fit_steps or None, batch_size=m.batch_size,
                                 holdout_frac=m.holdout_frac, patience=m.patience, progress=False,
                                 callback=bound)
         lp.times["fit"] += time.perf_counter() - t0
@@ -305,7 +305,8 @@ def run(ctx):
         # ---- line 5: branched rollouts from real states with the policy, as of ``source`` -------
         rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, source.stream))
         starts = loop.buffer.obs[rng.integers(0, source.rows, size=n_rollouts)]
-        # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine (PERF.md)
+        # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine
+        # (docs/performance.md)
         with threadpool_limits(limits=1, user_api="blas"):
             return _model_env(source.model, env).rollout(source.policy, starts, source.length,
                                                          rng)

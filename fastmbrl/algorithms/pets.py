@@ -7,8 +7,9 @@
     5:     collect an episode with it, add it to B
 
 ``run(ctx)`` is that loop; collection, records, results files and checkpoints come from
-``fastmbrl.algorithms._common``. Budget: ``episodes`` (``algorithm.episodes``); PETS refuses a
-step budget (``steps=`` / ``--steps`` / ``algorithm.steps``) because it plans whole episodes.
+``fastmbrl.algorithms._collect``, ``_records`` and ``_checkpoints``. Budget: ``episodes``
+(``algorithm.episodes``); PETS refuses a step budget (``steps=`` / ``--steps`` /
+``algorithm.steps``) because it plans whole episodes.
 The ``random`` algorithm is this loop with uniformly random actions and no model (the baseline).
 
 Reproducibility: the environment of episode i is reset with a seed derived from (seed, i), the
@@ -24,19 +25,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import PLANNERS
-from fastmbrl.algorithms._common import (
-    STREAM_ENV,
-    STREAM_MODEL,
-    STREAM_PLANNER,
-    RunResult,
-    collect_episode,
-    collect_initial_data,
-    derive_seed,
-    load_run_checkpoint,
-    save_run_checkpoint,
-    summary,
-    write_results,
-)
+from fastmbrl.algorithms._checkpoints import load_run_checkpoint, save_run_checkpoint
+from fastmbrl.algorithms._collect import collect_episode, collect_initial_data
+from fastmbrl.algorithms._records import RunResult, summary, write_results
+from fastmbrl.algorithms._seeding import STREAM_ENV, STREAM_MODEL, STREAM_PLANNER, derive_seed
 
 __all__ = ["BUDGET", "bonus_weight_at", "check", "fit_model", "make_agent", "make_model", "make_planner",
            "run"]
@@ -132,12 +124,12 @@ def fit_model(model, buffer, model_config):
     m = model_config
     t0 = time.perf_counter()
     # One BLAS thread: OpenBLAS's spinning thread team is several times slower than one thread on
-    # these small products when the other core is busy (PERF.md, Threads).
+    # these small products when the other core is busy (docs/performance.md, Threads).
     with threadpool_limits(limits=1, user_api="blas"):
         history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
                             buffer.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                            max_steps=m.max_fit_steps or None, batch_size=m.batch_size,
-                            holdout_frac=m.holdout_frac, patience=m.patience, progress=False)
+                            batch_size=m.batch_size, holdout_frac=m.holdout_frac,
+                            patience=m.patience, progress=False)
     return history, time.perf_counter() - t0
 
 

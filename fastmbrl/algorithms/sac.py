@@ -12,7 +12,7 @@ Reads like CleanRL's ``sac_continuous_action.py``:
            environment instance, write one results row, checkpoint
 
 The step collection, evaluation, records, results files and checkpoints are
-``fastmbrl.algorithms._common.StepLoop``; the agent is ``fastmbrl.agents.SAC`` (its
+``fastmbrl.algorithms._step_loop.StepLoop``; the agent is ``fastmbrl.agents.SAC`` (its
 ``update_from`` runs the n updates of step 4, minibatch sampling included, in one compiled call).
 Budget: ``steps`` (``algorithm.steps``, default ``sac.total_steps``).
 
@@ -28,8 +28,9 @@ import time
 
 import numpy as np
 
-from fastmbrl.algorithms._common import (STREAM_AGENT, RunResult, StepLoop, derive_seed,
-                                         step_budget, write_results, step_summary)
+from fastmbrl.algorithms._records import RunResult, step_summary, write_results
+from fastmbrl.algorithms._seeding import STREAM_AGENT, derive_seed
+from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 
 __all__ = ["run", "check", "make_agent", "BUDGET"]
 

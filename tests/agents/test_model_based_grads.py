@@ -246,7 +246,7 @@ def test_new_sac_kernels_match_twins(dtype, activation):
     from fastmbrl.agents import _sac_kernels as k
 
     agent = make_agent(dtype, activation)
-    code = agent._act_code
+    code = agent.activation_code
     rng = np.random.default_rng(4)
     B = 7
     obs = rng.standard_normal((B, D_OBS)).astype(dtype)

@@ -249,6 +249,50 @@ def test_bad_call_arguments(tmp_path):
         agent.load_state_dict(state)
 
 
+def test_public_kernel_interface():
+    """What the model-based updates (fastmbrl.agents._mb_grads) use: the kernels' arguments, the
+    hyperparameters by name, the activation code and the buffers' rows; update through them is
+    update_from's."""
+    from fastmbrl.agents import _sac_kernels as k
+    from fastmbrl.backend import use_compiled
+
+    agent = small_agent(lr=1e-3)
+    assert agent.activation_code == 1 and small_agent(activation="tanh").activation_code == 2
+    hp = agent.hyperparameters
+    assert (hp["gamma"], hp["tau"], hp["lr_actor"], hp["lr_critic"], hp["lr_alpha"]) == \
+        (0.99, 0.005, 1e-3, 1e-3, 1e-3)
+    assert (hp["log_std_min"], hp["log_std_max"], hp["target_entropy"]) == (-20.0, 2.0, -2.0)
+    hp["lr_actor"] = 1.0                                         # a copy: changes nothing
+    assert agent.hyperparameters["lr_actor"] == 1e-3
+    args = agent.kernel_args()
+    assert args[0] is agent.actor and args[1] is agent.critic and args[2] is agent.critic_target
+    assert args[5] == agent.activation_code and args[11] is agent.steps
+
+    buf = filled_buffer(n=20)
+    n, arrays, term = agent.buffer_arrays(buf)
+    assert n == 20 and [a.dtype for a in arrays] == [np.float32] * 4 and term.dtype == bool
+    np.testing.assert_array_equal(arrays[0], buf.obs)            # not wrapped: storage = order
+    np.testing.assert_array_equal(term, buf.terminated)
+    assert np.shares_memory(arrays[0], buf.arrays().obs)         # no copy
+    wide = small_agent(dtype=np.float64)
+    assert [a.dtype for a in wide.buffer_arrays(buf)[1]] == [np.float64] * 4
+    with pytest.raises(TypeError, match="model_buffer"):
+        agent.buffer_arrays({"obs": np.zeros((3, 3))}, "model_buffer")
+
+    # one compiled update_from call == the same kernel called through the public pieces
+    other = small_agent(lr=1e-3)
+    expected = agent.update_from(buf, 3)
+    metrics = np.zeros((3, 6), np.float64)
+    if use_compiled():
+        work = k._sac_workspace(other.actor, other.critic, other.dims_actor, other.dims_critic,
+                                other.batch_size)
+        with other.kernel_context():
+            k._sac_update_from(*other.kernel_args(), *arrays, term, n, other.batch_size,
+                               other.rng_state, metrics, work)
+        assert dict(zip(expected, metrics.mean(axis=0))) == expected
+        np.testing.assert_array_equal(other.actor, agent.actor)
+
+
 def test_one_and_two_threads_give_bit_identical_parameters():
     """The update kernel splits its work the same way on any thread count (members, row halves,
     parameter halves), so every parameter, moment and target matches to the bit, for plain and
@@ -276,14 +320,14 @@ def test_update_threads_respect_the_callers_numba_cap():
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        with agent._kernel_context():
+        with agent.kernel_context():
             seen.append(numba.get_num_threads())
         seen.append(numba.get_num_threads())
     finally:
         numba.set_num_threads(before)
     assert seen == [1, 1]
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        with agent._kernel_context():
+        with agent.kernel_context():
             seen.append(numba.get_num_threads())
         assert seen[-1] == 2 and numba.get_num_threads() == before
 
@@ -315,7 +359,7 @@ def test_denormal_flush_is_scoped_to_the_update_call():
         _restore_fp_mode(mode)
     assert tiny_product(x) > 0.0
     agent = small_agent()
-    with agent._kernel_context():
+    with agent.kernel_context():
         assert tiny_product(x) == 0.0
     assert tiny_product(x) > 0.0                   # the caller's mode is back
 
@@ -346,7 +390,7 @@ def test_denormal_flush_covers_every_thread_of_the_team():
         outside = np.zeros(2, np.uint32)
         team_modes(outside)
         inside = np.zeros(2, np.uint32)
-        with small_agent(n_threads=2)._kernel_context():
+        with small_agent(n_threads=2).kernel_context():
             team_modes(inside)
         after = np.zeros(2, np.uint32)
         team_modes(after)

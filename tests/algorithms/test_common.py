@@ -241,8 +241,8 @@ def test_episodes_without_time_limit_are_bounded(caplog):
 
 def test_pets_episodes_without_time_limit_are_bounded(monkeypatch):
     import fastmbrl._config as constants
-    import fastmbrl.algorithms._common as common
-    monkeypatch.setattr(common, "DEFAULT_MAX_EPISODE_STEPS", 12)
+    import fastmbrl.algorithms._context as context
+    monkeypatch.setattr(context, "DEFAULT_MAX_EPISODE_STEPS", 12)
     assert constants.DEFAULT_MAX_EPISODE_STEPS == 1000
     from tests.algorithms.systems import GOLDEN
     result = fm.run(LinearSystem(episode_steps=None), reward_fn=linear_reward, config=GOLDEN,

@@ -251,5 +251,7 @@ def test_pendulum_beats_random():
     result = fm.run("Pendulum-v1", algorithm="mbpo", steps=3000, seed=1,
                     config={"sac": {"eval_every": 1000, "eval_episodes": 5}})
     # uniformly random actions score about -1200 on Pendulum-v1; the defaults reach about -200
-    # by 3k steps (how soon depends on the seed and even on the BLAS kernel's rounding)
-    assert result.returns[-1] > -800, result.returns
+    # by 3k steps (how soon depends on the seed and even on the BLAS kernel's rounding). Measured
+    # (seed 1, OpenBLAS on the shared 2-core machine): -995 / -122 / -121 at 1k / 2k / 3k steps,
+    # the last with an evaluation spread of 1.7; -400 leaves room for another rounding's curve
+    assert result.returns[-1] > -400, result.returns

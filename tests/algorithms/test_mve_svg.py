@@ -65,6 +65,13 @@ def test_every_combination_runs(algorithm, changes):
 
 
 def test_terminations_with_model_based_updates():
+    """The run's model-based updates with EscapeSystem's termination, and what the termination
+    does in them: a model row that leaves the disc stops contributing. Its MVE target and its SVG
+    actor loss and gradient stay bit for bit the same when the critics change (nothing after the
+    termination is used), while those of a row that stays inside change."""
+    from fastmbrl.agents._mb_grads import ModelNoise, mve_critic_target, svg_actor_loss_grad
+    from fastmbrl.models import ModelEnv
+
     cfg = copy.deepcopy(SMALL)
     cfg["mbpo"].update({"critic_horizon": 3, "actor_horizon": 2})
 
@@ -74,6 +81,48 @@ def test_terminations_with_model_based_updates():
     result = fm.run(EscapeSystem(), algorithm="mbpo", steps=120, reward_fn=linear_reward,
                     termination_fn=outside, config=cfg, seed=0)
     _updated(result)
+    assert result.buffer.terminated.any() and result.model_buffer.buffer.terminated.any()
+
+    agent = result.agent
+    dt = agent.dtype
+    menv = ModelEnv(result.model, reward_fn=linear_reward, termination_fn=outside)
+    # rows 0, 1 stay inside for the whole horizon (a step moves at most 0.2 * sqrt(2)); rows 2, 3
+    # start far outside, so their first model step terminates whatever the action
+    states = np.array([[0.0, 0.0], [0.1, -0.1], [2.5, 0.0], [0.0, -2.5]], dt)
+    B, n = states.shape[0], 3
+    rng = np.random.default_rng(0)
+    noise = ModelNoise(rng.standard_normal((n, B, agent.act_dim)).astype(dt),
+                       np.zeros((n - 1, B, menv.out_dim), dt), np.zeros((n - 1, B), np.int64))
+    # the model itself says so: rows 2, 3 leave the disc at once, rows 0, 1 never do
+    acts = np.clip(noise.act[0], -1.0, 1.0)
+    nxt, _, done = menv.step(states, acts, noise=0, members=np.zeros(B, np.int64))
+    assert done.tolist() == [False, False, True, True], nxt
+
+    alpha = agent.temperature
+    shifted = agent.critic_target + dt(0.5)          # other critics: other values of Q
+    reward, terminated = np.full(B, -1.0, dt), np.zeros(B, bool)
+    y = mve_critic_target(agent, menv, reward, states, terminated, n, noise, alpha)
+    y_other = mve_critic_target(agent, menv, reward, states, terminated, n, noise, alpha,
+                                target=shifted)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(y_other))
+    np.testing.assert_array_equal(y[2:], y_other[2:])
+    assert np.all(np.abs(y[:2] - y_other[:2]) > 1e-3), (y, y_other)
+
+    for row in range(B):
+        one = ModelNoise(noise.act[:, row:row + 1], noise.model[:, row:row + 1],
+                         noise.members[:, row:row + 1])
+        obs = np.ascontiguousarray(states[row:row + 1])
+        grads, losses = [], []
+        for critic in (agent.critic, agent.critic + dt(0.5)):
+            g = np.empty_like(agent.actor)
+            losses.append(svg_actor_loss_grad(agent, menv, obs, 2, one, alpha, g,
+                                              critic=critic)[0])
+            grads.append(g)
+        if row >= 2:
+            assert losses[0] == losses[1]
+            np.testing.assert_array_equal(grads[0], grads[1])
+        else:
+            assert abs(losses[0] - losses[1]) > 1e-3, (row, losses)
 
 
 @pytest.mark.parametrize("key,value", [("critic_horizon", 0), ("actor_horizon", -1),
