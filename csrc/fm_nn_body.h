@@ -18,9 +18,9 @@
 #if FM_F32
 /* exp(x) for float: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite split keeps r exact to float
  * rounding), exp(r) by its degree-6 Taylor polynomial (truncation < 1.3e-7 relative), 2^n built in
- * the exponent bits. About 2 ulp; libm expf does not vectorize (PERF.md). Arguments are clamped to
- * [-87.3, 88] so 2^n stays a normal number: exp underflows to ~1e-38 instead of 0, which callers
- * only ever add to 1 or multiply by something finite. */
+ * the exponent bits. About 2 ulp; libm expf does not vectorize (docs/performance.md). Arguments
+ * are clamped to [-87.3, 88] so 2^n stays a normal number: exp underflows to ~1e-38 instead of 0,
+ * which callers only ever add to 1 or multiply by something finite. */
 static inline REAL FM_FN(expr)(REAL x)
 {
     x = x < -87.3f ? -87.3f : x;

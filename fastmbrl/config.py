@@ -1,9 +1,16 @@
 """Run configuration: one frozen :class:`RunConfig` made of frozen dataclass sections.
 
 The split: this module defines the run configuration (the dataclasses, their checks, JSON and
-``--set`` parsing); the constants it checks against (allowed activations, planner names,
-propagation modes, the default episode bound) live in ``fastmbrl._config`` and are only imported
-here.
+``--set`` parsing); ``fastmbrl._config`` exists beside it because the constants this configuration
+checks against (allowed activations, planner names, propagation modes, the default dtype and
+episode bound) are also needed by low layers that must not depend on the run configuration, so
+they live there and are only imported here.
+
+Defaults: each setting has one default, the field's here; the library's constructors take theirs
+from these dataclasses where the values agree (e.g. ``CEM(horizon=PlannerConfig.horizon, ...)``,
+``EnsembleMLP(hidden=ModelConfig.hidden, ...)``); where a documented constructor default differs
+(``GaussianEnsemble``'s 4 x 200 network of 7 members), the constructor keeps its own and a run
+passes the configuration's.
 
 A run is described by one :class:`RunConfig`. It resolves in layers, each overriding the last:
 the dataclass defaults, the environment's defaults (``fastmbrl.envs`` specs), a JSON file
@@ -26,7 +33,8 @@ import sys
 import typing
 from dataclasses import dataclass, field
 
-from fastmbrl._config import HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES, SUPPORTED_DTYPES
+from fastmbrl._config import (DEFAULT_DTYPE, HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES,
+                              SUPPORTED_DTYPES)
 from fastmbrl._validate import alpha_in_range
 
 _DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
@@ -69,10 +77,6 @@ class ModelConfig:
     """L2 weight decay (Adam's decoupled decay is not used; this is added to the gradient)."""
     max_epochs: int = 50
     """Upper bound on epochs per refit (early stopping usually ends sooner)."""
-    max_fit_steps: int = 0
-    """Upper bound on the minibatch steps of one refit, across epochs (0: none). It keeps a
-    refit's cost flat as the buffer grows, and unlike ``mbpo.model_fit_seconds`` the result does
-    not depend on the machine's speed."""
     batch_size: int = 256
     """Minibatch rows per member."""
     holdout_frac: float = 0.1
@@ -81,7 +85,7 @@ class ModelConfig:
     """Epochs without holdout improvement before a refit stops."""
     learn_reward: bool = False
     """Also learn the reward (needed only when no reward function is known)."""
-    dtype: str = "float32"
+    dtype: str = DEFAULT_DTYPE.__name__
     """'float32' or 'float64'."""
     n_threads: object = "auto"
     """Threads of the compiled fit step, each taking whole members: 'auto' is 2 on a machine with
@@ -101,7 +105,6 @@ class ModelConfig:
             ("lr", self.lr > 0, "positive"),
             ("weight_decay", self.weight_decay >= 0, "non-negative"),
             ("max_epochs", self.max_epochs >= 1, "at least 1"),
-            ("max_fit_steps", self.max_fit_steps >= 0, "non-negative (0: no bound)"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("holdout_frac", 0 <= self.holdout_frac < 1, "in [0, 1)"),
             ("patience", self.patience >= 1, "at least 1"),
@@ -232,7 +235,7 @@ class SACConfig:
     n_threads: object = "auto"
     """Threads of the SAC update kernel (``fastmbrl.agents.SAC``'s ``n_threads``): 'auto' is 2 on
     a machine with 2 or more cores, else 1. Updates are bit-identical for any value."""
-    dtype: str = "float32"
+    dtype: str = DEFAULT_DTYPE.__name__
     """'float32' or 'float64' (networks, replay buffer)."""
 
     def checks(self):
@@ -289,6 +292,10 @@ class MBPOConfig:
     time and, on the environments measured here, not the sample efficiency)."""
     model_fit_seconds: float = 0.0
     """Wall-clock bound of one refit in seconds (checked after each epoch); 0: none."""
+    model_fit_steps: int = 0
+    """Upper bound on the minibatch steps of one refit, across epochs (0: none). It keeps a
+    refit's cost flat as the buffer grows, and unlike ``model_fit_seconds`` the result does not
+    depend on the machine's speed (a run stays reproducible)."""
     hidden: tuple = ()
     """Hidden widths of MBPO's actor and critics; () uses ``sac.hidden``. MBPO makes many more
     updates per environment step than SAC, so its wall time is mostly the networks' width."""
@@ -327,6 +334,7 @@ class MBPOConfig:
             ("real_ratio", 0 <= self.real_ratio <= 1, "in [0, 1]"),
             ("updates_per_step", self.updates_per_step >= 0, "non-negative"),
             ("model_fit_seconds", self.model_fit_seconds >= 0, "non-negative (0: unbounded)"),
+            ("model_fit_steps", self.model_fit_steps >= 0, "non-negative (0: unbounded)"),
             ("critic_horizon", 1 <= self.critic_horizon <= 20, "an integer in [1, 20]"),
             ("actor_horizon", 0 <= self.actor_horizon <= 20, "an integer in [0, 20]"),
             ("actor_grad_clip", self.actor_grad_clip >= 0, "non-negative (0: no clipping)"),

@@ -11,8 +11,8 @@ Design
   pointer handed over here, so no BLAS is linked at build time; row-major order is handled in C.
 * Every C call runs with the GIL released. Nothing here allocates per step: the train step's
   workspace is allocated once per batch size by ``fastmbrl.nn.train``.
-* ``_gaussian_train_step`` takes ndarrays (typed memoryviews cost more per argument, PERF.md)
-  and runs a whole minibatch step (forward, loss, backward, Adam) in one call. While it runs, scipy's
+* ``_gaussian_train_step`` takes ndarrays (typed memoryviews cost more per argument:
+  docs/performance.md) and runs a whole minibatch step (forward, loss, backward, Adam) in one call. While it runs, scipy's
   OpenBLAS is held to one thread through hooks found by ``fastmbrl.nn.train``, so the threads of
   the step are the only ones (its members shared out when ``n_threads > 1``).
 """

@@ -229,22 +229,28 @@ def _humanoid(**kwargs):
                                     position=_humanoid_mass_center_x)
 
 
-def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, model_retain=4):
-    """Defaults of the Hopper/Walker2d/Ant/Humanoid specs: PETS as HalfCheetah-v5's, MBPO as
-    the comment above the specs says (rollout_schedule in environment steps, where MBPO counts
+def _config_merge(base, changes):
+    """``base`` (nested dicts) with ``changes`` merged in, section by section."""
+    return {k: {**base.get(k, {}), **changes.get(k, {})} for k in {**base, **changes}}
+
+
+def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, model_retain=4,
+                         updates_per_step=20):
+    """Defaults of the MuJoCo locomotion specs (HalfCheetah, Hopper, Walker2d, Ant, Humanoid): PETS
+    on a planning budget, MBPO as the comment above the specs says (rollout_schedule in environment steps, where MBPO counts
     epochs of 1000), rl-zoo's 10k random steps for SAC. A refit takes at most 200 minibatch
     steps, so that its cost stays flat as the buffer grows to 100k rows (MBPO refits until the
     holdout loss stops improving, which on 2 CPU cores would cost more than the policy updates)."""
-    return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5,
-                      "max_fit_steps": 200},
+    return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5},
             "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
                         "particles": 4},
             "algorithm": {"episodes": 10, "initial_steps": 2000},
             "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 2500,
                     "eval_episodes": 5},
-            "mbpo": {"total_steps": 100000, "random_steps": 5000,
+            "mbpo": {"total_steps": 100000, "random_steps": 5000, "model_fit_steps": 200,
                      "model_train_every": model_train_every, "rollouts_per_step": 400,
-                     "real_ratio": 0.05, "updates_per_step": 20, "model_retain": model_retain,
+                     "real_ratio": 0.05, "updates_per_step": updates_per_step,
+                     "model_retain": model_retain,
                      "rollout_schedule": list(rollout_schedule)}}
 
 
@@ -334,19 +340,11 @@ _SPECS = [
         # A planning budget: mbrl-lib's PETS setting (horizon 30, population 350, 20 particles)
         # would take about a day of planning for 10 episodes on 2 cores; these plans are 30x
         # cheaper and shorter-sighted (benchmarks/results/2026-12_halfcheetah_pets_spec_notes.md).
-        defaults={"model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7, "num_elites": 5,
-                            "max_epochs": 20},
-                  "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
-                              "particles": 4},
-                  "algorithm": {"episodes": 10, "initial_steps": 2000},
-                  # rl-zoo's MuJoCo SAC: 10k random steps
-                  "sac": {"learning_starts": 10000, "total_steps": 100000, "eval_every": 5000},
-                  # MBPO's HalfCheetah settings (Janner et al. 2019) but 10 updates per step: the
-                  # paper's 40 would quadruple the dominant cost. Measured curves:
-                  # benchmarks/results/2026-12_halfcheetah_mbpo_spec_notes.md
-                  "mbpo": {"total_steps": 50000, "random_steps": 5000, "model_train_every": 250,
-                           "rollouts_per_step": 400, "rollout_schedule": [1, 1, 1, 1],
-                           "updates_per_step": 10, "real_ratio": 0.05}},
+        # MBPO's HalfCheetah settings (Janner et al. 2019) but 10 updates per step: the paper's
+        # 40 would quadruple the dominant cost (curves in benchmarks/results/, the suite's in
+        # benchmarks/results/suite.csv). PETS refits at most 20 epochs.
+        defaults=_config_merge(_locomotion_defaults([20000, 150000, 1, 1], updates_per_step=10),
+                               {"model": {"max_epochs": 20}}),
         description="MuJoCo running half-cheetah (x displacement observed in column 0); 1000 steps"),
     # MBPO values below come from the MBPO paper's released configs (model_retain: MBPO keeps one
     # epoch, 1000 steps, of model data).
