@@ -50,6 +50,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from fastmbrl.nn._mlp_kernels import _bias_grad, _layer
 from fastmbrl.nn._numba import _exp_f32
 
 _JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -320,30 +321,6 @@ def _act_backward_into(dh, z, h, act_code, dz_out):
 
 
 # ------------------------------------------------------------------- the fused block (one member)
-@njit(**_JIT)
-def _layer(flat, dims, ensemble_size, e, l):
-    """Views (W (D_l, D_l+1), b (D_l+1,)) of member e, layer l, in the flat layout."""
-    off = 0
-    for k in range(l):
-        off += ensemble_size * (dims[k] * dims[k + 1] + dims[k + 1])
-    din = dims[l]
-    dout = dims[l + 1]
-    W = flat[off + e * din * dout: off + (e + 1) * din * dout].reshape((din, dout))
-    boff = off + ensemble_size * din * dout
-    return W, flat[boff + e * dout: boff + (e + 1) * dout]
-
-
-@njit(**_JIT)
-def _bias_grad(d, gb_out):
-    """gb_out = column sums of d (R, D), overwritten."""
-    R, D = d.shape
-    for j in range(D):
-        gb_out[j] = 0.0
-    for r in range(R):
-        for j in range(D):
-            gb_out[j] += d[r, j]
-
-
 @njit(**_JIT)
 def _block_forward(flat, dims, ensemble_size, e, l, act_code, ln_eps, gain, bias, p, key, counter,
                    x, u_out, mean_out, rstd_out, mask_out, z_out, h_out):

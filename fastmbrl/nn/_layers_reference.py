@@ -6,6 +6,7 @@ overwritten gradients, the counter-based dropout mask, the cache layout).
 """
 import numpy as np
 
+from fastmbrl.nn._mlp_reference import _bias_grad, _layer
 from fastmbrl.nn._reference import _activation_derivative, _activation_forward
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -103,20 +104,6 @@ def _act_backward_into(dh, z, h, act_code, dz_out):
 
 
 # ------------------------------------------------------------------- the fused block (one member)
-def _layer(flat, dims, ensemble_size, e, l):
-    off = 0
-    for k in range(l):
-        off += ensemble_size * (int(dims[k]) * int(dims[k + 1]) + int(dims[k + 1]))
-    din, dout = int(dims[l]), int(dims[l + 1])
-    W = flat[off + e * din * dout: off + (e + 1) * din * dout].reshape(din, dout)
-    boff = off + ensemble_size * din * dout
-    return W, flat[boff + e * dout: boff + (e + 1) * dout]
-
-
-def _bias_grad(d, gb_out):
-    gb_out[...] = d.sum(axis=0)
-
-
 def _block_forward(flat, dims, ensemble_size, e, l, act_code, ln_eps, gain, bias, p, key, counter,
                    x, u_out, mean_out, rstd_out, mask_out, z_out, h_out):
     """Twin: h = act(dropout(LN(x) W_l + b_l))."""

@@ -98,3 +98,8 @@ def _backward_into(flat, dims, ensemble_size, e, act_code, x, abuf, r0, r1, dy, 
                        dx_from)
     if dx_from < dims[0]:
         dx_out[...] = dx
+
+
+def _bias_grad(d, gb_out):
+    """Twin of the kernel: ``gb_out`` = column sums of d (R, D)."""
+    gb_out[...] = d.sum(axis=0)
