@@ -6,7 +6,7 @@ overwritten gradients, the counter-based dropout mask, the cache layout).
 """
 import numpy as np
 
-from fastmbrl.nn._mlp_reference import _bias_grad, _layer
+from fastmbrl.nn._mlp_reference import _bias_grad, _layer  # noqa: F401 (twins by name)
 from fastmbrl.nn._reference import _activation_derivative, _activation_forward
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
