@@ -323,7 +323,7 @@ def _run_ray(ray, todo, workers, address, callback):
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
-            env, seed, setting, run_dir, _, _, threshold = pending.pop(ref)
+            env, seed, setting, run_dir, _, _, threshold, request = pending.pop(ref)
             try:
                 row = ray.get(ref)
             except Exception as exc:  # the worker died (killed, out of memory, ...)
