@@ -40,6 +40,7 @@ from fastmbrl._validate import alpha_in_range
 _DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
 
 __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "SACConfig", "MBPOConfig",
+           "DHMBPOConfig",
            "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError",
            "algorithm_names"]
@@ -342,6 +343,82 @@ class MBPOConfig:
 
 
 @dataclass(frozen=True)
+class DHMBPOConfig:
+    """Settings of double-horizon model-based policy optimization (``algorithm="dhmbpo"``, Kubo,
+    Parmas, Ishii 2025): long distribution rollouts fill a state buffer, short training rollouts
+    give the critic ensemble its targets and the actor its gradient through the model.
+
+    The ensemble is the ``model`` section (with ``model_hidden`` and ``model_members`` here when
+    set), the actor's step size, batch, Polyak rate, dtype and threads the ``sac`` section's.
+    """
+
+    total_steps: int = 10_000
+    """Environment steps of a run when ``algorithm.steps`` is unset."""
+    random_steps: int = 1000
+    """Uniformly random steps before the first model fit (at least 2)."""
+    model_train_every: int = 250
+    """Environment steps between model refits."""
+    model_fit_steps: int = 0
+    """Upper bound on the minibatch steps of one refit, across epochs (0: none)."""
+    model_hidden: tuple = ()
+    """Hidden widths of the model; () uses ``model.hidden``."""
+    model_members: int = 0
+    """Members of the model ensemble, all used (no elites); 0 uses ``model.ensemble_size`` and
+    ``model.num_elites``."""
+    rollout_every: int = 20
+    """Updates between distribution rollouts."""
+    rollout_starts: int = 256
+    """Start states (from the environment buffer) of one distribution rollout."""
+    rollout_length: int = 20
+    """Steps of a distribution rollout (the long horizon)."""
+    rounds_kept: int = 10
+    """Distribution rollouts whose states the state buffer keeps (FIFO)."""
+    horizon: int = 5
+    """Steps of the training rollout (the short horizon): the critic's target is the h-step soft
+    return, the actor's objective is backpropagated through h model steps."""
+    updates_per_step: int = 1
+    """Updates (critic, actor, temperature) per environment step."""
+    catch_up: bool = True
+    """At the first training step, also make one update per random step (``updates_per_step``
+    each), as if the policy had been trained from the start."""
+    hidden: tuple = (256, 256, 256)
+    """Hidden widths of the actor."""
+    critic_hidden: tuple = (256, 256, 256)
+    """Hidden widths of each critic."""
+    critic_members: int = 5
+    """Critics in the ensemble (the target is the minimum over a random pair)."""
+    critic_ln_eps: float = 1e-5
+    """Layer-normalization epsilon on the critics' hidden inputs (0: none)."""
+    critic_dropout: float = 1e-3
+    """Dropout probability after the critics' hidden layers (0: none)."""
+    gamma: float = 0.995
+    """Discount factor."""
+    init_temperature: float = 0.1
+    """Initial entropy temperature alpha."""
+
+    def checks(self):
+        """``(name, ok, expected)`` for each value range of this section."""
+        return [
+            ("total_steps", self.total_steps >= 1, "at least 1"),
+            ("random_steps", self.random_steps >= 2, "at least 2 (the model's first fit)"),
+            ("model_train_every", self.model_train_every >= 1, "at least 1"),
+            ("model_fit_steps", self.model_fit_steps >= 0, "non-negative (0: unbounded)"),
+            ("model_members", self.model_members >= 0, "non-negative (0: model.ensemble_size)"),
+            ("rollout_every", self.rollout_every >= 1, "at least 1"),
+            ("rollout_starts", self.rollout_starts >= 1, "at least 1"),
+            ("rollout_length", self.rollout_length >= 1, "at least 1"),
+            ("rounds_kept", self.rounds_kept >= 1, "at least 1"),
+            ("horizon", 1 <= self.horizon <= 20, "an integer in [1, 20]"),
+            ("updates_per_step", self.updates_per_step >= 1, "at least 1"),
+            ("critic_members", self.critic_members >= 2, "at least 2"),
+            ("critic_ln_eps", self.critic_ln_eps >= 0, "non-negative (0: none)"),
+            ("critic_dropout", 0 <= self.critic_dropout < 1, "in [0, 1)"),
+            ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"),
+            ("init_temperature", self.init_temperature > 0, "positive"),
+        ]
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run (together with the environment's code)."""
 
@@ -362,6 +439,8 @@ class RunConfig:
     """Soft actor-critic settings (algorithms sac and mbpo)."""
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
     """MBPO settings (model refits, model rollouts, the model buffer)."""
+    dhmbpo: DHMBPOConfig = field(default_factory=DHMBPOConfig)
+    """DHMBPO settings (the two horizons, the critic ensemble)."""
 
 
 def sections(config_class=None):

@@ -9,7 +9,7 @@ from fastmbrl.config import ConfigError, RunConfig, apply_overrides, from_dict, 
 
 
 def test_sections_are_the_dataclass_fields():
-    assert list(sections()) == ["model", "planner", "algorithm", "sac", "mbpo"]
+    assert list(sections()) == ["model", "planner", "algorithm", "sac", "mbpo", "dhmbpo"]
     assert RunConfig().algorithm.name == "pets"
 
 
@@ -33,7 +33,8 @@ class ExtendedRunConfig(RunConfig):
 
 def test_a_new_section_is_one_field():
     base = ExtendedRunConfig()
-    assert list(sections(ExtendedRunConfig)) == ["model", "planner", "algorithm", "sac", "mbpo", "toy"]
+    assert list(sections(ExtendedRunConfig)) == ["model", "planner", "algorithm", "sac", "mbpo",
+                                                 "dhmbpo", "toy"]
     cfg = apply_overrides(base, ["toy.lr=0.01", "toy.updates=4", "planner.horizon=7"])
     assert cfg.toy == ToyConfig(lr=0.01, updates=4) and cfg.planner.horizon == 7
     assert to_dict(cfg)["toy"] == {"lr": 0.01, "updates": 4}

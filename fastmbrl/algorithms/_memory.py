@@ -131,13 +131,15 @@ def estimate(cfg, obs_dim, act_dim, n_angles=0, max_episode_steps=1000):
             _planner(est, cfg, obs_dim, act_dim, n_angles)
         return est
     s = cfg.sac
-    section = cfg.mbpo if name in ("mbpo", "mve", "svg") else s
+    section = (cfg.mbpo if name in ("mbpo", "mve", "svg") else cfg.dhmbpo if name == "dhmbpo"
+               else s)
     steps = section.total_steps if cfg.algorithm.steps is None else cfg.algorithm.steps
     item = _itemsize(s.dtype)
     rows = min(s.buffer_capacity, steps)
     est.add("replay buffer", rows * _row_bytes(obs_dim, act_dim, item),
             "sac.buffer_capacity" if s.buffer_capacity < steps else "steps")
-    hidden = tuple(cfg.mbpo.hidden or s.hidden) if section is cfg.mbpo else tuple(s.hidden)
+    hidden = (tuple(cfg.mbpo.hidden or s.hidden) if section is cfg.mbpo
+              else tuple(cfg.dhmbpo.hidden) if section is cfg.dhmbpo else tuple(s.hidden))
     actor = sum((a + 1) * b for a, b in zip([obs_dim, *hidden], [*hidden, 2 * act_dim]))
     critic = sum((a + 1) * b for a, b in zip([obs_dim + act_dim, *hidden], [*hidden, 1]))
     est.add("agent weights", 4 * (actor + 4 * critic) * item, "sac.hidden")

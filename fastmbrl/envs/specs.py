@@ -240,7 +240,8 @@ def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, mo
     on a planning budget, MBPO as the comment above the specs says (rollout_schedule in environment steps, where MBPO counts
     epochs of 1000), rl-zoo's 10k random steps for SAC. A refit takes at most 200 minibatch
     steps, so that its cost stays flat as the buffer grows to 100k rows (MBPO refits until the
-    holdout loss stops improving, which on 2 CPU cores would cost more than the policy updates)."""
+    holdout loss stops improving, which on 2 CPU cores would cost more than the policy updates).
+    DHMBPO as its released configuration: 5000 random steps, an 8-member ensemble of 3x256."""
     return {"model": {"hidden": [hidden] * 4, "ensemble_size": 7, "num_elites": 5},
             "planner": {"name": "cem", "horizon": 10, "population": 150, "iterations": 5,
                         "particles": 4},
@@ -251,7 +252,9 @@ def _locomotion_defaults(rollout_schedule, hidden=200, model_train_every=250, mo
                      "model_train_every": model_train_every, "rollouts_per_step": 400,
                      "real_ratio": 0.05, "updates_per_step": updates_per_step,
                      "model_retain": model_retain,
-                     "rollout_schedule": list(rollout_schedule)}}
+                     "rollout_schedule": list(rollout_schedule)},
+            "dhmbpo": {"total_steps": 100000, "random_steps": 5000, "model_members": 8,
+                       "model_hidden": [256, 256, 256], "model_fit_steps": 200}}
 
 
 # Defaults below were tuned on the project's 2-core machine (Pendulum-v1, CartPoleContinuous-v0;

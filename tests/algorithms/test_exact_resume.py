@@ -1,4 +1,4 @@
-"""Exact resume of the step-based algorithms (sac, mbpo, mve, svg): a run killed at any step, or
+"""Exact resume of the step-based algorithms (sac, mbpo, mve, svg, dhmbpo): a run killed at any step, or
 right after a checkpoint, and resumed finishes with the records, the buffers, the weights and the
 model buffer of the uninterrupted run, bit for bit."""
 import numpy as np
@@ -15,7 +15,13 @@ STEPS = 240
 # which svg needs)
 CONFIG = {**TINY, "sac": {**TINY["sac"], "updates_per_step": 2},
           "model": {**TINY["model"], "learn_reward": True},
-          "mbpo": {**TINY["mbpo"], "updates_per_step": 2, "rollout_schedule": [60, 200, 1, 3]}}
+          "mbpo": {**TINY["mbpo"], "updates_per_step": 2, "rollout_schedule": [60, 200, 1, 3]},
+          # dhmbpo: refits every 20 steps from step 60, a distribution rollout every 5 updates, 3
+          # kept (a kill lands between two of them), a catch-up of 60 updates at step 60
+          "dhmbpo": {"random_steps": 60, "model_train_every": 20, "rollout_every": 5,
+                     "rollout_starts": 16, "rollout_length": 4, "rounds_kept": 3, "horizon": 2,
+                     "hidden": [32, 32], "critic_hidden": [32, 32], "critic_members": 3,
+                     "critic_dropout": 0.1}}
 
 
 class _KillAtStep(Callback):
@@ -59,6 +65,11 @@ def _assert_same_run(resumed, full):
     if full.model is not None:
         for a, b in zip(resumed.model.arrays(), full.model.arrays()):
             np.testing.assert_array_equal(a, b)
+    critic_full = getattr(full, "critic", None)
+    if critic_full is not None:
+        for key, value in critic_full.state_dict().items():
+            np.testing.assert_array_equal(resumed.critic.state_dict()[key], value,
+                                          err_msg=f"critic {key}")
     mb_full = getattr(full, "model_buffer", None)
     if mb_full is not None:
         mb = resumed.model_buffer
@@ -73,7 +84,7 @@ def uninterrupted():
     return {}
 
 
-@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg"])
+@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg", "dhmbpo"])
 def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm, tmp_path,
                                                                       uninterrupted):
     if algorithm not in uninterrupted:

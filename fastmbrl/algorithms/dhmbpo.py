@@ -1,0 +1,245 @@
+"""DHMBPO: double-horizon model-based policy optimization (Kubo, Parmas, Ishii, TMLR 2025).
+
+The notes' three uses of a model at once (5.2 Dyna data, 5.3 model-based critic targets, 5.4 actor
+gradients through the model), with two horizons:
+
+    1: collect dhmbpo.random_steps uniformly random steps into the environment buffer D_env
+    2: for each environment step t:
+    3:     every dhmbpo.model_train_every steps: fit the ensemble to D_env
+    4:     act in the environment with the policy, add the transition to D_env
+    5:     dhmbpo.updates_per_step updates (the first training step also catches up one update per
+           random step); before every dhmbpo.rollout_every-th update a *distribution* rollout:
+           dhmbpo.rollout_starts states from D_env rolled dhmbpo.rollout_length steps through the
+           model with the current policy; the states it visits replace the oldest round of the
+           state buffer D_roll, which keeps dhmbpo.rounds_kept rounds
+    6:     one update (``fastmbrl.agents.double_horizon``) from a minibatch of D_roll's states:
+           a *training* rollout of dhmbpo.horizon steps, the critic ensemble fitted to its
+           h-step soft return, the actor's gradient backpropagated through it (SVG(h))
+    7:     every sac.eval_every steps: evaluate the deterministic policy, one results row,
+           checkpoint
+
+The actor is a ``fastmbrl.agents.SAC``'s (its twin critics are unused); the critic is an
+``EnsembleCritic`` (dhmbpo.critic_members members with layer normalization and dropout). Resume is
+exact: the checkpoint holds the critic and D_roll's rounds besides what every step-based run keeps.
+"""
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from fastmbrl._threads import limit_blas
+from fastmbrl.algorithms.pets import make_model
+from fastmbrl.algorithms.sac import make_buffer
+from fastmbrl.backend import kernels
+from fastmbrl.algorithms._records import RunResult, step_summary, write_results
+from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
+from fastmbrl.algorithms._step_loop import StepLoop, step_budget
+
+__all__ = ["run", "check", "make_agent", "make_critic", "StateRounds", "BUDGET"]
+
+BUDGET = "steps"
+SECTION = "dhmbpo"   # the RunConfig section holding total_steps
+USES = ("model.", "sac.", "dhmbpo.", "algorithm.steps", "algorithm.max_episode_steps",
+        "algorithm.progress")
+STREAM_CRITIC = 7
+
+log = logging.getLogger("fastmbrl.algorithms.dhmbpo")
+
+
+class StateRounds:
+    """The states of the last ``retain`` distribution rollouts (D_roll), FIFO by round."""
+
+    def __init__(self, retain, obs_dim, dtype):
+        self.retain, self.obs_dim, self.dtype = int(retain), int(obs_dim), dtype
+        self.rounds = []
+        self._all = np.empty((0, self.obs_dim), dtype)
+
+    def __len__(self):
+        return self._all.shape[0]
+
+    def add(self, states):
+        """Add one round's states (non-finite rows dropped); the oldest round beyond ``retain``
+        goes."""
+        states = np.asarray(states, self.dtype)
+        states = np.ascontiguousarray(states[np.all(np.isfinite(states), axis=1)])
+        self.rounds.append(states)
+        del self.rounds[:-self.retain]
+        self._all = np.concatenate(self.rounds)
+
+    def rows(self, idx):
+        return np.ascontiguousarray(self._all[idx])
+
+    def state(self):
+        return {str(i): r for i, r in enumerate(self.rounds)}
+
+    def restore(self, state):
+        self.rounds = [np.ascontiguousarray(state[str(i)], self.dtype) for i in range(len(state))]
+        self._all = (np.concatenate(self.rounds) if self.rounds
+                     else np.empty((0, self.obs_dim), self.dtype))
+
+
+def make_agent(env, config, seed):
+    """The SAC whose actor and temperature DHMBPO trains (``sac`` section, with the ``dhmbpo``
+    section's hidden widths, discount and initial temperature)."""
+    from fastmbrl.agents import SAC
+    from fastmbrl.algorithms.sac import update_threads
+
+    s, d = config.sac, config.dhmbpo
+    return SAC(env.obs_dim, env.act_dim, env.env.action_space, hidden=tuple(d.hidden),
+               gamma=d.gamma, tau=s.tau, lr=s.lr, batch_size=s.batch_size,
+               init_temperature=d.init_temperature, dtype=np.dtype(s.dtype).type, seed=seed,
+               n_threads=update_threads(s.n_threads))
+
+
+def make_critic(env, config, seed):
+    """The critic ensemble of the ``dhmbpo`` section."""
+    from fastmbrl.agents.ensemble_critic import EnsembleCritic
+
+    s, d = config.sac, config.dhmbpo
+    return EnsembleCritic(env.obs_dim, env.act_dim, tuple(d.critic_hidden), d.critic_members,
+                          ln_eps=d.critic_ln_eps, dropout=d.critic_dropout, lr=s.lr, tau=s.tau,
+                          dtype=np.dtype(s.dtype).type, seed=seed)
+
+
+def _model_config(config):
+    """The configuration with the dhmbpo section's model overrides applied to ``model``."""
+    d, m = config.dhmbpo, config.model
+    changes = {}
+    if d.model_hidden:
+        changes["hidden"] = tuple(d.model_hidden)
+    if d.model_members:
+        changes["ensemble_size"] = d.model_members
+        changes["num_elites"] = d.model_members
+    return dataclasses.replace(config, model=dataclasses.replace(m, **changes)) if changes \
+        else config
+
+
+def _make_model(env, config, seed):
+    return make_model(env.obs_dim, env.act_dim, config, env.angle_dims, seed)
+
+
+def _model_env(model, env):
+    from fastmbrl.models import ModelEnv
+
+    return ModelEnv(model, reward_fn=env.reward_fn, termination_fn=env.termination_fn)
+
+
+def check(ctx):
+    """Refuse what the run would fail on before anything is written."""
+    from fastmbrl.config import ConfigError
+
+    cfg, env = _model_config(ctx.config), ctx.env
+    if step_budget(cfg, cfg.dhmbpo) < 1:
+        raise ValueError(f"steps: expected at least 1 environment step for dhmbpo, got "
+                         f"{step_budget(cfg, cfg.dhmbpo)}")
+    try:
+        agent = make_agent(env, cfg, seed=0)
+        make_critic(env, cfg, seed=0)
+        model = _make_model(env, cfg, seed=0)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"dhmbpo: the settings cannot build the agent, critic or model "
+                          f"({exc})") from None
+    if env.reward_fn is None and not cfg.model.learn_reward:
+        raise ConfigError("model.learn_reward: dhmbpo needs a reward function (reward_fn=) or a "
+                          "learned reward head (model.learn_reward=true), got neither")
+    menv = _model_env(model, env)
+    if env.reward_fn is not None and not cfg.model.learn_reward and menv.reward_grad_fn is None:
+        raise ConfigError("dhmbpo.horizon: the actor's gradient through the model needs the "
+                          "reward's gradient (reward_grad_fn); this environment's reward_fn has "
+                          "none, set model.learn_reward=true")
+    menv.rollout(agent, np.zeros((2, env.obs_dim)), 1, np.random.default_rng(0))
+
+
+def run(ctx):
+    """Run DHMBPO from ``ctx`` (a ``fastmbrl.algorithms._context.RunContext``); returns a
+    RunResult."""
+    from fastmbrl.agents.double_horizon import double_horizon_update
+
+    cfg = _model_config(ctx.config)
+    env, s, d, m = ctx.env, cfg.sac, cfg.dhmbpo, cfg.model
+    agent = make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0))
+    critic = make_critic(env, cfg, derive_seed(cfg.seed, STREAM_CRITIC, 0))
+    model = _make_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
+    loop = StepLoop(ctx, make_buffer(env, cfg), agent, step_budget(cfg, d),
+                    s.eval_every, s.eval_episodes, d.random_steps, model=model)
+    dtype = np.dtype(s.dtype).type
+    rounds = StateRounds(d.rounds_kept, env.obs_dim, dtype)
+    state = {"refits": 0, "updates": 0}
+    if loop.restore():
+        state = dict(loop.restored_state)
+        critic.load_state_dict(loop.restored_algo_state["critic"])
+        rounds.restore(loop.restored_algo_state["rounds"])
+    model = loop.model
+    menv = _model_env(model, env)
+    sample_indices = kernels("fastmbrl.agents._sac_rng_kernels")._sac_sample_indices
+
+    def fit_model(lp):
+        buf = lp.buffer
+        t0 = time.perf_counter()
+        with limit_blas(1):
+            history = model.fit(buf.obs, buf.act, buf.next_obs,
+                                buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
+                                max_steps=d.model_fit_steps or None, batch_size=m.batch_size,
+                                holdout_frac=m.holdout_frac, patience=m.patience, progress=False)
+        lp.times["fit"] += time.perf_counter() - t0
+        lp.counters["fit_epochs"] += int(history.epochs_run)
+        if history.holdout_mse.size:
+            lp.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
+        for cb in ctx.callbacks:
+            cb.on_fit_end(len(lp.records) + 1, history)
+
+    def distribution_rollout(lp):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, state["updates"]))
+        starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=d.rollout_starts)]
+        with limit_blas(1):
+            batch = menv.rollout(agent, starts, d.rollout_length, rng)
+        rounds.add(batch.obs)
+        lp.model_rows = len(rounds)
+        lp.times["rollout"] += time.perf_counter() - t0
+
+    def update(lp, n):
+        for _ in range(n):
+            if state["updates"] % d.rollout_every == 0:
+                distribution_rollout(lp)
+            t0 = time.perf_counter()
+            idx = np.empty(agent.batch_size, np.int64)
+            sample_indices(agent.rng_state, len(rounds), idx)
+            with agent.kernel_context():
+                double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon)
+            lp.times["update"] += time.perf_counter() - t0
+            state["updates"] += 1
+            lp.counters["updates"] += 1
+
+    def train(lp):
+        t = lp.steps
+        if t < d.random_steps:
+            return
+        if (t - d.random_steps) % d.model_train_every == 0:
+            fit_model(lp)
+            state["refits"] += 1
+        n = d.updates_per_step
+        if state["updates"] == 0 and d.catch_up:
+            n += d.updates_per_step * d.random_steps
+        update(lp, n)
+
+    def policy(obs):
+        return agent.act(obs)
+
+    def eval_policy(obs):
+        return agent.act(obs, deterministic=True)
+
+    def algo_state():
+        return {"critic": critic.state_dict(), "rounds": rounds.state()}
+
+    stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state),
+                       algo_state=algo_state)
+    if ctx.out_dir is not None and loop.records:
+        write_results(ctx.out_dir, cfg, loop.records, [],
+                      step_summary(loop.records, loop.records[-1].wall_time))
+    result = RunResult(config=cfg, records=loop.records, initial_records=[], model=model,
+                       agent=agent, buffer=loop.buffer, stopped_early=stopped,
+                       out_dir=ctx.out_dir)
+    result.critic = critic
+    return result
