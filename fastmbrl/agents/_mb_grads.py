@@ -43,6 +43,9 @@ __all__ = [
     "model_based_update",
     "mve_critic_target",
     "svg_actor_loss_grad",
+    "taped_rollout",
+    "rollout_backward",
+    "TapedRollout",
 ]
 
 
@@ -178,69 +181,111 @@ def svg_actor_loss_grad(agent, menv, obs, horizon, noise, alpha, grad_out, criti
     gives (d s_t, d a_t), the actor's VJP adds its parameter gradient and d s_t. Memory: one model
     tape and s_t, a_t per step (linear in h); the actor's forward pass is recomputed in its VJP.
     """
-    from fastmbrl.models.vjp import vjp_from_tape
-
-    actor = agent.actor if actor is None else actor
     critic = agent.critic if critic is None else critic
-    lo, hi = _hp(agent)
+    rec = taped_rollout(agent, menv, obs, horizon, noise, alpha, actor=actor)
     B = obs.shape[0]
     dt = agent.dtype
-    arrays = _model_arrays(menv) if horizon > 0 else None
-    reward_fn, grad_fn = _reward_parts(menv, arrays) if horizon > 0 else (None, None)
-    gamma = agent.gamma
-    states, actions, tapes, nexts, weights = [], [], [], [], []
-    alive = np.ones(B, dt)
-    s = obs
-    total = np.zeros(B, np.float64)
-    logp0 = None
-    for t in range(horizon):
-        a, logp = _sample(agent, actor, s, noise.act[t])
-        if t == 0:
-            logp0 = logp
-        nxt, rew, term, tape = _model_step(menv, arrays, s, a, noise.model[t], noise.members[t],
-                                           reward_fn, True)
-        c = (gamma ** t) * alive
-        total += c * (np.where(alive > 0, rew, 0.0) - alpha * logp)
-        states.append(s)
-        actions.append(a)
-        tapes.append(tape)
-        nexts.append(nxt)
-        weights.append(c)
-        alive = alive * (~term)
-        s = nxt
-    a_h, logp_h = _sample(agent, actor, s, noise.act[horizon])
-    if horizon == 0:
-        logp0 = logp_h
-    c_h = ((gamma ** horizon) * alive).astype(dt)
+    c_h = rec.c_h
     qmin = np.empty(B, dt)
     d_s = np.empty((B, agent.obs_dim), dt)
     d_a = np.empty((B, agent.act_dim), dt)
-    _k._critic_min_vjp(critic, agent.dims_critic, agent.activation_code, s, a_h,
+    _k._critic_min_vjp(critic, agent.dims_critic, agent.activation_code, rec.s_h, rec.a_h,
                        (-c_h / B).astype(dt), qmin, d_s, d_a)
-    total += c_h * (np.where(c_h > 0, qmin, 0.0) - alpha * logp_h)
+    total = rec.total + c_h * (np.where(c_h > 0, qmin, 0.0) - alpha * rec.logp_h)
+    rollout_backward(agent, rec, d_s, d_a, alpha, grad_out, actor=actor)
+    logp0 = rec.logps[0] if horizon > 0 else rec.logp_h
+    return float(-np.mean(total)), logp0
+
+
+class TapedRollout:
+    """A reparameterized model rollout of the policy, kept for :func:`rollout_backward`.
+
+    Attributes
+    ----------
+    states, actions, nexts : lists of (B, D) arrays s_t, a_t, s_t+1, one per step t < h
+    tapes : list of the model steps' tapes
+    weights : list of (B,) c_t = gamma^t alive_t
+    rewards, logps : lists of (B,) r_t and log pi(a_t|s_t), t < h
+    s_h, a_h, logp_h, c_h : the final state, its action, log pi and weight
+    total : (B,) float64 ``sum_{t<h} c_t (r_t - alpha log pi_t)`` (live rows' rewards only)
+    noise : the ModelNoise it was made with
+    """
+
+
+def taped_rollout(agent, menv, obs, horizon, noise, alpha, actor=None):
+    """h = ``horizon`` reparameterized steps of the policy through the model from ``obs`` (B,
+    D_obs), taped: per step the actor's sample, the model step (with its tape) and the reward;
+    then the actor's sample at s_h. ``noise``: act (h+1, B, D_act), model (h, B, D_out),
+    members (h, B). Returns a :class:`TapedRollout`."""
+    actor = agent.actor if actor is None else actor
+    arrays = _model_arrays(menv) if horizon > 0 else None
+    reward_fn, grad_fn = _reward_parts(menv, arrays) if horizon > 0 else (None, None)
+    B = obs.shape[0]
+    rec = TapedRollout()
+    rec.arrays, rec.reward_fn, rec.grad_fn, rec.noise = arrays, reward_fn, grad_fn, noise
+    rec.states, rec.actions, rec.tapes, rec.nexts = [], [], [], []
+    rec.weights, rec.rewards, rec.logps = [], [], []
+    alive = np.ones(B, agent.dtype)
+    total = np.zeros(B, np.float64)
+    s = obs
+    for t in range(horizon):
+        a, logp = _sample(agent, actor, s, noise.act[t])
+        nxt, rew, term, tape = _model_step(menv, arrays, s, a, noise.model[t], noise.members[t],
+                                           reward_fn, True)
+        c = (agent.gamma ** t) * alive
+        total += c * (np.where(alive > 0, rew, 0.0) - alpha * logp)
+        rec.states.append(s)
+        rec.actions.append(a)
+        rec.tapes.append(tape)
+        rec.nexts.append(nxt)
+        rec.weights.append(c)
+        rec.rewards.append(rew)
+        rec.logps.append(logp)
+        alive = alive * (~term)
+        s = nxt
+    rec.s_h = s
+    rec.a_h, rec.logp_h = _sample(agent, actor, s, noise.act[horizon])
+    rec.c_h = ((agent.gamma ** horizon) * alive).astype(agent.dtype)
+    rec.total = total
+    return rec
+
+
+def rollout_backward(agent, rec, d_s, d_a, alpha, grad_out, actor=None):
+    """Gradient of the loss ``-mean_b J(s_0)`` with respect to the actor's parameters into
+    ``grad_out`` (overwritten), for ``J(s_0) = sum_{t<h} c_t (r_t - alpha log pi_t) + c_h (V(s_h,
+    a_h) - alpha log pi_h)`` along the taped rollout ``rec``, given the loss's cotangents ``d_s``,
+    ``d_a`` at (s_h, a_h) from the terminal value V. Backward through every step: the model's VJP
+    gives (d s_t, d a_t), the actor's VJP (its forward pass recomputed) adds its parameter
+    gradient and d s_t."""
+    from fastmbrl.models.vjp import vjp_from_tape
+
+    actor = agent.actor if actor is None else actor
+    lo, hi = _hp(agent)
+    dt = agent.dtype
+    B = rec.s_h.shape[0]
     grad_out[...] = 0.0
     g = np.empty_like(grad_out)
     d_obs_pi = np.empty((B, agent.obs_dim), dt)
-    _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, s, noise.act[horizon], d_a,
-                  (alpha * c_h / B).astype(dt), lo, hi, agent.scale, agent.bias, g, d_obs_pi)
+    _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, rec.s_h,
+                  rec.noise.act[len(rec.states)], d_a, (alpha * rec.c_h / B).astype(dt), lo, hi,
+                  agent.scale, agent.bias, g, d_obs_pi)
     grad_out += g
     d_s = d_s + d_obs_pi
-    for t in range(horizon - 1, -1, -1):
-        w = (-weights[t] / B).astype(dt)                  # cotangent of r_t in the loss
-        st, at = states[t], actions[t]
-        if reward_fn is None or grad_fn is None:
-            d_st, d_at = vjp_from_tape(arrays, tapes[t], d_s, w)
+    for t in range(len(rec.states) - 1, -1, -1):
+        w = (-rec.weights[t] / B).astype(dt)              # cotangent of r_t in the loss
+        st, at = rec.states[t], rec.actions[t]
+        if rec.reward_fn is None or rec.grad_fn is None:
+            d_st, d_at = vjp_from_tape(rec.arrays, rec.tapes[t], d_s, w)
         else:
-            r_obs, r_act, r_next = (np.asarray(x, dt) for x in grad_fn(st, at, nexts[t]))
-            d_st, d_at = vjp_from_tape(arrays, tapes[t], d_s + w[:, None] * r_next, None)
+            r_obs, r_act, r_next = (np.asarray(x, dt) for x in rec.grad_fn(st, at, rec.nexts[t]))
+            d_st, d_at = vjp_from_tape(rec.arrays, rec.tapes[t], d_s + w[:, None] * r_next, None)
             d_st = d_st + w[:, None] * r_obs
             d_at = d_at + w[:, None] * r_act
-        _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, st, noise.act[t],
-                      np.ascontiguousarray(d_at, dt), (alpha * weights[t] / B).astype(dt), lo, hi,
-                      agent.scale, agent.bias, g, d_obs_pi)
+        _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, st, rec.noise.act[t],
+                      np.ascontiguousarray(d_at, dt), (alpha * rec.weights[t] / B).astype(dt), lo,
+                      hi, agent.scale, agent.bias, g, d_obs_pi)
         grad_out += g
         d_s = d_st + d_obs_pi
-    return float(-np.mean(total)), logp0
 
 
 def mve_critic_target(agent, menv, reward, next_obs, terminated, horizon, noise, alpha,

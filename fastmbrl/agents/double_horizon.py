@@ -29,101 +29,14 @@ Metrics as ``SAC.update``'s (``fastmbrl.agents.sac.METRICS``).
 """
 import numpy as np
 
-from fastmbrl.agents._mb_grads import _hp, _model_arrays, _model_step, _reward_parts, _sample, \
-    draw_noise
-from fastmbrl.backend import use_compiled
+from fastmbrl.agents._mb_grads import (TapedRollout, _model_arrays, draw_noise, rollout_backward,
+                                       taped_rollout)
+from fastmbrl.backend import kernels
 
-if use_compiled():
-    from fastmbrl.agents import _sac_kernels as _k
-else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
-    from fastmbrl.agents import _sac_reference as _k
+# the compiled kernels or their NumPy twins (FASTMBRL_PUREPYTHON=1), chosen by fastmbrl.backend
+_k = kernels("fastmbrl.agents._sac_kernels")
 
 __all__ = ["TapedRollout", "taped_rollout", "rollout_backward", "double_horizon_update"]
-
-
-class TapedRollout:
-    """What :func:`rollout_backward` needs of a training rollout, and its forward values.
-
-    Attributes
-    ----------
-    states, actions, nexts : lists of (B, D) arrays, one per step t < h
-    tapes : list of the model steps' tapes
-    weights : list of (B,) c_t
-    rewards, logps : lists of (B,) r_t and log pi(a_t|s_t), t < h
-    s_h, a_h, logp_h, c_h : the final state, its action, log pi and weight
-    total : (B,) float64 ``sum_{t<h} c_t (r_t - alpha log pi_t)`` (live rows' rewards only)
-    """
-
-
-def taped_rollout(agent, menv, obs, horizon, noise, alpha, actor=None):
-    """The training rollout of h = ``horizon`` steps from ``obs`` (B, D_obs), taped."""
-    actor = agent.actor if actor is None else actor
-    arrays = _model_arrays(menv) if horizon > 0 else None
-    reward_fn, grad_fn = _reward_parts(menv, arrays) if horizon > 0 else (None, None)
-    B = obs.shape[0]
-    rec = TapedRollout()
-    rec.arrays, rec.reward_fn, rec.grad_fn = arrays, reward_fn, grad_fn
-    rec.states, rec.actions, rec.tapes, rec.nexts = [], [], [], []
-    rec.weights, rec.rewards, rec.logps = [], [], []
-    alive = np.ones(B, agent.dtype)
-    total = np.zeros(B, np.float64)
-    s = obs
-    for t in range(horizon):
-        a, logp = _sample(agent, actor, s, noise.act[t])
-        nxt, rew, term, tape = _model_step(menv, arrays, s, a, noise.model[t], noise.members[t],
-                                           reward_fn, True)
-        c = (agent.gamma ** t) * alive
-        total += c * (np.where(alive > 0, rew, 0.0) - alpha * logp)
-        rec.states.append(s)
-        rec.actions.append(a)
-        rec.tapes.append(tape)
-        rec.nexts.append(nxt)
-        rec.weights.append(c)
-        rec.rewards.append(rew)
-        rec.logps.append(logp)
-        alive = alive * (~term)
-        s = nxt
-    rec.s_h = s
-    rec.a_h, rec.logp_h = _sample(agent, actor, s, noise.act[horizon])
-    rec.c_h = ((agent.gamma ** horizon) * alive).astype(agent.dtype)
-    rec.total = total
-    rec.noise = noise
-    return rec
-
-
-def rollout_backward(agent, rec, d_s, d_a, alpha, grad_out, actor=None):
-    """Gradient of the loss ``-mean_b J(s_0)`` with respect to the actor's parameters into
-    ``grad_out`` (overwritten), given the loss's cotangents ``d_s``, ``d_a`` at (s_h, a_h) from the
-    terminal value (the terminal ``-alpha log pi_h`` term and every step are added here)."""
-    from fastmbrl.models.vjp import vjp_from_tape
-
-    actor = agent.actor if actor is None else actor
-    lo, hi = _hp(agent)
-    dt = agent.dtype
-    B = rec.s_h.shape[0]
-    grad_out[...] = 0.0
-    g = np.empty_like(grad_out)
-    d_obs_pi = np.empty((B, agent.obs_dim), dt)
-    _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, rec.s_h,
-                  rec.noise.act[len(rec.states)], d_a, (alpha * rec.c_h / B).astype(dt), lo, hi,
-                  agent.scale, agent.bias, g, d_obs_pi)
-    grad_out += g
-    d_s = d_s + d_obs_pi
-    for t in range(len(rec.states) - 1, -1, -1):
-        w = (-rec.weights[t] / B).astype(dt)              # cotangent of r_t in the loss
-        st, at = rec.states[t], rec.actions[t]
-        if rec.reward_fn is None or rec.grad_fn is None:
-            d_st, d_at = vjp_from_tape(rec.arrays, rec.tapes[t], d_s, w)
-        else:
-            r_obs, r_act, r_next = (np.asarray(x, dt) for x in rec.grad_fn(st, at, rec.nexts[t]))
-            d_st, d_at = vjp_from_tape(rec.arrays, rec.tapes[t], d_s + w[:, None] * r_next, None)
-            d_st = d_st + w[:, None] * r_obs
-            d_at = d_at + w[:, None] * r_act
-        _k._actor_vjp(actor, agent.dims_actor, agent.activation_code, st, rec.noise.act[t],
-                      np.ascontiguousarray(d_at, dt), (alpha * rec.weights[t] / B).astype(dt), lo,
-                      hi, agent.scale, agent.bias, g, d_obs_pi)
-        grad_out += g
-        d_s = d_st + d_obs_pi
 
 
 def double_horizon_update(agent, critic, menv, obs, horizon, noise=None):

@@ -18,9 +18,9 @@ from fastmbrl._io import read_json_object
 __all__ = ["RunFolder", "open_run", "load", "load_model", "load_policy", "SAC_FAMILY",
            "MODEL_ALGORITHMS"]
 
-SAC_FAMILY = ("sac", "mbpo", "mve", "svg")
+SAC_FAMILY = ("sac", "mbpo", "mve", "svg", "dhmbpo")
 """Algorithms whose agent is a SAC actor-critic (their policy is exported)."""
-MODEL_ALGORITHMS = ("pets", "mbpo", "mve", "svg")
+MODEL_ALGORITHMS = ("pets", "mbpo", "mve", "svg", "dhmbpo")
 """Algorithms whose run checkpoints a dynamics model (exported too)."""
 _LOADABLE = SAC_FAMILY + ("pets", "random")
 

@@ -1,0 +1,81 @@
+"""DHMBPO's loop (``fastmbrl.algorithms.dhmbpo``) on the tiny linear system: what a run does and
+records, and the errors on bad settings. The update itself is tested in
+tests/agents/test_double_horizon.py, exact resume in tests/algorithms/test_exact_resume.py."""
+import copy
+
+import numpy as np
+import pytest
+
+import fastmbrl as fm
+from fastmbrl.config import ConfigError
+from fastmbrl.deploy.loading import load_model, open_run
+from tests.algorithms.systems import LinearSystem, linear_reward
+from tests.algorithms.test_exact_resume import CONFIG
+
+STEPS = 120
+CONFIG = {k: v for k, v in CONFIG.items() if k != "mbpo"}     # settings dhmbpo does not read
+
+
+def _run(config=CONFIG, steps=STEPS, **kwargs):
+    return fm.run(LinearSystem(), algorithm="dhmbpo", steps=steps, seed=1,
+                  reward_fn=linear_reward, config=config, **kwargs)
+
+
+def test_a_run_counts_its_updates_rounds_and_refits():
+    d = CONFIG["dhmbpo"]
+    result = _run()
+    assert result.steps.tolist() == [60, 120]
+    # the catch-up (one update per random step) at step 60, then one update per step
+    assert result.records[-1].updates == d["random_steps"] + (STEPS - d["random_steps"] + 1)
+    # at most rounds_kept rounds of rollout_starts x rollout_length states
+    rows = result.records[-1].model_rows
+    assert 0 < rows <= d["rounds_kept"] * d["rollout_starts"] * d["rollout_length"]
+    assert result.critic.members == d["critic_members"]
+    assert result.config.dhmbpo.horizon == d["horizon"]
+    assert np.all(np.isfinite(result.returns))
+    # the critic's values follow the rewards' range: -||x'||^2 over 1 - gamma
+    assert result.critic.scalars[4] == 1.0 and result.critic.scalars[0] < 0
+
+
+def test_the_model_section_is_overridden_by_dhmbpo_model_settings():
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "model_members": 4, "model_hidden": [16, 16]}
+    result = _run(cfg, steps=61)
+    assert result.model.ensemble_size == 4 and result.model.num_elites == 4
+    assert tuple(result.model.hidden) == (16, 16)
+
+
+@pytest.mark.parametrize("key,value", [("horizon", 0), ("rollout_length", 0),
+                                       ("critic_members", 1), ("critic_dropout", 1.0),
+                                       ("random_steps", 1)])
+def test_bad_settings_are_refused_with_the_key_named(key, value):
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], key: value}
+    with pytest.raises((ConfigError, ValueError), match=f"dhmbpo.{key}"):
+        _run(cfg, steps=10)
+
+
+def test_an_unknown_setting_is_refused():
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "horizn": 3}
+    with pytest.raises(ConfigError, match="dhmbpo.horizn"):
+        _run(cfg, steps=10)
+
+
+def test_a_reward_without_gradient_is_refused_naming_the_missing_function():
+    cfg = copy.deepcopy(CONFIG)
+    cfg["model"] = {**cfg["model"], "learn_reward": False}
+    with pytest.raises(ConfigError, match="reward_grad_fn"):
+        _run(cfg, steps=10)
+
+
+def test_a_run_folder_loads_as_a_controller(tmp_path):
+    """fm.load gives the trained actor (and the model) of a dhmbpo run folder."""
+    result = _run(steps=61, out_dir=tmp_path / "run")
+    agent = fm.load(tmp_path / "run", action_space=(-np.ones(2), np.ones(2)))
+    obs = np.array([0.3, -0.2])
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True),
+                                  result.agent.act(obs, deterministic=True))
+    model = load_model(open_run(tmp_path / "run"))
+    for a, b in zip(model.arrays(), result.model.arrays()):
+        np.testing.assert_array_equal(a, b)
