@@ -133,7 +133,8 @@ def test_bad_input_is_named():
         fm.run("Nope-v0")
     with pytest.raises(ValueError, match="resume"):
         fm.run("Pendulum-v1", resume=True)
-    with pytest.raises(ValueError, match="algorithm: expected one of mbpo, mve, pets, random, sac, svg, got 'nope'"):
+    with pytest.raises(ValueError, match="algorithm: expected one of dhmbpo, mbpo, mve, pets, "
+                                         "random, sac, svg, got 'nope'"):
         fm.run("Pendulum-v1", algorithm="nope")
     with pytest.raises(ValueError, match="steps: pets counts episodes"):
         fm.run(LinearSystem(), reward_fn=linear_reward, steps=100)
