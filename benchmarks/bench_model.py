@@ -26,7 +26,8 @@ from fastmbrl.models.trainer import EnsembleTrainer
 
 N_TRANSITIONS = 10_000
 OBS_DIM, ACT_DIM = 4, 1
-CFG = dict(hidden=(200, 200, 200, 200), ensemble_size=7, num_elites=5, seed=0)
+CFG = dict(hidden=(200, 200, 200, 200), ensemble_size=7, num_elites=5, weight_decay="pets",
+           seed=0)
 MEDIANS = {}       # (impl, n_threads) -> median seconds per epoch
 QUALITY = {}       # impl -> (mse, nll)
 

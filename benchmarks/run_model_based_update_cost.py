@@ -24,9 +24,10 @@ def main():
     args = p.parse_args()
     B = args.batch
     rng = np.random.default_rng(0)
-    agent = SAC(3, 1, ([-2.0], [2.0]), batch_size=B, seed=0)
+    agent = SAC(3, 1, ([-2.0], [2.0]), batch_size=B, seed=0, n_threads=1)
     model = GaussianEnsemble(3, 1, hidden=(200, 200, 200), ensemble_size=5, num_elites=5,
-                             angle_dims=(0,), learn_reward=False, seed=0)
+                             angle_dims=(0,), learn_reward=False, seed=0, weight_decay="pets",
+                             n_threads=1)
     menv = ModelEnv(model, reward_fn=reward_fns.pendulum)
     th = rng.uniform(-np.pi, np.pi, B)
     obs = np.stack([np.cos(th), np.sin(th), rng.normal(size=B)], 1).astype(np.float32)

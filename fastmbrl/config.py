@@ -4,13 +4,15 @@ The split: this module defines the run configuration (the dataclasses, their che
 ``--set`` parsing); ``fastmbrl._config`` exists beside it because the constants this configuration
 checks against (allowed activations, planner names, propagation modes, the default dtype and
 episode bound) are also needed by low layers that must not depend on the run configuration, so
-they live there and are only imported here.
+they live there and are only imported here. The conversion of JSON values to field types, the
+plain-JSON view (``to_dict``) and the merging of overrides are generic over dataclasses and live
+in ``fastmbrl._config_values``, re-exported here with ``ConfigError``.
 
-Defaults: each setting has one default, the field's here; the library's constructors take theirs
-from these dataclasses where the values agree (e.g. ``CEM(horizon=PlannerConfig.horizon, ...)``,
-``EnsembleMLP(hidden=ModelConfig.hidden, ...)``); where a documented constructor default differs
-(``GaussianEnsemble``'s 4 x 200 network of 7 members), the constructor keeps its own and a run
-passes the configuration's.
+Defaults: each setting has one default, the field's here, and the library's constructors take
+theirs from these dataclasses (e.g. ``CEM(horizon=PlannerConfig.horizon, ...)``,
+``GaussianEnsemble(hidden=ModelConfig.hidden, ...)``, ``SAC(gamma=SACConfig.gamma, ...)``), so an
+object built with its defaults is the one a default run builds. Options without a field here (an
+optimizer's own, e.g. MPPI's temperature) keep their constructor's default.
 
 A run is described by one :class:`RunConfig`. It resolves in layers, each overriding the last:
 the dataclass defaults, the environment's defaults (``fastmbrl.envs`` specs), a JSON file
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 
 from fastmbrl._config import (DEFAULT_DTYPE, HIDDEN_ACTIVATIONS, PLANNERS, PROPAGATION_MODES,
                               SUPPORTED_DTYPES)
+from fastmbrl._config_values import (ConfigError, _build_section, _coerce, _env_kwargs, merge,
+                                     to_dict)
 from fastmbrl._validate import alpha_in_range
 
 _DTYPE_NAMES = tuple(d.__name__ for d in SUPPORTED_DTYPES)
@@ -44,10 +48,6 @@ __all__ = ["ModelConfig", "PlannerConfig", "AlgorithmConfig", "SACConfig", "MBPO
            "RunConfig", "to_dict", "from_dict",
            "apply_overrides", "parse_override", "validate", "sections", "ConfigError",
            "algorithm_names"]
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that cannot be used; the message names the key."""
 
 
 def algorithm_names():
@@ -454,84 +454,6 @@ def sections(config_class=None):
 _SCALARS = ("env", "env_kwargs", "seed")
 
 
-def to_dict(config):
-    """Return ``config`` (a RunConfig) as nested plain dicts of JSON types (tuples become lists)."""
-    def plain(value):
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            out[f.name] = {g.name: plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
-        else:
-            out[f.name] = plain(value)
-    return out
-
-
-def _coerce(key, value, annotation, default):
-    """Convert a JSON value to the type of the field ``key``; raise ConfigError naming it."""
-    kind = type(default) if default is not None else None
-    if default == "auto":  # 'auto' or an integer (e.g. model.n_threads)
-        if value == "auto":
-            return value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected 'auto' or an integer, got {value!r}")
-        return value
-    origin = typing.get_origin(annotation) if not isinstance(annotation, str) else None
-    if default is None or origin is typing.Union or annotation in ("typing.Optional[int]",):
-        if value is None:
-            return None
-        kind = int
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool) or not (isinstance(value, int)
-                                           or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if kind is tuple:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-            raise ConfigError(f"{key}: expected a list of positive integers, got {value!r}")
-        return tuple(int(v) for v in value)
-    if kind is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a JSON object, got {value!r}")
-        return dict(value)
-    return value
-
-
-def _build_section(cls, name, values, base):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{name}: expected a JSON object of settings, got {values!r}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    changes = {}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"{name}.{key}: unknown setting; known: {', '.join(sorted(known))}")
-        f = known[key]
-        changes[key] = _coerce(f"{name}.{key}", value, f.type, getattr(base, key))
-    return dataclasses.replace(base, **changes)
-
-
 def from_dict(values, base=None):
     """Build a RunConfig from nested dicts, on top of ``base`` (default: RunConfig()).
 
@@ -571,20 +493,6 @@ def from_dict(values, base=None):
     config = dataclasses.replace(config, **changes)
     validate(config)
     return config
-
-
-def _env_kwargs(value):
-    """``value`` as env_kwargs: a dict of string keys and JSON values (tuples become lists)."""
-    if not isinstance(value, dict):
-        raise ConfigError(f"env_kwargs: expected a JSON object of keywords, got {value!r}")
-    for key in value:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ConfigError(f"env_kwargs: expected keyword names, got {key!r}")
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"env_kwargs: expected JSON values (numbers, strings, booleans, lists, "
-                          f"null), got {value!r} ({exc})") from None
 
 
 def validate(config):
@@ -631,18 +539,6 @@ def parse_override(text, config_class=None):
         raise ConfigError(f"--set {key}: expected section.key with section one of "
                           f"{', '.join(known)} (or env, seed, env_kwargs.KEYWORD)")
     return {parts[0]: {parts[1]: value}}
-
-
-def merge(*dicts):
-    """Merge nested override dicts, later ones winning."""
-    out = {}
-    for d in dicts:
-        for k, v in (d or {}).items():
-            if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
-                out[k] = merge(out[k], v)
-            else:
-                out[k] = v
-    return out
 
 
 def apply_overrides(config, overrides):

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fastmbrl import _config
+from fastmbrl import _config, _threads
 from fastmbrl.config import ConfigError, RunConfig, apply_overrides, from_dict, sections, to_dict
 
 
@@ -78,9 +78,9 @@ def test_model_n_threads_is_auto_or_a_positive_integer(monkeypatch):
                       ("true", "'auto' or an integer, got True")):
         with pytest.raises(ConfigError, match=f"model.n_threads: expected {said}"):
             apply_overrides(RunConfig(), [f"model.n_threads={bad}"])
-    monkeypatch.setattr(pets.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
     assert pets.model_threads("auto") == 2 and pets.model_threads(1) == 1
-    monkeypatch.setattr(pets.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 1)
     assert pets.model_threads("auto") == 1
     cfg = apply_overrides(RunConfig(), ["model.n_threads=2", "model.hidden=[8]"])
     assert pets.make_model(3, 1, cfg, (), seed=0).n_threads == 2
@@ -95,7 +95,36 @@ def test_sac_n_threads_is_auto_or_a_positive_integer(monkeypatch):
         apply_overrides(RunConfig(), ["sac.n_threads=x"])
     with pytest.raises(ConfigError, match="sac.n_threads: expected 'auto' or an integer >= 1"):
         apply_overrides(RunConfig(), ["sac.n_threads=0"])
-    monkeypatch.setattr(sac.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
     assert sac.update_threads("auto") == 2 and sac.update_threads(1) == 1
-    monkeypatch.setattr(sac.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 1)
     assert sac.update_threads("auto") == 1
+
+
+def test_constructor_defaults_are_the_configurations():
+    """One default per setting: a class built with its defaults is the one a default run builds."""
+    import dataclasses
+    import inspect
+
+    from fastmbrl import agents, planning
+    from fastmbrl.config import MBPOConfig, ModelConfig, PlannerConfig, SACConfig
+    from fastmbrl.models import GaussianEnsemble
+    from fastmbrl.models.trainer import EnsembleTrainer
+
+    def defaults(fn):
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    cases = [(GaussianEnsemble, ModelConfig), (GaussianEnsemble.fit, ModelConfig),
+             (EnsembleTrainer.fit, ModelConfig), (agents.SAC, SACConfig),
+             (agents.SAC.update_from, MBPOConfig)]
+    cases += [(getattr(planning, name), PlannerConfig) for name in _config.PLANNERS.values()]
+    for fn, section in cases:
+        fields = {f.name: f.default for f in dataclasses.fields(section)}
+        # dtype: a type here, a name there; the trainer's num_elites=None means all members
+        shared = set(defaults(fn)) & set(fields) - {"dtype", "name"}
+        if fn is EnsembleTrainer.fit:
+            shared.discard("num_elites")
+        assert shared, fn
+        for key in shared:
+            assert defaults(fn)[key] == fields[key], (fn, key)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import fastmbrl as fm
-from fastmbrl import _sweep
+from fastmbrl import _sweep, _sweep_trials
 from fastmbrl.cli import main
 from tests.algorithms.systems import LinearSystem, linear_reward
 
@@ -180,7 +180,7 @@ def test_thread_limit_after_numba_is_imported(monkeypatch):
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
     before = numba.get_num_threads()
     try:
-        _sweep._limit_threads(1)
+        _sweep_trials._limit_threads(1)
         assert numba.get_num_threads() == 1
         assert "NUMBA_NUM_THREADS" not in os.environ
     finally:

@@ -213,24 +213,25 @@ def test_the_sweep_names_what_is_not_loopback(monkeypatch, caplog):
     # What a Ray version that binds elsewhere would get: a warning naming each address (the
     # sweep goes on). No Ray is started: the node address and the sockets are stand-ins.
     ray = pytest.importorskip("ray")
-    from fastmbrl import _sweep
+    from fastmbrl import _sweep_ray
 
     with socket.socket() as sock:       # the listing (psutil, Ray's copy) sees a real socket
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert ("127.0.0.1", port) in _sweep._listening(_sweep._process(os.getpid()))
+        assert ("127.0.0.1", port) in _sweep_ray._listening(_sweep_ray._process(os.getpid()))
     fake = types.SimpleNamespace(__version__=ray.__version__, util=types.SimpleNamespace(
         get_node_ip_address=lambda: "192.0.2.7"))
-    monkeypatch.setattr(_sweep, "_listening", lambda proc: {("::", 4321), ("127.0.0.1", 99)})
+    monkeypatch.setattr(_sweep_ray, "_listening", lambda proc: {("::", 4321), ("127.0.0.1", 99)})
     with caplog.at_level("WARNING", logger="fastmbrl.sweep"):
-        _sweep._warn_unless_loopback(fake, set())
+        _sweep_ray._warn_unless_loopback(fake, set())
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "node address 192.0.2.7" in text and "listens on [::]:4321" in text
     assert ":99" not in text and "trusted" in text
     caplog.clear()
     fake.util.get_node_ip_address = lambda: "127.0.0.1"
-    monkeypatch.setattr(_sweep, "_listening", lambda proc: {("::ffff:127.0.0.1", 5), ("::1", 6)})
+    monkeypatch.setattr(_sweep_ray, "_listening",
+                        lambda proc: {("::ffff:127.0.0.1", 5), ("::1", 6)})
     with caplog.at_level("WARNING", logger="fastmbrl.sweep"):
-        _sweep._warn_unless_loopback(fake, set())
+        _sweep_ray._warn_unless_loopback(fake, set())
     assert not caplog.records

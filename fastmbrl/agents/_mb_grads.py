@@ -28,12 +28,11 @@ import logging
 
 import numpy as np
 
-from fastmbrl.backend import use_compiled
+from fastmbrl.backend import kernels
+from fastmbrl.config import MBPOConfig
 
-if use_compiled():
-    from fastmbrl.agents import _sac_kernels as _k
-else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
-    from fastmbrl.agents import _sac_reference as _k
+# the compiled kernels or their NumPy twins (FASTMBRL_PUREPYTHON=1), chosen by fastmbrl.backend
+_k = kernels("fastmbrl.agents._sac_kernels")
 
 log = logging.getLogger("fastmbrl.agents.model_based")
 
@@ -98,18 +97,14 @@ def draw_noise(agent, arrays, B, n_act, n_model, out_dim):
 
 def _model_arrays(menv):
     """The ModelArrays ``menv`` steps with now (its model's current weights)."""
-    # ModelEnv has no public accessor for them yet: this and _first_fallback are the only places
-    # where this module reads ModelEnv's private side
-    return menv._arrays()
+    return menv.kernel_arrays()
 
 
 def _first_fallback(menv):
     """True the first time the learned reward head stands in for ``reward_grad_fn`` on ``menv``
     (once per ModelEnv, shared with ``ModelEnv.step_vjp``'s own warning)."""
-    if getattr(menv, "_warned_fallback", True):
-        return False
-    menv._warned_fallback = True
-    return True
+    claim = getattr(menv, "claim_fallback_warning", None)
+    return bool(claim()) if claim is not None else False
 
 
 def _reward_parts(menv, arrays):
@@ -354,9 +349,10 @@ def clip_global_norm(grad, max_norm):
     return norm
 
 
-def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, critic_horizon=1,
-                       actor_horizon=0, actor_grad_clip=None, td_k=False, critic_noise=None,
-                       actor_noise=None):
+def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *,
+                       critic_horizon=MBPOConfig.critic_horizon,
+                       actor_horizon=MBPOConfig.actor_horizon, actor_grad_clip=None,
+                       td_k=MBPOConfig.td_k, critic_noise=None, actor_noise=None):
     """One SAC update (critic, actor, temperature, Polyak, in SB3's order as ``SAC.update``) with
     the MVE critic target of horizon n = ``critic_horizon`` and the SVG(H) actor gradient of
     horizon h = ``actor_horizon``, global-norm clipped at ``actor_grad_clip`` (None: no clip).
@@ -434,8 +430,8 @@ def model_based_update(agent, menv, obs, act, reward, next_obs, terminated, *, c
     return {k: float(v) for k, v in zip(METRICS, values)}
 
 
-def model_based_update_from(agent, menv, buffer, n_updates, model_buffer=None, real_ratio=1.0,
-                            **switches):
+def model_based_update_from(agent, menv, buffer, n_updates, model_buffer=None,
+                            real_ratio=MBPOConfig.real_ratio, **switches):
     """``n_updates`` of :func:`model_based_update` on minibatches of ``agent.batch_size`` rows,
     ``int(real_ratio * batch_size)`` of them from ``buffer`` and the rest from ``model_buffer``
     (all from ``buffer`` when it is None or empty); indices from the agent's update stream.

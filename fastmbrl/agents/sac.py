@@ -11,19 +11,18 @@ import numba
 import numpy as np
 
 from fastmbrl._io import atomic_savez
+from fastmbrl._threads import limit_blas, resolve_threads
 from fastmbrl._validate import as_float_array, check_dtype, check_float, check_int
 from fastmbrl.agents.base import Agent, action_bounds
-from fastmbrl.backend import use_compiled
+from fastmbrl.backend import kernels, use_compiled
 from fastmbrl.buffer import ReplayBuffer
+from fastmbrl.config import MBPOConfig, SACConfig
 from fastmbrl.nn._flat import param_offsets, unflatten
 from fastmbrl.nn._numba import _flush_denormals_team, _restore_fp_mode_team
 
-if use_compiled():
-    from fastmbrl.agents import _sac_kernels as _k
-    from fastmbrl.agents import _sac_mixed_kernels as _km
-else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
-    from fastmbrl.agents import _sac_reference as _k
-    from fastmbrl.agents import _sac_mixed_reference as _km
+# the compiled kernels or their NumPy twins (FASTMBRL_PUREPYTHON=1), chosen by fastmbrl.backend
+_k = kernels("fastmbrl.agents._sac_kernels")
+_km = kernels("fastmbrl.agents._sac_mixed_kernels")
 
 SAC_FORMAT_VERSION = 1
 METRICS = ("critic_loss", "actor_loss", "temperature_loss", "temperature", "entropy", "mean_q")
@@ -68,11 +67,11 @@ class SAC(Agent):
         Parameter and computation dtype; float32 by default, float64 for gradient checks.
     seed : int
         Seeds the initialization and the agent's generator (minibatches, noise).
-    n_threads : int
+    n_threads : int or "auto"
         Threads of the update kernel (1 or 2 are used): the actor's passes on s' and s, the twin
         critics and the halves of the actor's backward pass run side by side (Numba ``prange``),
-        each on a single-threaded BLAS. Results are bit-identical for any value. 1 by default;
-        the run configuration's ``sac.n_threads`` ('auto') uses 2 cores where there are 2.
+        each on a single-threaded BLAS. Results are bit-identical for any value. "auto" (the run
+        configuration's ``sac.n_threads``) is 2 on a machine with 2 or more cores, else 1.
 
     Notes
     -----
@@ -100,10 +99,11 @@ class SAC(Agent):
     and Appendix C; Stable-Baselines3 ``sac/sac.py``.
     """
 
-    def __init__(self, obs_dim, act_dim, action_space, hidden=(256, 256), *, gamma=0.99,
-                 tau=0.005, lr=3e-4, batch_size=256, init_temperature=1.0, target_entropy=None,
-                 log_std_bounds=(-20.0, 2.0), activation="relu", dtype=np.float32, seed=0,
-                 n_threads=1):
+    def __init__(self, obs_dim, act_dim, action_space, hidden=SACConfig.hidden, *,
+                 gamma=SACConfig.gamma, tau=SACConfig.tau, lr=SACConfig.lr,
+                 batch_size=SACConfig.batch_size, init_temperature=SACConfig.init_temperature,
+                 target_entropy=None, log_std_bounds=(-20.0, 2.0), activation="relu",
+                 dtype=np.float32, seed=0, n_threads=SACConfig.n_threads):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
         low, high, self.action_dtype = action_bounds(action_space)
@@ -134,7 +134,7 @@ class SAC(Agent):
         self.activation = activation
         self.dtype = check_dtype("dtype", dtype)
         self.seed = check_int("seed", seed, minimum=0)
-        self.n_threads = check_int("n_threads", n_threads)
+        self.n_threads = check_int("n_threads", resolve_threads(n_threads))
         dt = self.dtype
         self.scale = ((high - low) / 2.0).astype(dt)
         self.bias = ((high + low) / 2.0).astype(dt)
@@ -156,7 +156,6 @@ class SAC(Agent):
         # [key, update counter, act counter] of the counter-based generator (see _sac_kernels)
         self.rng_state = np.array([rng.integers(0, 2**63, dtype=np.uint64), 0, 0], np.uint64)
         self._act_code = _ACTIVATIONS[activation]
-        self._blas = None
         self._work = None           # the update kernels' scratch (see _scratch)
 
     # ------------------------------------------------------------------------------ helpers
@@ -200,11 +199,6 @@ class SAC(Agent):
         if not use_compiled():
             yield
             return
-        if self._blas is None:
-            # Numba's np.dot calls scipy's OpenBLAS: load it before threadpoolctl looks for pools
-            import scipy.linalg.cython_blas  # noqa: F401
-            from threadpoolctl import ThreadpoolController
-            self._blas = ThreadpoolController()
         before = numba.get_num_threads()
         numba.set_num_threads(max(1, min(self.n_threads, before)))
         # denormals flushed on every thread of the team, restored afterwards: SAC's training makes
@@ -212,11 +206,21 @@ class SAC(Agent):
         modes = np.empty(numba.get_num_threads(), np.uint32)
         _flush_denormals_team(modes)
         try:
-            with self._blas.limit(limits=1, user_api="blas"):
+            with limit_blas(1):
                 yield
         finally:
             _restore_fp_mode_team(modes)
             numba.set_num_threads(before)
+
+    @property
+    def action_low(self):
+        """float64 array (D_act,): the lower action bounds (actions are clipped to them)."""
+        return self._low
+
+    @property
+    def action_high(self):
+        """float64 array (D_act,): the upper action bounds."""
+        return self._high
 
     @property
     def activation_code(self):
@@ -348,13 +352,15 @@ class SAC(Agent):
             _k._sac_update(*self.kernel_args(), obs, act, rew, nobs, term, eps[0], eps[1], metrics)
         return self._metrics_dict(metrics)
 
-    def update_from(self, buffer, n_updates, model_buffer=None, real_ratio=1.0):
+    def update_from(self, buffer, n_updates, model_buffer=None,
+                    real_ratio=MBPOConfig.real_ratio):
         """``n_updates`` updates on minibatches of ``batch_size`` rows drawn uniformly with
         replacement from ``buffer`` (a ``fastmbrl.buffer.ReplayBuffer``), in one compiled call.
 
         With ``model_buffer`` (MBPO), each minibatch takes ``int(real_ratio * batch_size)`` rows
         from ``buffer`` and the rest from ``model_buffer`` (all from ``buffer`` while
-        ``model_buffer`` is empty); kernel ``_sac_mixed_kernels._sac_update_from_mixed``.
+        ``model_buffer`` is empty; ``real_ratio`` defaults to ``MBPOConfig.real_ratio``); kernel
+        ``_sac_mixed_kernels._sac_update_from_mixed``.
 
         Returns
         -------

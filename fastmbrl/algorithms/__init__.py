@@ -57,7 +57,9 @@ def get(name):
     return module
 
 
-def _read_saved_config(out_dir):
+def read_saved_config(out_dir):
+    """The settings a run folder's ``config.json`` records (a dict, as written; ValueError naming
+    the file when it is not a JSON object, or reached through a link out of the folder)."""
     return read_json_object(confined(out_dir, os.path.join(out_dir, "config.json"), "resume"),
                             "resume")
 
@@ -206,7 +208,7 @@ def run(env="Pendulum-v1", algorithm=None, episodes=None, steps=None, seed=None,
     out_dir = None if out_dir is None else os.fspath(out_dir)
 
     # ---- configuration: the saved run's, or defaults < env defaults < config < arguments -------
-    saved = _read_saved_config(out_dir) if resume else None
+    saved = read_saved_config(out_dir) if resume else None
     if saved is not None and isinstance(env, str) and isinstance(saved.get("env"), str):
         env = saved["env"]
     env_kwargs = _env_kwargs(env_kwargs, config, saved, out_dir)

@@ -41,8 +41,8 @@ import time
 from typing import NamedTuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from fastmbrl._threads import limit_blas
 from fastmbrl.algorithms import sac as _sac
 from fastmbrl.algorithms._records import RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
@@ -287,7 +287,7 @@ def run(ctx):
             return deadline is not None and time.perf_counter() >= deadline
 
         t0 = time.perf_counter()
-        with threadpool_limits(limits=1, user_api="blas"):
+        with limit_blas(1):
             history = model.fit(buf.obs, buf.act, buf.next_obs,
                                 buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
                                 max_steps=mb.model_fit_steps or None, batch_size=m.batch_size,
@@ -307,7 +307,7 @@ def run(ctx):
         starts = loop.buffer.obs[rng.integers(0, source.rows, size=n_rollouts)]
         # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine
         # (docs/performance.md)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with limit_blas(1):
             return _model_env(source.model, env).rollout(source.policy, starts, source.length,
                                                          rng)
 

@@ -18,13 +18,12 @@ checkpoints need none), and the model's generator state is checkpointed with its
 """
 import inspect
 import logging
-import os
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from fastmbrl._config import PLANNERS
+from fastmbrl._threads import limit_blas, resolve_threads
 from fastmbrl.algorithms._checkpoints import load_run_checkpoint, save_run_checkpoint
 from fastmbrl.algorithms._collect import collect_episode, collect_initial_data
 from fastmbrl.algorithms._records import RunResult, summary, write_results
@@ -57,15 +56,11 @@ def make_model(obs_dim, act_dim, config, angle_dims, seed):
 
 def model_threads(n_threads):
     """The fit threads a ``model.n_threads`` setting means ('auto': 2 with 2 or more cores and a
-    build with OpenMP, else 1)."""
-    if n_threads == "auto":
-        from fastmbrl.nn import _kernels
+    build with OpenMP, else 1): ``fastmbrl._threads.resolve_threads`` with the fused step's rule
+    (``fastmbrl.nn.train.fit_threads_pay``), as ``GaussianEnsemble`` resolves it."""
+    from fastmbrl.nn.train import fit_threads_pay
 
-        # have_openmp() loads the extension first (a failed load turns COMPILED off); the NumPy
-        # twins ignore the setting
-        threaded = _kernels.have_openmp() or not _kernels.COMPILED
-        return 2 if (os.cpu_count() or 1) >= 2 and threaded else 1
-    return n_threads
+    return resolve_threads(n_threads, fit_threads_pay)
 
 
 def make_planner(config, seed):
@@ -125,7 +120,7 @@ def fit_model(model, buffer, model_config):
     t0 = time.perf_counter()
     # One BLAS thread: OpenBLAS's spinning thread team is several times slower than one thread on
     # these small products when the other core is busy (docs/performance.md, Threads).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limit_blas(1):
         history = model.fit(buffer.obs, buffer.act, buffer.next_obs,
                             buffer.reward if m.learn_reward else None, max_epochs=m.max_epochs,
                             batch_size=m.batch_size, holdout_frac=m.holdout_frac,

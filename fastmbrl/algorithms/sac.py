@@ -23,11 +23,11 @@ of it, so a resumed run gives the same results rows as an uninterrupted one (the
 episode is replayed, see ``StepCollector``).
 """
 import logging
-import os
 import time
 
 import numpy as np
 
+from fastmbrl._threads import resolve_threads
 from fastmbrl.algorithms._records import RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_AGENT, derive_seed
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
@@ -56,10 +56,9 @@ def make_agent(env, config, seed, hidden=None):
 
 def update_threads(n_threads):
     """The update-kernel threads a ``sac.n_threads`` setting means ('auto': 2 with 2 or more
-    cores, else 1)."""
-    if n_threads == "auto":
-        return 2 if (os.cpu_count() or 1) >= 2 else 1
-    return n_threads
+    cores, else 1): ``fastmbrl._threads.resolve_threads``, as ``fastmbrl.agents.SAC`` resolves
+    it."""
+    return resolve_threads(n_threads)
 
 
 def make_buffer(env, config):

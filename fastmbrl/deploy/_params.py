@@ -144,15 +144,15 @@ def policy_params(agent):
     TypeError
         When ``agent`` is not a SAC agent (it has no actor).
     """
-    for attr in ("actor", "dims_actor", "activation", "scale", "bias", "_low", "_high"):
+    for attr in ("actor", "dims_actor", "activation", "scale", "bias", "action_low", "action_high"):
         if not hasattr(agent, attr):
             raise TypeError(f"agent: expected a fastmbrl.agents.SAC, got {type(agent).__name__} "
                             f"(no {attr!r})")
     params = unflatten(agent.actor, agent.dims_actor, 1)
     weights = [(_f32(params[i][0]), _f32(params[i + 1][0])) for i in range(0, len(params), 2)]
     return PolicyParams(weights=weights, activation=str(agent.activation),
-                        scale=_f32(agent.scale), bias=_f32(agent.bias), low=_f32(agent._low),
-                        high=_f32(agent._high), obs_dim=int(agent.obs_dim),
+                        scale=_f32(agent.scale), bias=_f32(agent.bias), low=_f32(agent.action_low),
+                        high=_f32(agent.action_high), obs_dim=int(agent.obs_dim),
                         act_dim=int(agent.act_dim))
 
 

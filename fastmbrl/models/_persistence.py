@@ -22,14 +22,14 @@ def save_model(model, path):
     path = os.fspath(path)
     data = {"format_version": np.array(MODEL_FORMAT_VERSION, np.int64),
             "kind": np.array("fastmbrl.GaussianEnsemble"),
-            "config": np.array(json.dumps(model._config())),
-            "rng_state": np.array(json.dumps(model._rng.bit_generator.state)),
+            "config": np.array(json.dumps(model.init_kwargs())),
+            "rng_state": np.array(json.dumps(model.generator.bit_generator.state)),
             "n_fits": np.array(model.n_fits, np.int64),
             "flat": model.net.flat, "elites": model.elites}
     for prefix, norm in (("in_", model.input_normalizer), ("out_", model.output_normalizer)):
         for k, v in norm.state_dict().items():
             data[prefix + k] = v
-    for k, v in model._step.state_dict().items():      # Adam moments, step count, bounds
+    for k, v in model.train_step.state_dict().items():      # Adam moments, step count, bounds
         data["opt_" + k] = np.asarray(v)
     atomic_savez(path, **data)
 
@@ -82,7 +82,7 @@ def load_model(cls, path):
             except ValueError as exc:
                 raise ValueError(str(exc).replace("state['", f"array '{prefix}")) from None
         opt = {k: take("opt_" + k, np.asarray(v))
-               for k, v in model._step.state_dict().items() if k != "t"}
+               for k, v in model.train_step.state_dict().items() if k != "t"}
         if not np.all(opt["min_logvar"] < opt["max_logvar"]):
             raise ValueError("arrays 'opt_min_logvar', 'opt_max_logvar': expected "
                              "min_logvar < max_logvar in every dim")
@@ -90,8 +90,8 @@ def load_model(cls, path):
             if np.any(opt[key] < 0):
                 raise ValueError(f"array 'opt_{key}': expected non-negative second moments")
         opt["t"] = check_int("opt_t", data["opt_t"][()], minimum=0)
-        model._step.load_state_dict(opt)
-        model._rng.bit_generator.state = json.loads(str(data["rng_state"]))
+        model.train_step.load_state_dict(opt)
+        model.generator.bit_generator.state = json.loads(str(data["rng_state"]))
         model.n_fits = int(data["n_fits"])
     except KeyError as exc:
         raise ValueError(f"path: {path!r} is missing the array {exc}") from None

@@ -6,48 +6,28 @@ outputs a log-variance (softly bounded between learnable limits, PETS), predicts
 feeds angles as (sin, cos), and standardizes inputs and targets with statistics from the data.
 The maths of one prediction is written out in ``fastmbrl.models.arrays``; it runs in one compiled
 model-step kernel (``fastmbrl.models._kernels``) that ``predict``, ``sample``, ``ModelEnv`` and the
-planners' rollout share, fed by :meth:`GaussianEnsemble.arrays`.
+planners' rollout share, fed by :meth:`GaussianEnsemble.arrays`. The fit's data checks,
+normalization, warm-start carry-over and weight decay are ``fastmbrl.models._fitting``; the
+minibatch loop is ``fastmbrl.models.trainer``; saving and loading ``fastmbrl.models._persistence``.
 """
 import numpy as np
 
 from fastmbrl._config import ACTIVATIONS, DEFAULT_DTYPE
-from fastmbrl._threads import limit_blas
+from fastmbrl._threads import limit_blas, resolve_threads
 from fastmbrl._validate import (as_float_array, check_bool, check_callable, check_dtype,
                                 check_float, check_int, check_int_sequence, check_seed)
 from fastmbrl.config import ModelConfig
+from fastmbrl.models._fitting import (INIT_MAX_LOGVAR, INIT_MIN_LOGVAR, carry_over_normalization,
+                                      check_fit_data, normalized_fit_data, pets_weight_decay,
+                                      resolve_weight_decay)
 from fastmbrl.models._persistence import load_model, save_model
 from fastmbrl.models.arrays import ModelArrays, check_members, predict_from_arrays, step_from_arrays
 from fastmbrl.models.normalizer import Normalizer
 from fastmbrl.models.trainer import EnsembleTrainer
 from fastmbrl.nn import EnsembleMLP, GaussianTrainStep
-from fastmbrl.nn.optim import parse_weight_decay
+from fastmbrl.nn.train import fit_threads_pay
 
-# PETS (Chua et al. 2018) initial soft bounds, in normalized target units.
-_INIT_MAX_LOGVAR = 0.5
-_INIT_MIN_LOGVAR = -10.0
-
-
-def pets_weight_decay(n_layers):
-    """PETS-like L2 decay per weight matrix, growing with depth.
-
-    Parameters
-    ----------
-    n_layers : int
-        Number of weight matrices (hidden layers + 1).
-
-    Returns
-    -------
-    list of float
-        ``n_layers`` values spaced evenly from 2.5e-5 (first layer) to 1e-4 (output layer).
-
-    Notes
-    -----
-    PETS' half-cheetah model (4 x 200 hidden) uses 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4; an even
-    ramp between the same end points generalizes it to any depth.
-    """
-    if n_layers == 1:
-        return [1e-4]
-    return [float(v) for v in np.linspace(2.5e-5, 1e-4, n_layers)]
+__all__ = ["GaussianEnsemble", "pets_weight_decay"]   # pets_weight_decay: from models._fitting
 
 
 class GaussianEnsemble:
@@ -78,13 +58,13 @@ class GaussianEnsemble:
         Adam learning rate.
     weight_decay : "pets", float or sequence of float
         L2 decay of the weight matrices (one value, or one per layer); biases and the log-variance
-        bounds are not decayed. "pets" uses :func:`pets_weight_decay`.
+        bounds are not decayed. "pets" uses :func:`pets_weight_decay` (PETS' depth ramp).
     logvar_penalty : float
         Weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss (PETS: 0.01).
-    n_threads : int
+    n_threads : int or "auto"
         Threads of the compiled training step (``fastmbrl.nn.GaussianTrainStep``): with 2, two
         threads take whole members of each minibatch step; the fit is bit-identical for any value.
-        1 by default here; the run configuration's ``model.n_threads`` ('auto') uses 2 cores.
+        "auto" is 2 on a machine with 2 or more cores and an OpenMP build, else 1.
 
     Attributes
     ----------
@@ -99,10 +79,10 @@ class GaussianEnsemble:
 
     Notes
     -----
-    Defaults: ``num_elites``, ``activation``, ``learn_reward`` and ``lr`` are the run
-    configuration's (``fastmbrl.config.ModelConfig``); ``hidden`` (4 x 200), ``ensemble_size`` (7),
-    ``weight_decay`` ("pets") and ``n_threads`` (1) are this class's own, and a run built from a
-    RunConfig passes the configuration's values instead.
+    Defaults: every argument with a run-configuration field takes its default from there
+    (``fastmbrl.config.ModelConfig``: 3 x 200 hidden, 5 members, 5 elites, SiLU, lr 1e-3, weight
+    decay 5e-5, n_threads "auto"), so a model built here equals the one a default run builds.
+    PETS' own model (4 x 200, 7 members, ``weight_decay="pets"``) is a matter of passing those.
 
     Examples
     --------
@@ -111,13 +91,12 @@ class GaussianEnsemble:
     >>> mean, var = model.predict(obs[:10], act[:10])                  # (3, 10, 3) each
     """
 
-    # hidden, ensemble_size, weight_decay and n_threads differ from the run configuration's
-    # (ModelConfig): these are the documented constructor defaults (PETS / mbrl-lib's model)
-    def __init__(self, obs_dim, act_dim, hidden=(200, 200, 200, 200), ensemble_size=7,
-                 num_elites=ModelConfig.num_elites, activation=ModelConfig.activation,
-                 predict_delta=True, angle_dims=(), learn_reward=ModelConfig.learn_reward,
-                 dtype=DEFAULT_DTYPE, seed=0, lr=ModelConfig.lr, weight_decay="pets",
-                 logvar_penalty=0.01, n_threads=1):
+    def __init__(self, obs_dim, act_dim, hidden=ModelConfig.hidden,
+                 ensemble_size=ModelConfig.ensemble_size, num_elites=ModelConfig.num_elites,
+                 activation=ModelConfig.activation, predict_delta=True, angle_dims=(),
+                 learn_reward=ModelConfig.learn_reward, dtype=DEFAULT_DTYPE, seed=0,
+                 lr=ModelConfig.lr, weight_decay=ModelConfig.weight_decay, logvar_penalty=0.01,
+                 n_threads=ModelConfig.n_threads):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
         self.hidden = check_int_sequence("hidden", hidden, minimum=1)
@@ -135,7 +114,7 @@ class GaussianEnsemble:
         self.learn_reward = check_bool("learn_reward", learn_reward)
         self.lr = check_float("lr", lr, minimum=0.0, strict_min=True)
         self.logvar_penalty = check_float("logvar_penalty", logvar_penalty, minimum=0.0)
-        self.n_threads = check_int("n_threads", n_threads)
+        self.n_threads = check_int("n_threads", resolve_threads(n_threads, fit_threads_pay))
 
         # ---- which dims are changes, which are angles
         if isinstance(predict_delta, (bool, np.bool_)):
@@ -157,14 +136,7 @@ class GaussianEnsemble:
 
         self.in_dim = self.obs_dim + len(self.angle_dims) + self.act_dim
         self.out_dim = self.obs_dim + int(self.learn_reward)
-        n_layers = len(self.hidden) + 1
-        if isinstance(weight_decay, str):
-            if weight_decay != "pets":
-                raise ValueError(f"weight_decay: expected 'pets', a float or {n_layers} floats, "
-                                 f"got {weight_decay!r}")
-            decays = pets_weight_decay(n_layers)
-        else:
-            decays = parse_weight_decay(weight_decay, n_layers, "weight matrix")
+        decays = resolve_weight_decay(weight_decay, len(self.hidden) + 1)
         self.weight_decay = decays
 
         # ---- parameters, normalizers, optimizers
@@ -178,8 +150,8 @@ class GaussianEnsemble:
         # The fused compiled step owns Adam's state and the learnable bounds.
         self._step = GaussianTrainStep(
             self.net, lr=self.lr, weight_decay=param_decay,
-            max_logvar=np.full(self.out_dim, _INIT_MAX_LOGVAR),
-            min_logvar=np.full(self.out_dim, _INIT_MIN_LOGVAR),
+            max_logvar=np.full(self.out_dim, INIT_MAX_LOGVAR),
+            min_logvar=np.full(self.out_dim, INIT_MIN_LOGVAR),
             bound_penalty=self.logvar_penalty, n_threads=self.n_threads)
         self.max_logvar = self._step.max_logvar
         self.min_logvar = self._step.min_logvar
@@ -246,7 +218,7 @@ class GaussianEnsemble:
         return tgt
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, obs, act, next_obs, reward=None, *, max_epochs=200,
+    def fit(self, obs, act, next_obs, reward=None, *, max_epochs=ModelConfig.max_epochs,
             batch_size=ModelConfig.batch_size, holdout_frac=ModelConfig.holdout_frac,
             patience=ModelConfig.patience, min_rel_improvement=0.01, bootstrap=True,
             holdout_metric="nll", progress=True, callback=None, max_steps=None):
@@ -262,7 +234,8 @@ class GaussianEnsemble:
         act : float array (N, D_act)
         reward : float array (N,), required when ``learn_reward`` (ignored otherwise)
         max_epochs : int
-            Upper bound on passes over the training split.
+            Upper bound on passes over the training split. This and the next three default to
+            the run configuration's (``fastmbrl.config.ModelConfig``).
         batch_size : int
             Rows per member per step.
         holdout_frac : float in [0, 1)
@@ -309,16 +282,7 @@ class GaussianEnsemble:
         elites, generator state and ``history``.
         """
         # ---- validate everything before touching the model
-        obs = as_float_array("obs", obs, np.float64, ndim=2, shape=(None, self.obs_dim))
-        n = obs.shape[0]
-        act = as_float_array("act", act, np.float64, shape=(n, self.act_dim))
-        next_obs = as_float_array("next_obs", next_obs, np.float64, shape=(n, self.obs_dim))
-        if self.learn_reward:
-            if reward is None:
-                raise ValueError("reward: required when learn_reward=True, got None")
-            reward = as_float_array("reward", reward, np.float64, shape=(n,))
-        if n < 2:
-            raise ValueError(f"obs: expected at least 2 transitions to fit, got {n}")
+        obs, act, next_obs, reward = check_fit_data(self, obs, act, next_obs, reward)
         max_epochs = check_int("max_epochs", max_epochs)
         if max_steps is not None:
             max_steps = check_int("max_steps", max_steps)
@@ -333,43 +297,7 @@ class GaussianEnsemble:
         check_callable("callback", callback)
         if holdout_metric not in ("mse", "nll"):
             raise ValueError(f"holdout_metric: expected 'mse' or 'nll', got {holdout_metric!r}")
-        inputs = self.model_inputs(obs, act)
-        targets = self.model_targets(obs, next_obs, reward)
-        for name, arr in (("obs/act (as network inputs)", inputs), ("targets", targets)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name}: the transformed data overflowed to non-finite values")
-
-        # ---- normalization from these rows (notes, 4.2 trick 4), computed into temporaries and
-        # checked in the model dtype before anything of the model changes
-        in_norm = Normalizer(self.in_dim, self.dtype)
-        out_norm = Normalizer(self.out_dim, self.dtype)
-        try:
-            in_norm.fit(inputs)
-        except ValueError as exc:
-            raise ValueError(f"obs/act (as network inputs): {exc}") from None
-        try:
-            out_norm.fit(targets)
-        except ValueError as exc:
-            raise ValueError(f"targets (next_obs{', reward' if self.learn_reward else ''}): "
-                             f"{exc}") from None
-        with np.errstate(over="ignore", invalid="ignore"):
-            X = in_norm.normalize(inputs)
-            Y = out_norm.normalize(targets)
-        for name, arr in (("obs/act (as network inputs)", X), ("targets", Y)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name}: not finite after normalization in "
-                                 f"{np.dtype(self.dtype).name} (values too large for the model "
-                                 f"dtype); the model was left unchanged")
-        # The predicted variance is out_std**2 * exp(logvar), computed in the model dtype: its
-        # largest value (at the log-variance's upper bound) must be representable.
-        top = float(np.max(out_norm.std.astype(np.float64))) ** 2 * np.exp(
-            max(float(np.max(self.max_logvar)), _INIT_MAX_LOGVAR))
-        if not top <= np.finfo(self.dtype).max:
-            raise ValueError(f"targets: their spread (std up to "
-                             f"{float(np.max(out_norm.std)):.3g}) makes the predicted variance "
-                             f"overflow {np.dtype(self.dtype).name} (up to {top:.3g}, largest "
-                             f"{np.finfo(self.dtype).max:.3g}); rescale the data or use "
-                             f"dtype=float64; the model was left unchanged")
+        in_norm, out_norm, X, Y = normalized_fit_data(self, obs, act, next_obs, reward)
 
         # ---- commit, train; any exception restores everything (a failed fit changes nothing)
         saved = self._snapshot()
@@ -380,7 +308,7 @@ class GaussianEnsemble:
             self.input_normalizer.load_state_dict(in_norm.state_dict())
             self.output_normalizer.load_state_dict(out_norm.state_dict())
             if self.n_fits > 0:
-                self._carry_over_normalization(*previous)
+                carry_over_normalization(self, *previous)
             self._arrays = None
             # The BLAS pools stay at one thread during the fit: the step threads itself, and
             # spin-waiting BLAS teams collapse when the other core is busy (docs/performance.md: a
@@ -418,38 +346,6 @@ class GaussianEnsemble:
         self.n_fits = saved["n_fits"]
         self.history = saved["history"]
         self._arrays = saved["arrays"]
-
-    def _carry_over_normalization(self, in_mean, in_std, out_mean, out_std):
-        """Rewrite the first and last layers so the network computes the same function in raw units
-        under the new normalization statistics as it did under the old ones.
-
-        Notes
-        -----
-        A warm start must start from the previous model, not from a model whose inputs and outputs
-        were silently rescaled: with x_old = (x_new s_new + m_new - m_old) / s_old at the input,
-        W0 <- diag(s_new / s_old) W0 and b0 <- b0 + ((m_new - m_old) / s_old) W0. At the output,
-        mean_new = (s_old mean_old + m_old - m_new) / s_new, so the mean columns are scaled by
-        s_old / s_new and shifted; the log-variance is shifted by 2 log(s_old / s_new), as are both
-        soft bounds, which leaves the bounded log-variance exactly shifted. Without this, a refit on
-        a grown buffer starts from a much worse loss and early stopping keeps poor weights.
-        """
-        new_in_mean = self.input_normalizer.mean.astype(np.float64)
-        new_in_std = self.input_normalizer.std.astype(np.float64)
-        new_out_mean = self.output_normalizer.mean.astype(np.float64)
-        new_out_std = self.output_normalizer.std.astype(np.float64)
-        W0, b0 = self.net.params[0], self.net.params[1]
-        shift_in = (new_in_mean - in_mean) / in_std                    # (D_in,)
-        b0 += np.einsum("i,eio->eo", shift_in, W0.astype(np.float64)).astype(self.dtype)
-        W0 *= (new_in_std / in_std).astype(self.dtype)[None, :, None]
-        WL, bL = self.net.params[-2], self.net.params[-1]
-        D = self.out_dim
-        ratio = out_std / new_out_std
-        WL[:, :, :D] *= ratio.astype(self.dtype)
-        bL[:, :D] = (bL[:, :D] * ratio + (out_mean - new_out_mean) / new_out_std).astype(self.dtype)
-        lv_shift = (2.0 * np.log(ratio)).astype(self.dtype)
-        bL[:, D:] += lv_shift
-        self.max_logvar += lv_shift
-        self.min_logvar += lv_shift
 
     # ------------------------------------------------------------------ querying
     def _all_members(self):
@@ -587,7 +483,21 @@ class GaussianEnsemble:
         return self._arrays
 
     # ------------------------------------------------------------------ persistence
-    def _config(self):
+    @property
+    def train_step(self):
+        """The fused training step (``fastmbrl.nn.GaussianTrainStep``) that owns Adam's state and
+        the learnable log-variance bounds; its ``state_dict`` is part of a saved model."""
+        return self._step
+
+    @property
+    def generator(self):
+        """The model's own ``numpy.random.Generator`` (holdout splits, bootstrap, shuffles); its
+        state is part of a saved model."""
+        return self._rng
+
+    def init_kwargs(self):
+        """The constructor's arguments that rebuild this model (plain JSON types, dtype by name;
+        ``weight_decay`` as the per-layer list in use)."""
         return {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": list(self.hidden),
                 "ensemble_size": self.ensemble_size, "num_elites": self.num_elites,
                 "activation": self.activation, "predict_delta": [bool(v) for v in self.delta_mask],

@@ -69,7 +69,7 @@ class ModelEnv:
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name}: expected a callable or None, got {type(fn).__name__}")
         self.model = model
-        arrays = self._arrays()
+        arrays = self.kernel_arrays()
         self.obs_dim = int(np.asarray(arrays.delta_mask).shape[0])
         self.act_dim = int(np.asarray(arrays.layer_dims)[0]) - self.obs_dim - int(
             np.count_nonzero(arrays.angle_mask))
@@ -82,8 +82,31 @@ class ModelEnv:
         self.reward_grad_fn = self._resolve_reward_grad(reward_fn, reward_grad_fn)
         self._warned_fallback = False
 
-    def _arrays(self):
+    def kernel_arrays(self):
+        """The ModelArrays this environment steps with now: the model's current weights and
+        elites (a GaussianEnsemble's ``arrays()``, so a refit is seen at once), for compiled code
+        that runs the model step itself (``fastmbrl.models.arrays``)."""
         return self.model if isinstance(self.model, ModelArrays) else self.model.arrays()
+
+    def claim_fallback_warning(self):
+        """True the first time it is called on this ModelEnv, False after: the caller that gets
+        True warns that the learned reward head stands in for a missing ``reward_grad_fn`` (one
+        warning per ModelEnv, shared by :meth:`step_vjp` and the model-based SAC updates)."""
+        if self._warned_fallback:
+            return False
+        self._warned_fallback = True
+        return True
+
+    def reward_of(self, obs, act, next_obs):
+        """``reward_fn(obs, act, next_obs)`` as an array (B,) (the function's dtype), its shape
+        checked (ValueError naming ``reward_fn``)."""
+        return self._call("reward_fn", self.reward_fn, obs, act, next_obs, np.shape(obs)[0])
+
+    def terminated_of(self, obs, act, next_obs):
+        """``termination_fn(obs, act, next_obs)`` as an array (B,) (the function's dtype), its
+        shape checked (ValueError naming ``termination_fn``)."""
+        return self._call("termination_fn", self.termination_fn, obs, act, next_obs,
+                          np.shape(obs)[0])
 
     def _check_noise(self, noise, n, dtype):
         """``noise`` as a (n, D_out) array of ``dtype``; the scalar 0 stands for the mean."""
@@ -123,7 +146,7 @@ class ModelEnv:
         -----
         One member's forward pass per row (``fastmbrl.models._kernels._model_step``).
         """
-        arrays = self._arrays()
+        arrays = self.kernel_arrays()
         dtype = np.asarray(arrays.flat).dtype
         obs = as_float_array("obs", obs, dtype, ndim=2, shape=(None, self.obs_dim))
         n = obs.shape[0]
@@ -202,7 +225,7 @@ class ModelEnv:
         """
         from fastmbrl.models.vjp import step_tape_from_arrays, vjp_from_tape
 
-        arrays = self._arrays()
+        arrays = self.kernel_arrays()
         dtype = np.asarray(arrays.flat).dtype
         obs = as_float_array("obs", obs, dtype, ndim=2, shape=(None, self.obs_dim))
         n = obs.shape[0]
@@ -226,8 +249,7 @@ class ModelEnv:
                     "model with a learned reward head; got reward_grad_fn=None and a model without "
                     "a reward head (pass ModelEnv(..., reward_grad_fn=f) with "
                     "f(obs, act, next_obs) -> (d_obs, d_act, d_next_obs))")
-            if not self._warned_fallback:
-                self._warned_fallback = True
+            if self.claim_fallback_warning():
                 msg = ("reward_grad_fn: none given for reward_fn; step_vjp backpropagates through "
                        "the model's learned reward head instead (step still returns reward_fn's "
                        "reward)")

@@ -47,12 +47,12 @@ class PolicyArrays(NamedTuple):
     @classmethod
     def from_agent(cls, agent):
         """Live views of a ``fastmbrl.agents.SAC`` actor (no copy: later updates are seen)."""
-        for attr in ("actor", "dims_actor", "_act_code", "log_std_bounds", "scale", "bias"):
+        for attr in ("actor", "dims_actor", "activation_code", "log_std_bounds", "scale", "bias"):
             if not hasattr(agent, attr):
                 raise TypeError(f"policy: expected a fastmbrl.agents.SAC or a PolicyArrays, got "
                                 f"{type(agent).__name__} (no {attr!r})")
         lo, hi = agent.log_std_bounds
-        return cls(agent.actor, agent.dims_actor, int(agent._act_code), float(lo), float(hi),
+        return cls(agent.actor, agent.dims_actor, int(agent.activation_code), float(lo), float(hi),
                    agent.scale, agent.bias)
 
 
@@ -90,7 +90,7 @@ def policy_rollout(env, policy, start_obs, length, rng=None, *, act_noise=None,
     -------
     RolloutBatch
     """
-    arrays = env._arrays()
+    arrays = env.kernel_arrays()
     model = kernel_model_args(arrays)
     dtype = model[0].dtype
     pol = policy if isinstance(policy, PolicyArrays) else PolicyArrays.from_agent(policy)
@@ -147,8 +147,7 @@ def policy_rollout(env, policy, start_obs, length, rng=None, *, act_noise=None,
                                         reward_mode, term_mode, handles))
     batch = _merge(env, parts, T, dtype)
     if reward_mode == k.REWARD_LATER and batch.obs.shape[0]:
-        reward = env._call("reward_fn", env.reward_fn, batch.obs, batch.act,
-                           batch.next_obs, batch.obs.shape[0]).astype(dtype, copy=False)
+        reward = env.reward_of(batch.obs, batch.act, batch.next_obs).astype(dtype, copy=False)
         batch = batch._replace(reward=np.ascontiguousarray(reward))
     return batch
 
@@ -237,8 +236,7 @@ def _rollout_stepwise(env, k, start, pargs, eps, mem, nz, model, reward_mode, ha
                               np.ascontiguousarray(mem[t:t + 1, rows]),
                               np.ascontiguousarray(nz[t:t + 1, rows]), model,
                               reward_mode, k.TERM_NONE, handles)
-        done = env._call("termination_fn", env.termination_fn, part.obs, part.act,
-                         part.next_obs, rows.size).astype(bool, copy=False)
+        done = env.terminated_of(part.obs, part.act, part.next_obs).astype(bool, copy=False)
         steps.append(part._replace(terminated=done))
         counts[t] = rows.size
         rows = rows[~done]

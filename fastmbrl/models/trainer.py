@@ -269,10 +269,10 @@ class EnsembleTrainer:
         return inside / (n * d)
 
     # ------------------------------------------------------------------ the fit
-    def fit(self, X, Y, rng, *, max_epochs=200, batch_size=ModelConfig.batch_size,
-            holdout_frac=ModelConfig.holdout_frac, patience=ModelConfig.patience,
-            min_rel_improvement=0.01, bootstrap=True, num_elites=None, holdout_metric="nll",
-            progress=True, callback=None, max_steps=None):
+    def fit(self, X, Y, rng, *, max_epochs=ModelConfig.max_epochs,
+            batch_size=ModelConfig.batch_size, holdout_frac=ModelConfig.holdout_frac,
+            patience=ModelConfig.patience, min_rel_improvement=0.01, bootstrap=True,
+            num_elites=None, holdout_metric="nll", progress=True, callback=None, max_steps=None):
         """Train on normalized data; see ``GaussianEnsemble.fit`` for the parameters.
 
         Returns

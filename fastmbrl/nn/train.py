@@ -98,6 +98,13 @@ def _blas_single_thread():
     return limit_blas(1)
 
 
+def fit_threads_pay():
+    """Whether a second thread pays for the fused step (what ``n_threads="auto"`` asks): True with
+    an OpenMP build, and with the NumPy twins (which ignore the setting)."""
+    # have_openmp() loads the extension first (a failed load turns COMPILED off)
+    return _kernels.have_openmp() or not _kernels.COMPILED
+
+
 class GaussianTrainStep:
     """Fused minibatch training of an ensemble MLP as a heteroskedastic Gaussian model.
 

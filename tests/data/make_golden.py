@@ -29,7 +29,8 @@ def scenario():
     out = {}
     m64 = fm.models.GaussianEnsemble(3, 1, hidden=(16, 16), ensemble_size=4, num_elites=3,
                                      predict_delta=[True, True, False], angle_dims=(1,),
-                                     learn_reward=True, dtype=np.float64, seed=7)
+                                     learn_reward=True, dtype=np.float64, seed=7,
+                                     weight_decay="pets")
     m64.fit(obs, act, next_obs, reward, max_epochs=4, batch_size=64, progress=False)
     m32 = fm.models.GaussianEnsemble(3, 1, hidden=(16, 16), ensemble_size=4, num_elites=3,
                                      predict_delta=[True, True, False], angle_dims=(1,),

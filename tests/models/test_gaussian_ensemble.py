@@ -235,12 +235,20 @@ def test_constructor_and_query_validation():
         model.sample(np.zeros((2, 3)), np.zeros((2, 1)), rng=0)
 
 
-def test_pets_weight_decay_default():
-    model = GaussianEnsemble(3, 1)          # 4 x 200 hidden: 5 weight matrices
+def test_pets_weight_decay():
+    model = GaussianEnsemble(3, 1, hidden=(200,) * 4, weight_decay="pets")   # 5 weight matrices
     np.testing.assert_allclose(model.weight_decay, [2.5e-5, 4.375e-5, 6.25e-5, 8.125e-5, 1e-4])
     # the weight matrices are decayed, the biases are not (nor the bounds: GaussianTrainStep)
     np.testing.assert_allclose(model._step.weight_decay[0::2], model.weight_decay)
     assert model._step.weight_decay[1::2] == [0.0] * 5
+
+
+def test_defaults_are_the_run_configurations():
+    from fastmbrl.config import ModelConfig
+
+    model = GaussianEnsemble(3, 1)          # 3 x 200 hidden: 4 weight matrices
+    assert model.hidden == ModelConfig.hidden and model.ensemble_size == ModelConfig.ensemble_size
+    assert model.weight_decay == [ModelConfig.weight_decay] * 4
 
 
 def test_fit_from_a_replay_buffer_with_reward_head():

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastmbrl as fm
+from fastmbrl.models._fitting import carry_over_normalization
 
 
 def _data(rng, n, scale, loc=0.0):
@@ -28,7 +29,7 @@ def test_carry_over_keeps_the_function_in_raw_units(dtype):
     model.input_normalizer.fit(model.model_inputs(obs, act))
     model.output_normalizer.fit(model.model_targets(obs, next_obs))
     assert not np.allclose(model.input_normalizer.std, previous[1])
-    model._carry_over_normalization(*previous)
+    carry_over_normalization(model, *previous)
     model._arrays = None
     mean_after, var_after = model.predict(probe_obs, probe_act)
 
