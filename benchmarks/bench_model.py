@@ -1,6 +1,6 @@
 """GaussianEnsemble.fit: the time of one epoch, and the quality of a full fit, against PyTorch.
 
-Speed case (issue 3): 10,000 transitions (obs 4, act 1), E=7 members, 4 x 200 SiLU hidden layers,
+Speed case: 10,000 transitions (obs 4, act 1), E=7 members, 4 x 200 SiLU hidden layers,
 batch 256 per member, float32; one ``fit(max_epochs=1)`` call = normalization, holdout split,
 bootstrap, 36 training steps, and the holdout evaluation (before and after the epoch).
 

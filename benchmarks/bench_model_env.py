@@ -1,6 +1,6 @@
 """ModelEnv.step and ModelEnv.step_vjp: the compiled model step and its VJP against the NumPy twins.
 
-Case (issue 11): E=7, 4 x 200 SiLU, half-cheetah size (obs 18, act 6, the HalfCheetah reward and
+Case: E=7, 4 x 200 SiLU, half-cheetah size (obs 18, act 6, the HalfCheetah reward and
 its exact gradient), float32, random weights, B = 256 and 4096 rows, a random member per row,
 random noise and cotangents, one BLAS thread. ``step_vjp`` is the taped forward pass plus the backward pass (two
 compiled calls and the reward gradient between them), so it does about twice the step's
@@ -8,7 +8,7 @@ multiply-adds. The twins run through the same ``ModelEnv`` calls with
 ``fastmbrl.backend.PURE_PYTHON`` switched on, in the same run; the table printed at the end holds
 the medians, the ratio twin / compiled and GFLOP/s (network multiply-adds only, 2 flops each).
 
-Run (BLAS variables unset for this command only, see PERF.md):
+Run (BLAS variables unset for this command only, see docs/performance.md):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/bench_model_env.py \
         --benchmark-only --benchmark-columns=median,ops -q
 """
@@ -54,7 +54,7 @@ def step_flops(rows):
 
 @pytest.fixture(scope="module", autouse=True)
 def _summary(request):
-    """One BLAS thread (PERF.md: one thread per kernel), and the table of medians at the end."""
+    """One BLAS thread (docs/performance.md: one thread per kernel), and the table of medians at the end."""
     import scipy.linalg  # noqa: F401  (load scipy's OpenBLAS, the one Numba's np.dot calls)
     from threadpoolctl import threadpool_info, threadpool_limits
 

@@ -1,4 +1,4 @@
-"""PETS ``act()`` latency: CEM over the compiled ensemble rollout (issue 4's three configurations).
+"""PETS ``act()`` latency: CEM over the compiled ensemble rollout (three configurations, (a)-(c) below).
 
 Configurations (float32, random weights: the work is that of a trained model of the same size):
   (a) small:     E=5, 2 x 64 SiLU, obs 3, act 1, population 100, horizon 10, 3 iterations,

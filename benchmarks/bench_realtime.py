@@ -18,7 +18,7 @@ Two parts (``run_realtime_table.py`` writes both as markdown tables):
    fraction of periods within 1 ms of the nominal period, the fraction of deadlines met (the
    step's work done within its period) and the return.
 
-Run from the repository root (see PERF.md on the OpenBLAS variables):
+Run from the repository root (see docs/performance.md on the OpenBLAS variables):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/bench_realtime.py \
         --benchmark-only
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_realtime_table.py

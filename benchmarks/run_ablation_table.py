@@ -1,4 +1,4 @@
-"""Ablation of the model-based actor-critic switches (issue 11): SAC, SAC with MBPO's networks and
+"""Ablation of the model-based actor-critic switches: SAC, SAC with MBPO's networks and
 updates per step, MBPO, MVE (n = 3, 5), SVG (h = 3, 5; the svg preset keeps MBPO's Dyna data), SVG
 without Dyna data, and MBPO + MVE + SVG. Environment steps to reach the threshold, return at fixed
 budgets, wall time and its split, the cost of one update (updates/s).

@@ -35,7 +35,7 @@ MBRL_LIB_SETTINGS = {"sac": {"hidden": [256, 256], "batch_size": 256, "learning_
                      "model": {"hidden": [200, 200, 200, 200], "ensemble_size": 7,
                                "num_elites": 5, "batch_size": 256, "patience": 5,
                                "max_epochs": 100}}
-# mbrl-lib measured on this machine, one thread, per 250 environment steps (issue 10)
+# mbrl-lib measured on this machine, one thread, per 250 environment steps
 MBRL_LIB_PER_250 = {"SAC updates": 23.0, "model fit": 10.0, "rollouts": 1.0}
 
 
@@ -144,7 +144,7 @@ def main(argv=None):
         lines += ["## Wall time per 1k env steps, mbrl-lib's InvertedPendulum MBPO settings", "",
                   "10 SAC updates/step (256x256, batch 256), 400 model rollouts/step, ensemble 7 of "
                   "4x200, refit every 250 steps, rollout length 1. mbrl-lib: measured on this "
-                  "machine, one thread (issue 10). Seconds per 1k learning steps.", "",
+                  "machine, one thread. Seconds per 1k learning steps.", "",
                   "| | wall | SAC updates | model fit | rollouts | env + act | eval | returns |",
                   "|---|---|---|---|---|---|---|---|"]
         for fit_seconds in args.fit_seconds:

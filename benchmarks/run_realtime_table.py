@@ -1,4 +1,4 @@
-"""Real-time control tables (issue 14): budget latency and wall-clock control loops, as markdown.
+"""Real-time control tables: budget latency and wall-clock control loops, as markdown.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_realtime_table.py
     ... --envs Pendulum-v1 --rates 200 --episodes 2 --out realtime.md       # quicker

@@ -105,7 +105,7 @@ def test_config_round_trip_and_overrides():
             apply_overrides(RunConfig(), [bad])
 
 
-# ---- issue 12, item 7: damaged run folders and impossible settings, never a traceback ----------
+# ---- damaged run folders and impossible settings, never a traceback ----------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("done") / "run"

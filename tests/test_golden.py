@@ -1,4 +1,4 @@
-"""Golden values recorded before the model-step refactor (issue 8); they must not move.
+"""Golden values recorded before the model-step refactor; they must not move.
 
 ``tests/data/make_golden.py`` wrote ``tests/data/golden.npz`` on the code before the refactor
 (commit 2b37d53): a small fitted GaussianEnsemble (float64, and the same weights in float32) with

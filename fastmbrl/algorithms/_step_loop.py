@@ -9,7 +9,8 @@ import numpy as np
 
 from fastmbrl.algorithms._checkpoints import load_run_checkpoint, save_run_checkpoint
 from fastmbrl.algorithms._collect import StepCollector, evaluate
-from fastmbrl.algorithms._records import EvalRecord, step_summary, write_results
+from fastmbrl._threads import limit_blas
+from fastmbrl.algorithms._records import EvalRecord, RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_RANDOM_ACTIONS, derive_seed
 
 __all__ = ["StepLoop", "step_budget", "TIMERS"]
@@ -139,6 +140,53 @@ class StepLoop:
         save_run_checkpoint(self.ctx, len(self.records), self.buffer, self.model, self.records, [],
                             agent=self.agent, extra={"loop": loop, "extra": extra},
                             algo_state=algo_state)
+
+    # ------------------------------------------------------------------ the model
+    def refit(self, model_config, max_steps=None, max_seconds=0.0):
+        """Refit ``self.model`` to the whole buffer (warm: it goes on from its weights), timed
+        into ``times["fit"]``; records the epochs and the elites' last holdout MSE (normalised
+        units) and calls the callbacks' ``on_fit_end``.
+
+        Parameters
+        ----------
+        model_config : fastmbrl.config.ModelConfig
+            ``max_epochs``, ``batch_size``, ``holdout_frac``, ``patience``, ``learn_reward``.
+        max_steps : int or None
+            Cap on the refit's gradient steps (None: epochs and early stopping decide).
+        max_seconds : float
+            Cap on the refit's wall seconds, checked after each epoch (0: none).
+        """
+        m, buf = model_config, self.buffer
+        deadline = (time.perf_counter() + max_seconds) if max_seconds else None
+
+        def past_deadline(epoch, train_loss, holdout_loss):
+            return deadline is not None and time.perf_counter() >= deadline
+
+        t0 = time.perf_counter()
+        # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine
+        with limit_blas(1):
+            history = self.model.fit(buf.obs, buf.act, buf.next_obs,
+                                     buf.reward if m.learn_reward else None,
+                                     max_epochs=m.max_epochs, max_steps=max_steps,
+                                     batch_size=m.batch_size, holdout_frac=m.holdout_frac,
+                                     patience=m.patience, progress=False, callback=past_deadline)
+        self.times["fit"] += time.perf_counter() - t0
+        self.counters["fit_epochs"] += int(history.epochs_run)
+        if history.holdout_mse.size:
+            self.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
+        for cb in self.ctx.callbacks:
+            cb.on_fit_end(len(self.records) + 1, history)
+        return history
+
+    def result(self, config, stopped, model=None):
+        """The run's :class:`RunResult` (agent, buffer and records of this loop), after writing
+        the results files of the finished (or stopped) run to ``out_dir``."""
+        if self.ctx.out_dir is not None and self.records:
+            write_results(self.ctx.out_dir, config, self.records, [],
+                          step_summary(self.records, self.records[-1].wall_time))
+        return RunResult(config=config, records=self.records, initial_records=[], model=model,
+                         agent=self.agent, buffer=self.buffer, stopped_early=stopped,
+                         out_dir=self.ctx.out_dir)
 
     # ------------------------------------------------------------------ the loop
     def run(self, policy, eval_policy, train, extra_state=None, algo_state=None):

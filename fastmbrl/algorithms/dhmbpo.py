@@ -29,10 +29,9 @@ import time
 import numpy as np
 
 from fastmbrl._threads import limit_blas
-from fastmbrl.algorithms.pets import make_model
+from fastmbrl.algorithms.mbpo import env_model, model_env
 from fastmbrl.algorithms.sac import make_buffer
 from fastmbrl.backend import kernels
-from fastmbrl.algorithms._records import RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 
@@ -115,16 +114,6 @@ def _model_config(config):
         else config
 
 
-def _make_model(env, config, seed):
-    return make_model(env.obs_dim, env.act_dim, config, env.angle_dims, seed)
-
-
-def _model_env(model, env):
-    from fastmbrl.models import ModelEnv
-
-    return ModelEnv(model, reward_fn=env.reward_fn, termination_fn=env.termination_fn)
-
-
 def check(ctx):
     """Refuse what the run would fail on before anything is written."""
     from fastmbrl.config import ConfigError
@@ -136,14 +125,14 @@ def check(ctx):
     try:
         agent = make_agent(env, cfg, seed=0)
         make_critic(env, cfg, seed=0)
-        model = _make_model(env, cfg, seed=0)
+        model = env_model(env, cfg, seed=0)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"dhmbpo: the settings cannot build the agent, critic or model "
                           f"({exc})") from None
     if env.reward_fn is None and not cfg.model.learn_reward:
         raise ConfigError("model.learn_reward: dhmbpo needs a reward function (reward_fn=) or a "
                           "learned reward head (model.learn_reward=true), got neither")
-    menv = _model_env(model, env)
+    menv = model_env(model, env)
     if env.reward_fn is not None and not cfg.model.learn_reward and menv.reward_grad_fn is None:
         raise ConfigError("dhmbpo.horizon: the actor's gradient through the model needs the "
                           "reward's gradient (reward_grad_fn); this environment's reward_fn has "
@@ -160,7 +149,7 @@ def run(ctx):
     env, s, d, m = ctx.env, cfg.sac, cfg.dhmbpo, cfg.model
     agent = make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0))
     critic = make_critic(env, cfg, derive_seed(cfg.seed, STREAM_CRITIC, 0))
-    model = _make_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
+    model = env_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
     loop = StepLoop(ctx, make_buffer(env, cfg), agent, step_budget(cfg, d),
                     s.eval_every, s.eval_episodes, d.random_steps, model=model)
     dtype = np.dtype(s.dtype).type
@@ -171,23 +160,11 @@ def run(ctx):
         critic.load_state_dict(loop.restored_algo_state["critic"])
         rounds.restore(loop.restored_algo_state["rounds"])
     model = loop.model
-    menv = _model_env(model, env)
+    menv = model_env(model, env)
     sample_indices = kernels("fastmbrl.agents._sac_rng_kernels")._sac_sample_indices
 
     def fit_model(lp):
-        buf = lp.buffer
-        t0 = time.perf_counter()
-        with limit_blas(1):
-            history = model.fit(buf.obs, buf.act, buf.next_obs,
-                                buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                                max_steps=d.model_fit_steps or None, batch_size=m.batch_size,
-                                holdout_frac=m.holdout_frac, patience=m.patience, progress=False)
-        lp.times["fit"] += time.perf_counter() - t0
-        lp.counters["fit_epochs"] += int(history.epochs_run)
-        if history.holdout_mse.size:
-            lp.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
-        for cb in ctx.callbacks:
-            cb.on_fit_end(len(lp.records) + 1, history)
+        lp.refit(m, max_steps=d.model_fit_steps or None)
 
     def distribution_rollout(lp):
         t0 = time.perf_counter()
@@ -235,11 +212,6 @@ def run(ctx):
 
     stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state),
                        algo_state=algo_state)
-    if ctx.out_dir is not None and loop.records:
-        write_results(ctx.out_dir, cfg, loop.records, [],
-                      step_summary(loop.records, loop.records[-1].wall_time))
-    result = RunResult(config=cfg, records=loop.records, initial_records=[], model=model,
-                       agent=agent, buffer=loop.buffer, stopped_early=stopped,
-                       out_dir=ctx.out_dir)
+    result = loop.result(cfg, stopped, model=model)
     result.critic = critic
     return result

@@ -44,7 +44,6 @@ import numpy as np
 
 from fastmbrl._threads import limit_blas
 from fastmbrl.algorithms import sac as _sac
-from fastmbrl.algorithms._records import RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 from fastmbrl.models import ModelArrays, PolicyArrays
@@ -185,13 +184,15 @@ class ModelBuffer:
         self.dropped = int(state["dropped"])
 
 
-def _make_model(env, config, seed):
+def env_model(env, config, seed):
+    """The GaussianEnsemble of ``config.model`` for ``env`` (an EnvSpec-resolved environment)."""
     from fastmbrl.algorithms.pets import make_model
 
     return make_model(env.obs_dim, env.act_dim, config, env.angle_dims, seed)
 
 
-def _model_env(model, env):
+def model_env(model, env):
+    """``model`` as a ModelEnv with ``env``'s reward and termination functions."""
     from fastmbrl.models import ModelEnv
 
     return ModelEnv(model, reward_fn=env.reward_fn, termination_fn=env.termination_fn)
@@ -238,19 +239,19 @@ def check(ctx):
         raise ValueError(f"steps: expected at least 1 environment step for mbpo, got "
                          f"{step_budget(cfg, cfg.mbpo)}")
     try:
-        model = _make_model(env, cfg, seed=0)
+        model = env_model(env, cfg, seed=0)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: the settings cannot build the model ({exc})") from None
     if env.reward_fn is None and not cfg.model.learn_reward:
         raise ConfigError("model.learn_reward: mbpo needs a reward function (reward_fn=) or a "
                           "learned reward head (model.learn_reward=true), got neither")
     if (cfg.mbpo.actor_horizon > 0 and env.reward_fn is not None and not cfg.model.learn_reward
-            and _model_env(model, env).reward_grad_fn is None):
+            and model_env(model, env).reward_grad_fn is None):
         raise ConfigError("mbpo.actor_horizon: actor gradients through the model need the reward's "
                           "gradient; this environment's reward_fn has none, set "
                           "model.learn_reward=true or mbpo.actor_horizon=0")
     agent = _sac.make_agent(env, cfg, seed=0, hidden=cfg.mbpo.hidden)
-    _model_env(model, env).rollout(agent, np.zeros((2, env.obs_dim)), 1,
+    model_env(model, env).rollout(agent, np.zeros((2, env.obs_dim)), 1,
                                    np.random.default_rng(0))
 
 
@@ -260,7 +261,7 @@ def run(ctx):
     s, mb, m = cfg.sac, cfg.mbpo, cfg.model
     random_steps = mb.random_steps or s.learning_starts
     agent = _sac.make_agent(env, cfg, derive_seed(cfg.seed, STREAM_AGENT, 0), hidden=mb.hidden)
-    model = _make_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
+    model = env_model(env, cfg, derive_seed(cfg.seed, STREAM_MODEL, 0))
     loop = StepLoop(ctx, _sac.make_buffer(env, cfg), agent, step_budget(cfg, mb), s.eval_every,
                     s.eval_episodes, random_steps, model=model)
     state = {"refits": 0}
@@ -268,7 +269,7 @@ def run(ctx):
     if resumed:
         state = dict(loop.restored_state)
     model = loop.model
-    menv = _model_env(model, env)
+    menv = model_env(model, env)
     model_buffer = ModelBuffer(mb.model_retain, env.obs_dim, env.act_dim,
                                np.dtype(s.dtype).type)
     n_rollouts = mb.rollouts_per_step * mb.model_train_every
@@ -280,26 +281,7 @@ def run(ctx):
         return agent.act(obs, deterministic=True)
 
     def fit_model(lp):
-        buf = lp.buffer
-        deadline = (time.perf_counter() + mb.model_fit_seconds) if mb.model_fit_seconds else None
-
-        def bound(epoch, train_loss, holdout_loss):
-            return deadline is not None and time.perf_counter() >= deadline
-
-        t0 = time.perf_counter()
-        with limit_blas(1):
-            history = model.fit(buf.obs, buf.act, buf.next_obs,
-                                buf.reward if m.learn_reward else None, max_epochs=m.max_epochs,
-                                max_steps=mb.model_fit_steps or None, batch_size=m.batch_size,
-                                holdout_frac=m.holdout_frac, patience=m.patience, progress=False,
-                                callback=bound)
-        lp.times["fit"] += time.perf_counter() - t0
-        lp.counters["fit_epochs"] += int(history.epochs_run)
-        if history.holdout_mse.size:
-            # the elites' holdout MSE at the last epoch (normalised units)
-            lp.last_fit["holdout_mse"] = float(np.mean(history.holdout_mse[-1][history.elites]))
-        for cb in ctx.callbacks:
-            cb.on_fit_end(len(lp.records) + 1, history)
+        lp.refit(m, max_steps=mb.model_fit_steps or None, max_seconds=mb.model_fit_seconds)
 
     def make_rollouts(source):
         # ---- line 5: branched rollouts from real states with the policy, as of ``source`` -------
@@ -308,7 +290,7 @@ def run(ctx):
         # one BLAS thread: spinning OpenBLAS teams collapse on a busy 2-core machine
         # (docs/performance.md)
         with limit_blas(1):
-            return _model_env(source.model, env).rollout(source.policy, starts, source.length,
+            return model_env(source.model, env).rollout(source.policy, starts, source.length,
                                                          rng)
 
     def model_rollouts(lp, stream_index):
@@ -359,11 +341,6 @@ def run(ctx):
 
     stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state),
                        algo_state=algo_state)
-    if ctx.out_dir is not None and loop.records:
-        write_results(ctx.out_dir, cfg, loop.records, [],
-                      step_summary(loop.records, loop.records[-1].wall_time))
-    result = RunResult(config=cfg, records=loop.records, initial_records=[], model=model,
-                       agent=agent, buffer=loop.buffer, stopped_early=stopped,
-                       out_dir=ctx.out_dir)
+    result = loop.result(cfg, stopped, model=model)
     result.model_buffer = model_buffer
     return result

@@ -28,7 +28,6 @@ import time
 import numpy as np
 
 from fastmbrl._threads import resolve_threads
-from fastmbrl.algorithms._records import RunResult, step_summary, write_results
 from fastmbrl.algorithms._seeding import STREAM_AGENT, derive_seed
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 
@@ -106,8 +105,4 @@ def run(ctx):
             lp.counters["updates"] += s.updates_per_step
 
     stopped = loop.run(policy, eval_policy, train)
-    if ctx.out_dir is not None and loop.records:
-        write_results(ctx.out_dir, cfg, loop.records, [],
-                      step_summary(loop.records, loop.records[-1].wall_time))
-    return RunResult(config=cfg, records=loop.records, initial_records=[], model=None,
-                     agent=agent, buffer=loop.buffer, stopped_early=stopped, out_dir=ctx.out_dir)
+    return loop.result(cfg, stopped)

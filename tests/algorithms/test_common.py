@@ -1,5 +1,5 @@
 """What every loop shares (fastmbrl.algorithms._common, the registry, checkpoints with agent state)
-and the loops that could not end (issue 12, item 2)."""
+and the loops that could not end ."""
 import json
 import logging
 import os
@@ -212,7 +212,7 @@ def test_evaluate_uses_its_own_environment():
         evaluate(lambda obs: np.zeros(2), env, 0, seed=0)
 
 
-# ---- issue 12, item 2: loops that cannot end ----------------------------------------------------
+# ---- loops that cannot end ----------------------------------------------------
 def test_buffer_smaller_than_initial_data_is_refused_before_writing(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match="algorithm.buffer_capacity: expected at least "

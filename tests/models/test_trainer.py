@@ -231,7 +231,7 @@ def test_non_finite_loss_stops_with_error_and_keeps_the_model_as_it_was():
 
     with pytest.raises(FloatingPointError, match="epoch 3"):
         model.fit(obs, act, nxt, max_epochs=10, callback=poison, progress=False)
-    # a failed fit leaves the model exactly as it was before the call (issue 12, item 3)
+    # a failed fit leaves the model exactly as it was before the call
     np.testing.assert_array_equal(model.net.flat, before[0])
     np.testing.assert_array_equal(model.max_logvar, before[1])
     np.testing.assert_array_equal(model._step.state_dict()["m"], before[2])
