@@ -1,4 +1,4 @@
-"""DHMBPO layer kernels (pytest-benchmark): layer normalization and dropout (``fastmbrl.nn._layers``)
+"""DHMBPO layer kernels (pytest-benchmark): layer normalization and dropout (``fastmbrl.nn._layers_kernels``)
 against their NumPy twins and PyTorch (CPU, 1 thread), plus one critic-ensemble loss step.
 
     python -m pytest benchmarks/bench_layers.py -q -s --benchmark-columns=median,ops
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastmbrl.nn import _layers as K
+from fastmbrl.nn import _layers_kernels as K
 from fastmbrl.nn import _layers_reference as R
 from fastmbrl.nn._flat import param_offsets
 

@@ -1,7 +1,7 @@
 """An ensemble of K soft Q-functions with layer normalization and dropout (DHMBPO's critic).
 
 Each member is ``Q_e(s, a) = w * f_e([s | a]) + c``: an MLP ``f_e`` of blocks
-``act(dropout(LN(h) W + b))`` (the kernels of ``fastmbrl.nn._layers``; no normalization on the
+``act(dropout(LN(h) W + b))`` (the kernels of ``fastmbrl.nn._layers_kernels``; no normalization on the
 first layer's raw input, no dropout and no activation on the last layer, whose weights start at
 zero), scaled by a width ``w`` and shifted by a centre ``c`` that follow the range of soft returns
 the rewards allow (:meth:`EnsembleCritic.update_bounds`). Three readings of the ensemble:
@@ -31,13 +31,9 @@ _STATE_ARRAYS = ("params", "target", "adam_m", "adam_v", "scalars", "rng")
 
 
 def _layers():
-    from fastmbrl.backend import use_compiled
-
-    if use_compiled():
-        from fastmbrl.nn import _layers as mod
-    else:  # pragma: no cover - exercised by the FASTMBRL_PUREPYTHON run
-        from fastmbrl.nn import _layers_reference as mod
-    return mod
+    """The layer kernels, or their NumPy twins (FASTMBRL_PUREPYTHON=1), chosen by fastmbrl.backend
+    at each call (tests switch the backend at run time)."""
+    return kernels("fastmbrl.nn._layers_kernels")
 
 
 class EnsembleCritic:

@@ -1,8 +1,9 @@
-"""NumPy twins of ``fastmbrl.nn._layers``: same names, same signatures, same results (up to rounding).
+"""NumPy twins of ``fastmbrl.nn._layers_kernels``: same names, same signatures, same results
+(up to rounding).
 
-Vectorized NumPy; the ground truth the Numba kernels are tested against. See ``_layers`` for the
-conventions (block order LayerNorm -> linear -> dropout -> activation, float64 statistics,
-overwritten gradients, the counter-based dropout mask, the cache layout).
+Vectorized NumPy; the ground truth the Numba kernels are tested against. See ``_layers_kernels``
+for the conventions (block order LayerNorm -> linear -> dropout -> activation, float64
+statistics, overwritten gradients, the counter-based dropout mask, the cache layout).
 """
 import numpy as np
 

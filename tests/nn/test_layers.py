@@ -1,4 +1,4 @@
-"""Layer normalization, dropout, the fused block and critic ensembles (``fastmbrl.nn._layers``).
+"""Layer normalization, dropout, the fused block and critic ensembles (``fastmbrl.nn._layers_kernels``).
 
 Each Numba kernel against its NumPy twin (float32 and float64; C, Fortran, strided and read-only
 inputs where the kernel takes any layout), gradients against central differences in float64, and,
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastmbrl._config import ATOL, RTOL
-from fastmbrl.nn import _layers as K
+from fastmbrl.nn import _layers_kernels as K
 from fastmbrl.nn import _layers_reference as R
 from fastmbrl.nn._flat import param_offsets
 
