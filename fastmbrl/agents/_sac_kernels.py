@@ -20,11 +20,11 @@ Design
   without it, only slower; the NumPy twins keep IEEE subnormals, and results differ only below
   float32's smallest normal number (1.2e-38).
 - Nothing here validates: ``fastmbrl.agents.sac.SAC`` checks shapes and dtypes. Every function the
-  agents call has a NumPy twin of the same name and signature in ``_sac_reference.py`` (the fused
+  agents call has a NumPy twin of the same name and signature in ``sac_reference.py`` (the fused
   update's internals, ``_sac_update_in``, ``_td_targets``, ``_gather_rows``, ``_split``,
   ``_add_range``, ``_polyak_range``, have none: their twin is the composition in ``_sac_update``).
 
-Modules, each with a NumPy twin of the same names (``..._reference``):
+Modules, whose NumPy twins are all in the one readable module ``fastmbrl.agents.sac_reference``:
 
 - ``_sac_rng_kernels``: the random draws (minibatch indices, Gaussian noise);
 - ``_sac_loss_kernels``: the actor's action, the critic, actor and temperature losses and gradients;
@@ -36,7 +36,7 @@ Modules, each with a NumPy twin of the same names (``..._reference``):
 
 This module gathers them under one name, with the network pieces of ``fastmbrl.nn._mlp_kernels``:
 ``fastmbrl.backend.kernels("fastmbrl.agents._sac_kernels")`` gives it or its twin
-``_sac_reference``.
+``sac_reference`` (so does ``kernels`` of any part above).
 """
 from fastmbrl.agents._sac_loss_kernels import (_actor_loss_grad_core,  # noqa: F401
                                                _concat_obs_act, _critic_target_core, _sac_act,

@@ -3,7 +3,7 @@ their gradients (SB3's definitions), each on its own; ``_sac_update_kernels`` fu
 
 Networks in the flat layout of ``fastmbrl.nn._flat``: the actor a 1-member ensemble
 ``D_obs -> hidden -> 2 D_act``, the twin critics one 2-member ensemble ``D_obs + D_act -> hidden -> 1``
-(see ``fastmbrl.agents._sac_kernels``). NumPy twins in ``_sac_loss_reference``.
+(see ``fastmbrl.agents._sac_kernels``). NumPy twins in ``sac_reference``.
 """
 import numpy as np
 from numba import njit

@@ -1,6 +1,6 @@
 """Pieces of model-based gradients through the SAC networks (Numba), for
 ``fastmbrl.agents._mb_grads``: the actor's sample with its vector-Jacobian product, and the twin
-critics' minimum with its input gradient. NumPy twins in ``_sac_mb_reference``.
+critics' minimum with its input gradient. NumPy twins in ``sac_reference``.
 """
 import numpy as np
 from numba import njit

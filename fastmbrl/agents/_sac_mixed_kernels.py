@@ -5,7 +5,7 @@
 from the second; per update the draws from stream 1 of ``rng_state`` are: the ``n_real`` real
 indices, the model indices, then the 2 ``batch_size`` D_act normals (next-state noise first).
 Rows ``0 .. n_real - 1`` of the minibatch are the real ones. NumPy twin of the same name and
-signature in ``_sac_mixed_reference``.
+signature in ``sac_reference``.
 """
 import numpy as np
 from numba import njit

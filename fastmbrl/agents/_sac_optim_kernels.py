@@ -2,7 +2,7 @@
 target critics, whole or on a range of elements (the fused update splits them between threads).
 
 Element-wise loops over local slices, in the arrays' dtype, so that LLVM vectorizes them. NumPy
-twins in ``_sac_optim_reference``.
+twins in ``sac_reference``.
 """
 import numpy as np
 from numba import njit

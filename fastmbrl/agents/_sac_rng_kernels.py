@@ -1,7 +1,7 @@
 """SAC's random draws (Numba): minibatch indices and Gaussian noise from a counter-based generator.
 
 The generator's state is ``rng_state`` (uint64 (3,) = [key, update counter, act counter]): each draw
-is splitmix64 of ``key + counter * golden``, so the NumPy twin (``_sac_rng_reference``) reproduces
+is splitmix64 of ``key + counter * golden``, so the NumPy twin (``sac_reference``) reproduces
 every draw. Part of the SAC kernels (``fastmbrl.agents._sac_kernels``).
 """
 import numpy as np

@@ -4,7 +4,7 @@ one call, and n of them on minibatches it draws itself from a replay buffer's ar
 ``_sac_update_in`` runs on two threads (``prange`` over 2) with the scratch arrays of
 ``_sac_workspace``, made once by the caller; the work split is the same for any thread count, so
 results are bit-identical on one thread and two. See ``fastmbrl.agents._sac_kernels`` for the
-conventions. NumPy twins in ``_sac_update_reference``.
+conventions. NumPy twins in ``sac_reference``.
 """
 import numpy as np
 from numba import njit, prange

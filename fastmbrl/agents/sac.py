@@ -2,7 +2,11 @@
 
 The agent owns the networks in flat buffers (layout of ``fastmbrl.nn._flat``), their Adam moments,
 log-alpha and a counter-based random generator, and hands all of it to one compiled kernel per call
-(``_sac_kernels``; ``FASTMBRL_PUREPYTHON=1`` runs the NumPy twins in ``_sac_reference``).
+(``_sac_kernels``; ``FASTMBRL_PUREPYTHON=1`` runs their NumPy twins instead).
+
+SAC's math, in one NumPy file: ``fastmbrl/agents/sac_reference.py`` (the equations, then the
+random draws, the policy head, the losses and their gradients, Adam, Polyak and the updates, read
+top to bottom; the compiled kernels are tested against it).
 """
 import os
 from contextlib import contextmanager

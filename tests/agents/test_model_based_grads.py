@@ -7,7 +7,7 @@ import pytest
 from fastmbrl import backend
 from fastmbrl._config import ACTIVATIONS
 from fastmbrl.agents import SAC, _mb_grads
-from fastmbrl.agents import _sac_reference as ref
+from fastmbrl.agents import sac_reference as ref
 from fastmbrl.models import ModelArrays, ModelEnv
 from fastmbrl.nn._flat import param_offsets
 from tests.models.test_step_vjp import make_arrays, quad_reward, quad_reward_grad

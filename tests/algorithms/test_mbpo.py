@@ -8,7 +8,7 @@ import pytest
 from numba import njit
 
 import fastmbrl as fm
-from fastmbrl.agents import SAC, _sac_mixed_reference
+from fastmbrl.agents import SAC, sac_reference
 from fastmbrl.algorithms.mbpo import ModelBuffer, rollout_length
 from fastmbrl.buffer import ReplayBuffer
 from fastmbrl.config import ConfigError
@@ -117,15 +117,15 @@ def _agent(**kw):
 def test_mixing_ratio(monkeypatch, real_ratio, n_real):
     real, model = _buffers()
     seen = []
-    original = _sac_mixed_reference._sac_update
+    original = sac_reference._sac_update
 
     def spy(*args):
         seen.append(args[15].copy())          # the minibatch's obs
         return original(*args)
 
-    monkeypatch.setattr(_sac_mixed_reference, "_sac_update", spy)
+    monkeypatch.setattr(sac_reference, "_sac_update", spy)
     from fastmbrl.agents import sac as sac_module
-    monkeypatch.setattr(sac_module, "_km", _sac_mixed_reference)
+    monkeypatch.setattr(sac_module, "_km", sac_reference)
     _agent().update_from(real, 3, model_buffer=model, real_ratio=real_ratio)
     assert len(seen) == 3
     for obs in seen:
@@ -141,7 +141,7 @@ def test_mixed_kernel_matches_twin(monkeypatch):
     a, b = _agent(), _agent()
     ma = a.update_from(real, 5, model_buffer=model, real_ratio=0.3)
     from fastmbrl.agents import sac as sac_module
-    monkeypatch.setattr(sac_module, "_km", _sac_mixed_reference)
+    monkeypatch.setattr(sac_module, "_km", sac_reference)
     mb = b.update_from(real, 5, model_buffer=model, real_ratio=0.3)
     for k in ma:
         np.testing.assert_allclose(ma[k], mb[k], rtol=1e-9, atol=1e-12, err_msg=k)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastmbrl.agents import _sac_kernels as K
-from fastmbrl.agents import _sac_reference as R
+from fastmbrl.agents import sac_reference as R
 from fastmbrl.nn._flat import param_offsets
 
 IMPLS = {"kernel": K, "twin": R}
@@ -45,6 +45,33 @@ def close(a, b, dtype):
 
 
 # ------------------------------------------------------------------- kernel vs twin equivalence
+SAC_KERNEL_MODULES = ["_sac_kernels", "_sac_rng_kernels", "_sac_loss_kernels", "_sac_optim_kernels",
+                      "_sac_update_kernels", "_sac_mb_kernels", "_sac_mixed_kernels"]
+# the fused update's internals and the network pieces only the fused update uses: no twin
+NO_TWIN = {"_sac_update_in", "_td_targets", "_gather_rows", "_split", "_add_range",
+           "_polyak_range", "_act_backward", "_bias_act", "_bias_grad"}
+
+
+@pytest.mark.parametrize("part", SAC_KERNEL_MODULES)
+def test_every_sac_kernel_module_has_its_twins_in_sac_reference(monkeypatch, part):
+    import importlib
+    import inspect
+
+    from fastmbrl import backend
+
+    name = f"fastmbrl.agents.{part}"
+    monkeypatch.setattr(backend, "PURE_PYTHON", True)
+    assert backend.kernels(name) is R
+    monkeypatch.setattr(backend, "PURE_PYTHON", False)
+    compiled = backend.kernels(name)
+    assert compiled is importlib.import_module(name)
+    kernels = {n: f for n, f in vars(compiled).items() if hasattr(f, "py_func")}
+    assert kernels
+    for n, f in kernels.items():
+        if n not in NO_TWIN:
+            assert inspect.signature(getattr(R, n)) == inspect.signature(f.py_func), n
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("act_code", [1, 2])
 def test_update_matches_twin(dtype, act_code):
