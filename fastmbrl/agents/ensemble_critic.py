@@ -171,10 +171,20 @@ class EnsembleCritic:
     def target_min(self, obs, act):
         """(B,) float64: the target networks' minimum over a random pair of members (dropout
         off), clipped into ``[q_lb, q_ub]`` once the bounds are set."""
-        q = self.q_values(obs, act, train=False, target=True)
+        self._check_rows(obs, act)
+        k = _layers()
+        x = self._input(obs, act)
+        B = x.shape[0]
+        cbuf, mbuf, _, q, _, _ = self._buffers(B)
+        # the counters in the order of a whole-ensemble pass followed by the pair's draw, so the
+        # values equal rows idx of q_values(target=True); only the pair's two members are run
+        mask_counter = self._counter(k._cache_sizes(self.dims, B)[1] * self.members)
         idx = np.empty(2, np.int64)
-        _layers()._draw_subset(np.uint64(self.rng[0]), self._counter(2), self.members, idx)
-        out = q[idx].min(axis=0)
+        k._draw_subset(np.uint64(self.rng[0]), self._counter(2), self.members, idx)
+        k._ensemble_forward_subset(self.target, self.dims, self.members, idx, self.act_code,
+                                   self.ln_eps_layers, self.p_off, np.uint64(self.rng[0]),
+                                   mask_counter, x, cbuf, mbuf, q)
+        out = (q[:2].astype(np.float64) * self.width + self.center).min(axis=0)
         if self.scalars[4]:
             out = np.clip(out, self.scalars[0], self.scalars[1])
         return out

@@ -32,9 +32,10 @@ Design
   on C-contiguous 2-D views (scipy's BLAS, one thread: the callers pin it), element-wise work is
   plain loops that LLVM vectorizes; activation codes are those of ``fastmbrl._config.ACTIVATIONS``
   (0 identity, 1 ReLU, 2 tanh, 3 SiLU; the last layer of a network is linear).
-- ``_ensemble_forward`` / ``_ensemble_backward`` run the members in ``prange`` (each member writes
-  only its own buffers and its own slices of the gradient), and anything summed over members is
-  summed after the loop in member order: results are bit-identical on 1 or 2 threads. Inside
+- ``_ensemble_forward`` (``_ensemble_forward_subset``: some of the members) and
+  ``_ensemble_backward`` run the members in ``prange`` (each member writes only its own buffers
+  and its own slices of the gradient), and anything summed over members is summed after the loop
+  in member order: results are bit-identical on 1 or 2 threads. Inside
   another parallel region call ``_member_forward``/``_member_backward`` per member instead (no
   nested parallelism). BLAS must be held to one thread meanwhile (threadpoolctl, after importing
   ``scipy.linalg.cython_blas`` so that it sees the library Numba calls): a 2-thread OpenBLAS
@@ -538,6 +539,21 @@ def _ensemble_forward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, key, 
                               x, cbuf[e], mbuf[e])
         for r in range(B):
             q_out[e, r] = out[r, 0]
+
+
+@njit(parallel=True, **_JIT)
+def _ensemble_forward_subset(flat, dims, ensemble_size, members, act_code, ln_eps, p_drop, key,
+                             counter, x, cbuf, mbuf, q_out):
+    """Only the members ``members`` (n,) of the K-member ensemble on rows x: q_out (n, B), row i
+    equal to row ``members[i]`` of ``_ensemble_forward`` with the same counter (member e's masks
+    start at counter + e nm there too). cbuf (n, >= nf), mbuf (n, >= nm). A target's min over a
+    random pair needs 2 of K members."""
+    B = x.shape[0]
+    for i in prange(members.shape[0]):
+        out = _member_forward(flat, dims, ensemble_size, members[i], act_code, ln_eps, p_drop,
+                              key, counter, x, cbuf[i], mbuf[i])
+        for r in range(B):
+            q_out[i, r] = out[r, 0]
 
 
 @njit(parallel=True, **_JIT)

@@ -214,6 +214,15 @@ def _ensemble_forward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, key, 
         q_out[e] = out[:, 0]
 
 
+def _ensemble_forward_subset(flat, dims, ensemble_size, members, act_code, ln_eps, p_drop, key,
+                             counter, x, cbuf, mbuf, q_out):
+    """Twin: q_out (n, B), the members ``members`` one after the other."""
+    for i, e in enumerate(members):
+        out = _member_forward(flat, dims, ensemble_size, int(e), act_code, ln_eps, p_drop, key,
+                              counter, x, cbuf[i], mbuf[i])
+        q_out[i] = out[:, 0]
+
+
 def _ensemble_backward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, x, cbuf, mbuf, dq,
                        want_grads, grad_flat, want_dx, dxk, dx_out, dbuf):
     """Twin: every member's backward pass; dx_out = sum over members of the input gradients."""

@@ -135,6 +135,31 @@ def test_target_is_min_of_a_random_pair_of_target_members_clipped_to_bounds():
     assert len(pairs) > 1                         # the pair is drawn, not fixed
 
 
+def test_target_runs_only_the_pair_with_the_whole_pass_values_and_counters():
+    """target_min runs the two drawn members only; its values, and the generator afterwards, are
+    those of the whole target pass followed by the pair's draw, bit for bit."""
+    from fastmbrl.nn import _layers_kernels as k
+
+    critic = make_critic()
+    twin = make_critic()
+    twin.load_state_dict(critic.state_dict())
+    rng = np.random.default_rng(3)
+    obs, act = rng.standard_normal((40, D_OBS)), rng.standard_normal((40, D_ACT))
+    for _ in range(5):
+        got = critic.target_min(obs, act)
+        q = twin.q_values(obs, act, target=True)              # advances the counter past the masks
+        idx = np.empty(2, np.int64)
+        k._draw_subset(np.uint64(twin.rng[0]), twin._counter(2), twin.members, idx)
+        want = q[idx].min(axis=0)
+        if twin.scalars[4]:
+            want = np.clip(want, twin.scalars[0], twin.scalars[1])
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(critic.rng, twin.rng)
+        soft = rng.standard_normal(64)
+        critic.update_bounds(soft, 0.99)
+        twin.update_bounds(soft, 0.99)
+
+
 def test_critic_target_is_the_h_step_soft_return():
     """The update's critic loss equals the loss against y computed by hand from the rollout:
     rewards of live rows, entropy from step 1 on, the target ensemble's pair minimum at the end

@@ -453,6 +453,25 @@ def _ens_backward(mod, flat, x, ensemble_size, act, cache, dq, want_grads=True, 
     return grad, dx
 
 
+@pytest.mark.parametrize("mod", [K, R], ids=["compiled", "twin"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("members", [[3, 1], [0], [4, 0, 2]])
+def test_ensemble_forward_subset_equals_rows_of_whole_pass(rng, mod, dtype, members):
+    """The subset pass gives, bit for bit, the rows of the whole pass with the same counter, dropout
+    masks included (member e's masks start at counter + e nm in both)."""
+    ensemble_size = 5
+    flat, x, _ = _ens_case(rng, dtype, ensemble_size)
+    q, _, mbuf, _ = _ens_forward(mod, flat, x, ensemble_size, 1)
+    idx = np.array(members, np.int64)
+    cbuf, mbuf_sub, _ = _buffers(DIMS, len(members), x.shape[0], dtype)
+    q_sub = _nan((len(members), x.shape[0]), dtype)
+    mod._ensemble_forward_subset(flat, DIMS, ensemble_size, idx, 1, LN_EPS, P_DROP, KEY, CTR, x,
+                                 cbuf, mbuf_sub, q_sub)
+    np.testing.assert_array_equal(q_sub, q[idx])
+    np.testing.assert_array_equal(mbuf_sub[:len(members)], mbuf[idx])
+    assert 0 < mbuf_sub.sum() < mbuf_sub.size                # dropout was on
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", [1, 3])
 @pytest.mark.parametrize("ensemble_size", [1, 2, 5])
