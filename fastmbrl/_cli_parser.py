@@ -67,8 +67,8 @@ def _add_eval_parser(sub):
         "eval", help="play episodes of a run's trained controller",
         description="Load the trained agent of a run folder (its last checkpoint) and play "
                     "episodes in the run's environment: the deterministic policy of sac, mbpo, "
-                    "mve and svg runs, the planner of pets runs. Prints each return and their "
-                    "mean and standard deviation.")
+                    "mve, svg and dhmbpo runs, the planner of pets runs. Prints each return and "
+                    "their mean and standard deviation.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (fastmbrl run --out)")
     p.add_argument("--episodes", type=int, default=5, help="episodes to play (default 5)")
     p.add_argument("--seed", type=int,
@@ -81,10 +81,11 @@ def _add_eval_parser(sub):
 def _add_export_parser(sub):
     p = sub.add_parser(
         "export", help="write a run's policy and model as ONNX, C or NumPy files",
-        description="Export the policy (sac, mbpo, mve, svg runs) and the dynamics model (pets, "
-                    "mbpo, mve, svg runs) of a run folder: onnx (policy.onnx, model.onnx), c "
-                    "(fastmbrl_policy.c/.h, fastmbrl_model.c/.h) or numpy (policy.npz + "
-                    "fastmbrl_policy.py, model.npz + fastmbrl_model.py). See docs/controller.md.")
+        description="Export the policy (sac, mbpo, mve, svg, dhmbpo runs) and the dynamics model "
+                    "(pets, mbpo, mve, svg, dhmbpo runs) of a run folder: onnx (policy.onnx, "
+                    "model.onnx), c (fastmbrl_policy.c/.h, fastmbrl_model.c/.h) or numpy "
+                    "(policy.npz + fastmbrl_policy.py, model.npz + fastmbrl_model.py). See "
+                    "docs/controller.md.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (fastmbrl run --out)")
     p.add_argument("--format", required=True, dest="fmt", metavar="{onnx,c,numpy}",
                    help="onnx, c or numpy")
