@@ -395,6 +395,10 @@ class DHMBPOConfig:
     """Discount factor."""
     init_temperature: float = 0.1
     """Initial entropy temperature alpha."""
+    normalize_inputs: bool = False
+    """Train the actor and the critics on normalized observations ``(s - mean) / std``, with the
+    environment buffer's statistics taken at each model refit (``fastmbrl.agents.obs_scaling``);
+    False: raw observations."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""

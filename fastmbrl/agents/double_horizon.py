@@ -39,7 +39,7 @@ _k = kernels("fastmbrl.agents._sac_kernels")
 __all__ = ["TapedRollout", "taped_rollout", "rollout_backward", "double_horizon_update"]
 
 
-def double_horizon_update(agent, critic, menv, obs, horizon, noise=None):
+def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling=None):
     """One DHMBPO update (module docstring) from the states ``obs`` (B, D_obs, agent dtype).
 
     Parameters
@@ -54,6 +54,9 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None):
     noise : fastmbrl.agents._mb_grads.ModelNoise, optional
         act (h+1, B, D_act), model (h, B, D_out), members (h, B); drawn from the agent's update
         stream when not given.
+    scaling : fastmbrl.agents.obs_scaling.ObsScaling, optional
+        Train the actor and the critics on normalized observations (their first layers' steps go
+        through it); default: raw observations.
 
     Returns
     -------
@@ -80,7 +83,10 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None):
         + c_h * (np.where(c_h > 0, q_end, 0.0) - alpha * rec.logp_h.astype(np.float64))
     gc = np.empty_like(critic.params)
     closs, mean_q = critic.loss_grad(obs, rec.actions[0], y, gc)
-    critic.step(gc)
+    if scaling is None:
+        critic.step(gc)
+    else:
+        scaling.critic_step(critic, gc)
     # ---- the actor, through the rollout, with the updated critic at its end
     qm, d_s, d_a = critic.mean_vjp(rec.s_h, rec.a_h, -c_h / B)
     total = rec.total + c_h * (np.where(c_h > 0, qm, 0.0) - alpha * rec.logp_h)
@@ -89,8 +95,11 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None):
     hp = agent.hyperparameters
     b1, b2, aeps = hp["beta1"], hp["beta2"], hp["adam_eps"]
     agent.steps[1] += 1
-    _k._adam_update(agent.actor, ga, agent.actor_m, agent.actor_v, hp["lr_actor"], b1, b2, aeps,
-                    agent.steps[1])
+    if scaling is None:
+        _k._adam_update(agent.actor, ga, agent.actor_m, agent.actor_v, hp["lr_actor"], b1, b2,
+                        aeps, agent.steps[1])
+    else:
+        scaling.actor_step(agent, ga, hp["lr_actor"], b1, b2, aeps, agent.steps[1])
     # ---- the temperature
     logp0 = rec.logps[0]
     tloss, tg = _k._sac_temperature_loss_grad(np.float64(agent.alpha_state[0]), logp0,

@@ -230,13 +230,27 @@ class EnsembleCritic:
             np.ascontiguousarray(dx[:, self.obs_dim:])
 
     # ----------------------------------------------------------------------------- learning
-    def step(self, grad, beta1=0.9, beta2=0.999, eps=1e-8):
-        """One Adam step on ``params`` with ``grad``, then the Polyak step of the targets."""
+    def step(self, grad, beta1=0.9, beta2=0.999, eps=1e-8, first_layer=None):
+        """One Adam step on ``params`` with ``grad``, then the Polyak step of the targets.
+
+        ``first_layer=(params0, grad0, target0)`` steps these arrays instead of the first layer's
+        part (W0, b0) of ``params``, ``grad`` and ``target``: its normalized-input form, which
+        the caller folds back (``fastmbrl.agents.obs_scaling``)."""
         optim = kernels(_OPTIM)
         self.rng[2] += np.uint64(1)
-        optim._adam_update(self.params, grad, self.adam_m, self.adam_v, self.lr, beta1, beta2,
-                           eps, int(self.rng[2]))
-        optim._polyak_update(self.target, self.params, self.tau)
+        t = int(self.rng[2])
+        if first_layer is None:
+            optim._adam_update(self.params, grad, self.adam_m, self.adam_v, self.lr, beta1, beta2,
+                               eps, t)
+            optim._polyak_update(self.target, self.params, self.tau)
+            return
+        p0, g0, t0 = first_layer
+        n = p0.size
+        m, v = self.adam_m, self.adam_v
+        optim._adam_update(p0, g0, m[:n], v[:n], self.lr, beta1, beta2, eps, t)
+        optim._adam_update(self.params[n:], grad[n:], m[n:], v[n:], self.lr, beta1, beta2, eps, t)
+        optim._polyak_update(t0, p0, self.tau)
+        optim._polyak_update(self.target[n:], self.params[n:], self.tau)
 
     def update_bounds(self, soft_rewards, gamma, lower=0.01, upper=0.99):
         """Follow the range of soft returns: the ``lower``/``upper`` quantiles of the soft rewards

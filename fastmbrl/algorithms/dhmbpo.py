@@ -144,6 +144,7 @@ def run(ctx):
     """Run DHMBPO from ``ctx`` (a ``fastmbrl.algorithms._context.RunContext``); returns a
     RunResult."""
     from fastmbrl.agents.double_horizon import double_horizon_update
+    from fastmbrl.agents.obs_scaling import ObsScaling
 
     cfg = _model_config(ctx.config)
     env, s, d, m = ctx.env, cfg.sac, cfg.dhmbpo, cfg.model
@@ -155,10 +156,13 @@ def run(ctx):
     dtype = np.dtype(s.dtype).type
     rounds = StateRounds(d.rounds_kept, env.obs_dim, dtype)
     state = {"refits": 0, "updates": 0}
+    scaling = ObsScaling(agent, critic) if d.normalize_inputs else None
     if loop.restore():
         state = dict(loop.restored_state)
         critic.load_state_dict(loop.restored_algo_state["critic"])
         rounds.restore(loop.restored_algo_state["rounds"])
+        if scaling is not None:
+            scaling.load_state_dict(loop.restored_algo_state["inputs"])
     model = loop.model
     menv = model_env(model, env)
     sample_indices = kernels("fastmbrl.agents._sac_rng_kernels")._sac_sample_indices
@@ -184,7 +188,8 @@ def run(ctx):
             idx = np.empty(agent.batch_size, np.int64)
             sample_indices(agent.rng_state, len(rounds), idx)
             with agent.kernel_context():
-                double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon)
+                double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon,
+                                      scaling=scaling)
             lp.times["update"] += time.perf_counter() - t0
             state["updates"] += 1
             lp.counters["updates"] += 1
@@ -196,6 +201,8 @@ def run(ctx):
         if (t - d.random_steps) % d.model_train_every == 0:
             fit_model(lp)
             state["refits"] += 1
+            if scaling is not None:
+                scaling.set_stats(lp.buffer.obs)
         n = d.updates_per_step
         if state["updates"] == 0 and d.catch_up:
             n += d.updates_per_step * d.random_steps
@@ -208,7 +215,10 @@ def run(ctx):
         return agent.act(obs, deterministic=True)
 
     def algo_state():
-        return {"critic": critic.state_dict(), "rounds": rounds.state()}
+        out = {"critic": critic.state_dict(), "rounds": rounds.state()}
+        if scaling is not None:
+            out["inputs"] = scaling.state_dict()
+        return out
 
     stopped = loop.run(policy, eval_policy, train, extra_state=lambda: dict(state),
                        algo_state=algo_state)

@@ -46,9 +46,18 @@ class _KillAfterCheckpoint(Callback):
             raise KeyboardInterrupt
 
 
-def _run(algorithm, **kwargs):
+# runs named by "algorithm" or "algorithm:variant" (settings changed from CONFIG)
+VARIANTS = {"dhmbpo:normalize_inputs": {"dhmbpo": {**CONFIG["dhmbpo"], "normalize_inputs": True}}}
+
+
+def _algorithm_and_config(name):
+    return name.split(":")[0], {**CONFIG, **VARIANTS.get(name, {})}
+
+
+def _run(name, **kwargs):
+    algorithm, config = _algorithm_and_config(name)
     return fm.run(LinearSystem(), algorithm=algorithm, steps=STEPS, seed=3,
-                  reward_fn=linear_reward, config=CONFIG, **kwargs)
+                  reward_fn=linear_reward, config=config, **kwargs)
 
 
 def _assert_same_run(resumed, full):
@@ -84,7 +93,8 @@ def uninterrupted():
     return {}
 
 
-@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg", "dhmbpo"])
+@pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg", "dhmbpo",
+                                       "dhmbpo:normalize_inputs"])
 def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm, tmp_path,
                                                                       uninterrupted):
     if algorithm not in uninterrupted:
@@ -95,11 +105,9 @@ def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm,
     # starts from the last checkpoint before its kill, so every kill is reached)
     kills = [_KillAfterCheckpoint(2)]
     kills += [_KillAtStep(int(at)) for at in np.sort(rng.choice(np.arange(121, STEPS), 2, False))]
-    out = tmp_path / algorithm
+    out = tmp_path / algorithm.replace(":", "_")
     for kill in kills:
         with pytest.raises(KeyboardInterrupt):
-            fm.run(LinearSystem(), algorithm=algorithm, steps=STEPS, seed=3,
-                   reward_fn=linear_reward, config=CONFIG, out_dir=out, resume=out.exists(),
-                   callbacks=[kill])
+            _run(algorithm, out_dir=out, resume=out.exists(), callbacks=[kill])
     resumed = fm.run(LinearSystem(), reward_fn=linear_reward, out_dir=out, resume=True)
     _assert_same_run(resumed, full)
