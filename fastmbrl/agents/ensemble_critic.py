@@ -153,38 +153,34 @@ class EnsembleCritic:
         return float(self.scalars[3])
 
     # ---------------------------------------------------------------------------- readings
-    def q_values(self, obs, act, train=False, target=False):
+    def q_values(self, obs, act, train=False, target=False, pair=False):
         """(K, B) values of every member (``target``: the target networks); ``train`` keeps
-        dropout on."""
-        self._check_rows(obs, act)
-        x = self._input(obs, act)
-        B = x.shape[0]
-        cbuf, mbuf, _, q, _, _ = self._buffers(B)
-        p = self.p_drop_layers if train else self.p_off
-        n_mask = _layers()._cache_sizes(self.dims, B)[1] * self.members
-        _layers()._ensemble_forward(self.target if target else self.params, self.dims,
-                                    self.members, self.act_code, self.ln_eps_layers, p,
-                                    np.uint64(self.rng[0]), self._counter(n_mask), x, cbuf, mbuf,
-                                    q)
-        return (q.astype(np.float64) * self.width + self.center)
-
-    def target_min(self, obs, act):
-        """(B,) float64: the target networks' minimum over a random pair of members (dropout
-        off), clipped into ``[q_lb, q_ub]`` once the bounds are set."""
+        dropout on. ``pair``: only a random pair of members is run, (2, B), equal to their rows of
+        the whole pass (its dropout counters are taken first, then the pair is drawn)."""
         self._check_rows(obs, act)
         k = _layers()
         x = self._input(obs, act)
         B = x.shape[0]
         cbuf, mbuf, _, q, _, _ = self._buffers(B)
-        # the counters in the order of a whole-ensemble pass followed by the pair's draw, so the
-        # values equal rows idx of q_values(target=True); only the pair's two members are run
-        mask_counter = self._counter(k._cache_sizes(self.dims, B)[1] * self.members)
-        idx = np.empty(2, np.int64)
-        k._draw_subset(np.uint64(self.rng[0]), self._counter(2), self.members, idx)
-        k._ensemble_forward_subset(self.target, self.dims, self.members, idx, self.act_code,
-                                   self.ln_eps_layers, self.p_off, np.uint64(self.rng[0]),
-                                   mask_counter, x, cbuf, mbuf, q)
-        out = (q[:2].astype(np.float64) * self.width + self.center).min(axis=0)
+        p = self.p_drop_layers if train else self.p_off
+        flat = self.target if target else self.params
+        key = np.uint64(self.rng[0])
+        counter = self._counter(k._cache_sizes(self.dims, B)[1] * self.members)
+        if pair:
+            idx = np.empty(2, np.int64)
+            k._draw_subset(key, self._counter(2), self.members, idx)
+            k._ensemble_forward_subset(flat, self.dims, self.members, idx, self.act_code,
+                                       self.ln_eps_layers, p, key, counter, x, cbuf, mbuf, q)
+            q = q[:2]
+        else:
+            k._ensemble_forward(flat, self.dims, self.members, self.act_code, self.ln_eps_layers,
+                                p, key, counter, x, cbuf, mbuf, q)
+        return q.astype(np.float64) * self.width + self.center
+
+    def target_min(self, obs, act):
+        """(B,) float64: the target networks' minimum over a random pair of members (dropout
+        off), clipped into ``[q_lb, q_ub]`` once the bounds are set."""
+        out = self.q_values(obs, act, target=True, pair=True).min(axis=0)
         if self.scalars[4]:
             out = np.clip(out, self.scalars[0], self.scalars[1])
         return out

@@ -526,22 +526,6 @@ def _concat_into(obs, act, x_out):
 
 
 @njit(parallel=True, **_JIT)
-def _ensemble_forward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, key, counter, x, cbuf,
-                      mbuf, q_out):
-    """All K = ensemble_size members (D_L = 1) on the same rows x (B, D_0): q_out (K, B).
-
-    cbuf (K, >= nf), mbuf uint8 (K, >= nm): per-member buffers (``_cache_sizes(dims, B)``), kept for
-    ``_ensemble_backward``. Members run in prange; member e's masks start at counter + e nm.
-    """
-    B = x.shape[0]
-    for e in prange(ensemble_size):
-        out = _member_forward(flat, dims, ensemble_size, e, act_code, ln_eps, p_drop, key, counter,
-                              x, cbuf[e], mbuf[e])
-        for r in range(B):
-            q_out[e, r] = out[r, 0]
-
-
-@njit(parallel=True, **_JIT)
 def _ensemble_forward_subset(flat, dims, ensemble_size, members, act_code, ln_eps, p_drop, key,
                              counter, x, cbuf, mbuf, q_out):
     """Only the members ``members`` (n,) of the K-member ensemble on rows x: q_out (n, B), row i
@@ -554,6 +538,19 @@ def _ensemble_forward_subset(flat, dims, ensemble_size, members, act_code, ln_ep
                               key, counter, x, cbuf[i], mbuf[i])
         for r in range(B):
             q_out[i, r] = out[r, 0]
+
+
+@njit(**_JIT)
+def _ensemble_forward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, key, counter, x, cbuf,
+                      mbuf, q_out):
+    """All K = ensemble_size members (D_L = 1) on the same rows x (B, D_0): q_out (K, B).
+
+    cbuf (K, >= nf), mbuf uint8 (K, >= nm): per-member buffers (``_cache_sizes(dims, B)``), kept for
+    ``_ensemble_backward``. The subset pass over every member: member e's masks start at
+    counter + e nm.
+    """
+    _ensemble_forward_subset(flat, dims, ensemble_size, np.arange(ensemble_size), act_code, ln_eps,
+                             p_drop, key, counter, x, cbuf, mbuf, q_out)
 
 
 @njit(parallel=True, **_JIT)

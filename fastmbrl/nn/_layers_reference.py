@@ -207,11 +207,9 @@ def _concat_into(obs, act, x_out):
 
 def _ensemble_forward(flat, dims, ensemble_size, act_code, ln_eps, p_drop, key, counter, x, cbuf,
                       mbuf, q_out):
-    """Twin: q_out (K, B), member after member."""
-    for e in range(ensemble_size):
-        out = _member_forward(flat, dims, ensemble_size, e, act_code, ln_eps, p_drop, key, counter,
-                              x, cbuf[e], mbuf[e])
-        q_out[e] = out[:, 0]
+    """Twin: q_out (K, B), the subset pass over every member."""
+    _ensemble_forward_subset(flat, dims, ensemble_size, np.arange(ensemble_size), act_code, ln_eps,
+                             p_drop, key, counter, x, cbuf, mbuf, q_out)
 
 
 def _ensemble_forward_subset(flat, dims, ensemble_size, members, act_code, ln_eps, p_drop, key,
