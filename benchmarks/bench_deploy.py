@@ -11,7 +11,10 @@ HalfCheetah's). The C policy is compiled with ``cc -O2`` (and, as ``c-O3native``
 whole driver, start-up included: read the figure the module prints, or
 ``extra_info["us_per_call"]``). The other implementations are timed per call by pytest-benchmark
 (medians too). The module ends by printing (to stderr, so run with -s) microseconds per call and
-the ratios to Python.
+the ratios to Python. The session's FLOP table (``_floor.py``) sets each against the one-thread
+sgemm rate: the products of one row through the actor's mean head (the log-std half of the last
+layer is not needed for the action), matrix-vector products bound by their call overheads, so
+the fractions are small by nature.
 """
 import os
 import shutil
@@ -23,6 +26,10 @@ import pytest
 
 from fastmbrl.agents import SAC
 from fastmbrl.deploy import _params, export_c, numpy_policy
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 CASES = {"a": (3, 1, (64, 64)), "b": (3, 1, (256, 256)), "c": (17, 6, (256, 256))}
 MEDIANS = {}            # (case, impl) -> microseconds per call
@@ -87,6 +94,19 @@ def _agent(case):
     return SAC(obs_dim, act_dim, (low, -low), hidden=hidden, seed=0)
 
 
+def act_flops(case):
+    """FLOPs of one deterministic action: one row through the actor, its mean head only."""
+    obs_dim, act_dim, hidden = CASES[case]
+    return _floor.forward_flops((obs_dim,) + hidden + (act_dim,), 1)
+
+
+def _record(benchmark, case, impl, us):
+    """Keep ``us`` (microseconds per call) for the module's summary and the FLOP table."""
+    MEDIANS[(case, impl)] = us
+    benchmark.extra_info["us_per_call"] = us
+    _floor.record(benchmark, act_flops(case), 1, seconds=us * 1e-6)
+
+
 def _obs(case):
     return np.random.default_rng(0).uniform(-1, 1, CASES[case][0]).astype(np.float32)
 
@@ -134,8 +154,8 @@ def test_c_policy(benchmark, case, flags, tmp_path):
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     us = float(np.median(reported))
     impl = "c" if flags == ("-O2",) else "c-O3native"
-    MEDIANS[(case, impl)] = us
-    benchmark.extra_info.update(us_per_call=us, what="driver-reported median per call")
+    benchmark.extra_info["what"] = "driver-reported median per call"
+    _record(benchmark, case, impl, us)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -144,8 +164,8 @@ def test_python_act(benchmark, case):
     agent.act(obs, deterministic=True)                 # compiled kernels loaded
     benchmark.group = f"deploy-{case}"
     benchmark(agent.act, obs, deterministic=True)
-    MEDIANS[(case, "python")] = benchmark.stats.stats.median * 1e6
-    benchmark.extra_info.update(us_per_call=MEDIANS[(case, "python")])
+    if not benchmark.disabled:
+        _record(benchmark, case, "python", benchmark.stats.stats.median * 1e6)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -155,8 +175,8 @@ def test_numpy_runtime(benchmark, case, tmp_path):
     policy, obs = numpy_policy.load(path), _obs(case)
     benchmark.group = f"deploy-{case}"
     benchmark(policy.act, obs)
-    MEDIANS[(case, "numpy")] = benchmark.stats.stats.median * 1e6
-    benchmark.extra_info.update(us_per_call=MEDIANS[(case, "numpy")])
+    if not benchmark.disabled:
+        _record(benchmark, case, "numpy", benchmark.stats.stats.median * 1e6)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -172,5 +192,5 @@ def test_onnxruntime(benchmark, case):
     feed = {"obs": _obs(case)[None, :]}
     benchmark.group = f"deploy-{case}"
     benchmark(sess.run, None, feed)
-    MEDIANS[(case, "onnxruntime")] = benchmark.stats.stats.median * 1e6
-    benchmark.extra_info.update(us_per_call=MEDIANS[(case, "onnxruntime")])
+    if not benchmark.disabled:
+        _record(benchmark, case, "onnxruntime", benchmark.stats.stats.median * 1e6)

@@ -13,8 +13,12 @@ Cases (float32):
               LayerNorm on the inputs of layers 1-3, dropout 1e-3 after layers 0-2, SiLU, batch
               256) against the same forward/backward in PyTorch (bmm, autograd, 1 thread).
 BLAS and Numba run on one thread. The module ends by printing (stderr, so run with -s) the medians
-and same-run ratios; the machine is shared, so only same-run ratios mean anything.
+and same-run ratios; the machine is shared, so only same-run ratios mean anything. The critic cases
+count their FLOPs (forward, every weight gradient, the input gradients above the first layer; the
+session's FLOP table sets them against the sgemm rate); layer normalization and dropout are
+element-wise ("n/a" there).
 """
+import os
 import sys
 
 import numba
@@ -25,6 +29,10 @@ from threadpoolctl import threadpool_limits
 from fastmbrl.nn import _layers_kernels as K
 from fastmbrl.nn import _layers_reference as R
 from fastmbrl.nn._flat import param_offsets
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 B, D = 256, 256
 EPS = 1e-5
@@ -54,10 +62,16 @@ def _one_thread():
     sys.stderr.write("\n".join(lines) + "\n")
 
 
-def _run(benchmark, case, impl, fn, rounds=200):
+def _run(benchmark, case, impl, fn, rounds=200, flops=None):
+    """Time ``fn``; ``flops`` per call (None: element-wise work, not counted)."""
     benchmark.group = case
     out = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=5)
-    MEDIANS[(case, impl)] = benchmark.stats.stats.median
+    if flops is None:
+        _floor.not_counted(benchmark, "element-wise work")
+    else:
+        _floor.record(benchmark, flops, 1)
+    if not benchmark.disabled:
+        MEDIANS[(case, impl)] = benchmark.stats.stats.median
     return out
 
 
@@ -195,5 +209,6 @@ def test_critic_ensemble_loss_grad(benchmark, impl):
             loss.backward()
             return loss.item()
 
-    loss = _run(benchmark, "critic-K5-256x3-B256", impl, step, rounds=30)
+    loss = _run(benchmark, "critic-K5-256x3-B256", impl, step, rounds=30,
+                flops=_floor.train_step_flops(dims, B, Kc))
     assert np.isfinite(loss)

@@ -14,15 +14,26 @@ Quality case: a full early-stopped fit on 5,000 random Pendulum-v1 transitions, 
 transitions from other episodes: one-step MSE of the elites' mean and the Gaussian NLL (raw units,
 per transition, averaged over elites).
 
-Tests run in file order; ``extra_info`` holds the ratios to the PyTorch medians of the same run.
+Tests run in file order; ``extra_info`` holds the ratios to the PyTorch medians of the same run,
+and the FLOPs of one call against the sgemm rate of the same session (``_floor.fit_flops``: the
+training steps' products and one forward pass over the holdout rows per score, the same count
+for both implementations).
 
 Run:  python -m pytest benchmarks/bench_model.py --benchmark-columns=median,ops -q
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
+from fastmbrl.config import ModelConfig
 from fastmbrl.models import GaussianEnsemble
 from fastmbrl.models.trainer import EnsembleTrainer
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 N_TRANSITIONS = 10_000
 OBS_DIM, ACT_DIM = 4, 1
@@ -125,7 +136,10 @@ def make_model(impl, n_threads, obs_dim=OBS_DIM):
     return model
 
 
-def record(benchmark, impl, n_threads, model):
+def record(benchmark, impl, n_threads, model, batch_size):
+    _floor.record(benchmark, _floor.history_fit_flops(model, model.history, batch_size), n_threads)
+    if benchmark.disabled:
+        return
     median = benchmark.stats.stats.median
     MEDIANS[(impl, n_threads)] = median
     hist = model.history
@@ -155,7 +169,7 @@ def test_fit_epoch(benchmark, impl, n_threads):
     assert hist.epochs_run == 1 and hist.n_train == 9000 and np.all(np.isfinite(hist.best_holdout))
     # training (warm-started over the rounds) has moved the members well below their start
     assert np.median(hist.best_holdout) < 0.5
-    record(benchmark, impl, n_threads, model)
+    record(benchmark, impl, n_threads, model, batch_size=256)
 
 
 # ---------------------------------------------------------------- full fit quality on Pendulum
@@ -196,6 +210,7 @@ def test_pendulum_fit_quality(benchmark, impl):
         return model.fit(obs, act, nxt, max_epochs=200, progress=False)
 
     hist = benchmark.pedantic(full_fit, rounds=1, iterations=1)
+    _floor.record(benchmark, _floor.history_fit_flops(model, hist, ModelConfig.batch_size), 1)
     mse, nll = score(model, t_obs, t_act, t_nxt)
     no_change = float(np.mean((t_obs - t_nxt) ** 2))
     QUALITY[impl] = (mse, nll)

@@ -6,12 +6,17 @@ random noise and cotangents, one BLAS thread. ``step_vjp`` is the taped forward 
 compiled calls and the reward gradient between them), so it does about twice the step's
 multiply-adds. The twins run through the same ``ModelEnv`` calls with
 ``fastmbrl.backend.PURE_PYTHON`` switched on, in the same run; the table printed at the end holds
-the medians, the ratio twin / compiled and GFLOP/s (network multiply-adds only, 2 flops each).
+the medians, the ratio twin / compiled and GFLOP/s (network multiply-adds only, 2 flops each; the
+VJP: the forward pass and every layer's input gradient, no weight gradient). The session's FLOP
+table sets both against the sgemm rate on one thread (``_floor.py``).
 
 Run (BLAS variables unset for this command only, see docs/performance.md):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks/bench_model_env.py \
         --benchmark-only --benchmark-columns=median,ops -q
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -19,6 +24,10 @@ from fastmbrl import backend
 from fastmbrl.envs import reward_fns
 from fastmbrl.models import ModelArrays, ModelEnv
 from fastmbrl.nn._flat import param_offsets
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 E, HIDDEN, D_OBS, D_ACT = 7, (200,) * 4, 18, 6
 ROWS = (256, 4096)
@@ -47,9 +56,17 @@ def make_arrays(seed=0):
         min_logvar=np.full(D_OBS, -10.0, f32), has_reward=False)
 
 
+DIMS = (D_OBS + D_ACT,) + HIDDEN + (2 * D_OBS,)
+
+
 def step_flops(rows):
-    dims = (D_OBS + D_ACT,) + HIDDEN + (2 * D_OBS,)
-    return 2 * rows * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    """FLOPs of one model step: a forward pass of one member per row."""
+    return _floor.forward_flops(DIMS, rows)
+
+
+def call_flops(call, rows):
+    """FLOPs of one ``call``: the step, or the step and its input gradients (the VJP)."""
+    return step_flops(rows) if call == "step" else _floor.vjp_flops(DIMS, rows)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,7 +99,7 @@ def _write_table(tr, blas):
             twin = MEDIANS.get((call, "twin", rows))
             if comp is None:
                 continue
-            flops = step_flops(rows) * (2 if call == "step_vjp" else 1)
+            flops = call_flops(call, rows)
             ratio = f"{twin / comp:11.2f}" if twin is not None else f"{'-':>11}"
             twin_ms = f"{twin * 1e3:10.3f}" if twin is not None else f"{'-':>10}"
             step = MEDIANS.get(("step", "compiled", rows))
@@ -116,9 +133,12 @@ def test_model_env(benchmark, monkeypatch, call, rows, impl):
     out = benchmark.pedantic(run, rounds=n_rounds, iterations=1, warmup_rounds=2)
     assert all(np.all(np.isfinite(a)) for a in out[:2])
     assert out[0].shape == ((rows, D_OBS))
+    _floor.record(benchmark, call_flops(call, rows), 1)
+    if benchmark.disabled:
+        return
     med = benchmark.stats.stats.median
     MEDIANS[(call, impl, rows)] = med
-    benchmark.extra_info["gflops"] = step_flops(rows) * (2 if call == "step_vjp" else 1) / med / 1e9
+    benchmark.extra_info["gflops"] = call_flops(call, rows) / med / 1e9
     twin = MEDIANS.get((call, "twin", rows))
     if impl == "compiled" and twin is not None:
         benchmark.extra_info["twin_over_compiled"] = twin / med

@@ -12,13 +12,17 @@ Configurations (float32, random weights: the work is that of a trained model of 
 Each runs ``PETS.act`` on 1 and 2 threads and, when PyTorch is importable, the same CEM with the
 rollout written in PyTorch (per step: gather, baddbmm + SiLU per layer, soft log-variance bounds,
 sampling, the reward in torch ops), in the same run. ``extra_info`` holds the median and p99 ms per
-action, GFLOP/s (only the network's multiply-adds, 2 flops each) and the ratio to the 1-thread
-median of the same configuration when that ran first in the run.
+action, GFLOP/s (only the network's multiply-adds, 2 flops each), the fraction of the sgemm rate
+of the same session at the same thread count (``_floor.py``) and the ratio to the 1-thread median
+of the same configuration when that ran first in the run.
 
 Run from the repository root:
     python -m pytest benchmarks/bench_planning.py --benchmark-only
     python -m pytest benchmarks/bench_planning.py --benchmark-only -k small     # quick
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -26,6 +30,10 @@ import fastmbrl as fm
 from fastmbrl.envs import reward_fns, termination_fns
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.nn._flat import param_offsets
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 CONFIGS = {
     "a_small": dict(E=5, elites=5, hidden=(64, 64), d_obs=3, d_act=1, population=100, horizon=10,
@@ -69,11 +77,11 @@ def make_arrays(cfg, seed=0):
 
 
 def act_flops(cfg):
-    """Network multiply-adds of one act(): iterations x horizon x rows x sum(fan_in * fan_out)."""
+    """FLOPs of one act(): iterations x horizon forward passes of population x particles rows
+    (ts1: one member per row), 2 per network multiply-add."""
     dims = (cfg["d_obs"] + cfg["d_act"],) + cfg["hidden"] + (2 * cfg["d_obs"],)
-    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     rows = cfg["population"] * cfg["particles"]
-    return 2 * cfg["iterations"] * cfg["horizon"] * rows * macs
+    return cfg["iterations"] * cfg["horizon"] * _floor.forward_flops(dims, rows)
 
 
 def make_planner(cfg, seed=0):
@@ -87,6 +95,9 @@ def bounds(cfg):
 
 
 def record(benchmark, name, impl, n_threads, cfg, result_ok):
+    _floor.record(benchmark, act_flops(cfg), n_threads)
+    if benchmark.disabled:
+        return
     times = np.asarray(benchmark.stats.stats.data)
     med = float(np.median(times))
     MEDIANS[(name, impl, n_threads)] = med

@@ -5,8 +5,9 @@
 Each benchmark round runs CHUNK updates (sampling included) of one implementation; the
 implementations and cases are those of ``run_sac_table.py`` (a: obs 3, act 1, 256 x 256; b: obs 17,
 act 6, 256 x 256; c: obs 3, act 1, 64 x 64; batch 256), on 1 and 2 threads. ``extra_info`` holds
-updates/s and GFLOP/s; the module ends by printing (to stderr, so run with -s) the medians and
-same-run ratios.
+updates/s and GFLOP/s (``run_sac_table.update_flops``, the same count for every implementation)
+and the fraction of the sgemm rate of the same session (``_floor.py``); the module ends by
+printing (to stderr, so run with -s) the medians and same-run ratios.
 """
 import math
 import os
@@ -16,6 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import _floor
 from run_sac_table import CASES, MAKERS, blas_info, update_flops
 
 CHUNK = {"a": 10, "b": 10, "c": 40}
@@ -49,6 +51,9 @@ def test_sac_update(benchmark, case, impl, n_threads):
     result = benchmark.pedantic(run, args=(n,), rounds=5, iterations=1, warmup_rounds=1)
     if impl == "fastmbrl":
         assert all(math.isfinite(v) for v in result.values())   # finite metrics came back
+    _floor.record(benchmark, n * update_flops(*CASES[case]), n_threads)
+    if benchmark.disabled:
+        return
     sec = benchmark.stats.stats.median / n
     MEDIANS[(case, impl, n_threads)] = sec
     benchmark.extra_info.update(updates_per_s=1 / sec,

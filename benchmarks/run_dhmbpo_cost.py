@@ -14,9 +14,10 @@ ensemble, a 3 x 256 actor, batch 256):
   Adam), the actor (the ensemble's input gradient, backpropagation through the rollout, Adam,
   temperature); x 1000.
 
-Floor: the dense products of each part (multiply-adds of its matrix products, x 2 flops)
-divided by the float32 GEMM rate of the BLAS the kernels call (scipy's OpenBLAS), measured in this
-run on (256 x 256) @ (256 x 256) products on one thread, times the kernels' thread count (the
+Floor: the dense products of each part (multiply-adds of its matrix products, x 2 flops; the
+model fit's count is ``_floor.fit_flops``, holdout scoring included) divided by the float32 GEMM
+rate of the BLAS the kernels call (scipy's OpenBLAS), measured in this run on (256 x 256) @
+(256 x 256) products on one thread (``_floor.sgemm_rate``), times the kernels' thread count (the
 kernels split their work over Numba threads, each calling a one-thread BLAS). The fraction
 printed is floor time / measured time: 100% would be a part running at GEMM speed on every
 thread.
@@ -28,9 +29,14 @@ Run it on quiet cores (pause any training run: ``kill -STOP``).
 import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import _floor  # noqa: E402
 
 
 def _cpu():
@@ -46,26 +52,7 @@ def _cpu():
 
 def _macs(dims, rows):
     """Multiply-adds of one forward pass of an MLP of widths ``dims`` over ``rows`` rows."""
-    return rows * sum(int(a) * int(b) for a, b in zip(dims[:-1], dims[1:]))
-
-
-def gemm_rate(threads, B=256, n=256, repeats=200):
-    """float32 GEMM flop/s of scipy's BLAS on (B x n) @ (n x n), ``threads`` BLAS threads."""
-    from scipy.linalg.blas import sgemm
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a = np.asfortranarray(rng.standard_normal((B, n)).astype(np.float32))
-    b = np.asfortranarray(rng.standard_normal((n, n)).astype(np.float32))
-    with threadpool_limits(limits=threads, user_api="blas"):
-        for _ in range(10):
-            sgemm(1.0, a, b)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            sgemm(1.0, a, b)
-            times.append(time.perf_counter() - t0)
-    return 2.0 * B * n * n / np.median(times)
+    return rows * _floor.mlp_macs(dims)
 
 
 def main():
@@ -115,7 +102,7 @@ def main():
           f"{m.ensemble_size} x {tuple(m.hidden)}, critic {d.critic_members} x "
           f"{tuple(d.critic_hidden)}, actor {tuple(d.hidden)}, batch {agent.batch_size}, "
           f"h {d.horizon}")
-    rate1 = gemm_rate(1)
+    rate1 = _floor.sgemm_rate(1)
     rate_t = args.threads * rate1
     print(f"sgemm (256 x 256) @ (256 x 256): {rate1 / 1e9:.1f} GFLOP/s on 1 thread; floor "
           f"{rate_t / 1e9:.1f} GFLOP/s on {args.threads}")
@@ -125,12 +112,11 @@ def main():
     model.fit(obs, act, nxt, None, max_epochs=m.max_epochs, max_steps=d.model_fit_steps or None,
               batch_size=m.batch_size, progress=False)           # compile / warm up
     t0 = time.perf_counter()
-    model.fit(obs, act, nxt, None, max_epochs=m.max_epochs, max_steps=d.model_fit_steps or None,
-              batch_size=m.batch_size, progress=False)
+    hist = model.fit(obs, act, nxt, None, max_epochs=m.max_epochs,
+                     max_steps=d.model_fit_steps or None, batch_size=m.batch_size, progress=False)
     fit_s = time.perf_counter() - t0
-    fit_steps = d.model_fit_steps or 1
     model_dims = [model.in_dim] + list(model.hidden) + [2 * model.out_dim]
-    fit_flops = 2 * 3 * m.ensemble_size * _macs(model_dims, m.batch_size) * fit_steps
+    fit_flops = _floor.history_fit_flops(model, hist, m.batch_size, d.model_fit_steps or None)
 
     # ---- distribution rollout
     starts = obs[rng.integers(0, rows, d.rollout_starts)]
