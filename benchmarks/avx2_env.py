@@ -12,6 +12,9 @@ standing in for the AVX2-only CPUs most users have).
   ``architecture``).
 - The C kernels (csrc/) have an AVX2+FMA variant and a portable one and no AVX-512 variant: an
   AVX-512 machine already runs the AVX2 one, so nothing is to be forced.
+- The PyTorch peers of the benchmarks: ``ATEN_CPU_CAPABILITY=avx2`` (ATen's vectorized
+  kernels), ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (its BLAS) and ``DNNL_MAX_CPU_ISA=AVX2`` (oneDNN), so
+  a same-run ratio compares the two libraries' AVX2 code.
 
 Prints nothing and exits with status 1 on a CPU without AVX2 (there is no AVX2 path to run).
 """
@@ -33,11 +36,18 @@ def avx2_features():
     return ",".join(out)
 
 
+def avx2_exports(feats):
+    """The variables (name -> value) that select the AVX2 code of fastmbrl and its peers."""
+    return {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": feats,
+            "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
+
+
 def main():
     feats = avx2_features()
     if feats is None:
         return 1
-    print(f"export NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES='{feats}' OPENBLAS_CORETYPE=Haswell")
+    print("export " + " ".join(f"{k}='{v}'" for k, v in avx2_exports(feats).items()))
     return 0
 
 
