@@ -2,6 +2,7 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run_realtime_table.py
     ... --envs Pendulum-v1 --rates 200 --episodes 2 --out realtime.md       # quicker
+    ... --skip-latency --skip-loops --loads 0 2     # the overrun table alone, quiet and loaded
 
 See bench_realtime.py for what is measured. The machine load is printed with the tables
 (``os.getloadavg``) together with the noise probe: on a shared 2-core machine every figure is an
@@ -42,6 +43,62 @@ def latency_table(calls):
     rows.append(f"Noise probe (fixed single-thread BLAS work, same run): p50 "
                 f"{np.median(probe) * 1e3:.2f} ms, p99 {np.percentile(probe, 99) * 1e3:.2f} ms, "
                 f"max {probe.max() * 1e3:.2f} ms.")
+    return rows
+
+
+def cpu_name():
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def reasons(infos):
+    """The fallback reasons of ``last_plan_info`` dicts with their counts, e.g. "load 3"."""
+    found = [i.get("fallback_reason") for i in infos if i.get("fallback") is not None]
+    names, counts = np.unique([str(f) for f in found], return_counts=True)
+    return ", ".join(f"{n.replace('budget_below_', 'below ').replace('_', ' ')} {c}"
+                     for n, c in zip(names, counts)) or "-"
+
+
+def overrun_table(configs, budgets_ms, threads, loads, calls, gap_ms):
+    """Overrun (``act`` wall time minus the budget) rows: config x budget x threads x load."""
+    rows = ["| config | budget | threads | load | steady overrun p50 / p99 / max ms | "
+            "> +1 ms | > +2 ms | first call overrun max ms | scored p50 | cut | fallback | "
+            "fallback reasons | other processes (cores) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for load in loads:
+        with br.busy_load(load) as procs:
+            load_name = "quiet" if load == 0 else f"{load} busy loops"
+            for b_ms in budgets_ms:
+                with br.OtherLoad([p.pid for p in procs]) as other:
+                    o = br.spin_floor(b_ms * 1e-3, calls=calls, gap=gap_ms * 1e-3) * 1e3
+                others = "-" if other.cores is None else f"{other.cores:.2f}"
+                rows.append(f"| spin to the deadline (floor) | {b_ms:g} ms | 1 | {load_name} | "
+                            f"{np.median(o):+.2f} / {np.percentile(o, 99):+.2f} / "
+                            f"{o.max():+.2f} | {np.mean(o > 1):.1%} | {np.mean(o > 2):.1%} | - | "
+                            f"- | - | - | - | {others} |")
+                sys.stderr.write(rows[-1] + "\n")
+            for name in configs:
+                for n_threads in threads:
+                    for b_ms in budgets_ms:
+                        with br.OtherLoad([p.pid for p in procs]) as other:
+                            r = br.overrun(name, b_ms * 1e-3, calls=calls, n_threads=n_threads,
+                                           gap=gap_ms * 1e-3)
+                        o = r["steady"] * 1e3
+                        others = "-" if other.cores is None else f"{other.cores:.2f}"
+                        rows.append(
+                            f"| {name} | {b_ms:g} ms | {n_threads} | {load_name} | "
+                            f"{np.median(o):+.2f} / {np.percentile(o, 99):+.2f} / {o.max():+.2f} | "
+                            f"{np.mean(o > 1):.1%} | {np.mean(o > 2):.1%} | "
+                            f"{r['first'].max() * 1e3:+.2f} | {int(np.median(r['scored']))} | "
+                            f"{np.mean(r['cut']):.0%} | {np.mean(r['fallback']):.0%} | "
+                            f"{reasons(r['infos'])} | {others} |")
+                        sys.stderr.write(rows[-1] + "\n")
     return rows
 
 
@@ -97,16 +154,33 @@ def main(argv=None):
     ap.add_argument("--horizons", nargs="+", type=int, default=[10, 25],
                     help="planner horizons (config (a) has 10)")
     ap.add_argument("--calls", type=int, default=200, help="act() calls per latency row")
+    ap.add_argument("--overrun-configs", nargs="+", default=["a_small", "b_cartpole"])
+    ap.add_argument("--overrun-budgets", nargs="+", type=float, default=[2, 5, 10],
+                    help="budgets of the overrun table, ms")
+    ap.add_argument("--overrun-threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--loads", nargs="+", type=int, default=[0, 2],
+                    help="busy-loop processes beside the overrun table's calls (0: quiet)")
+    ap.add_argument("--overrun-calls", type=int, default=300)
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="sleep between the overrun table's calls (0: back to back)")
+    ap.add_argument("--skip-overrun", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-loops", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     lines = [f"# Real-time control ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; BLAS: "
+             f"{cpu_name()}, {os.cpu_count()} cores; BLAS: "
              f"{br.blas_info()}; load average at start {os.getloadavg()}", ""]
     if not args.skip_latency:
         lines += ["## act(obs, time_budget) latency (random weights, 1 thread)", ""]
         lines += latency_table(args.calls) + [""]
+    if not args.skip_overrun:
+        lines += ["## Overrun: act(obs, time_budget=b) wall time minus b (random weights)", "",
+                  f"{args.overrun_calls} steady calls per row after the first budgeted call of 3 "
+                  f"fresh agents, {args.gap_ms:g} ms between calls; busy loops: "
+                  f"`python -c \"while True: pass\"` processes beside this one.", ""]
+        lines += overrun_table(args.overrun_configs, args.overrun_budgets, args.overrun_threads,
+                               args.loads, args.overrun_calls, args.gap_ms) + [""]
     if not args.skip_loops:
         lines += ["## Control loops in wall-clock time (trained model, config (a) planner)", ""]
         lines += loop_table(args.envs, args.rates, args.episodes, args.train_episodes,

@@ -4,10 +4,13 @@ At each control step the agent takes a snapshot of the model (``model.arrays()``
 observation into the compiled rollout objective and lets a zero-order planner choose an action
 sequence; the first action is executed (course notes Sec. 5.1; Chua et al. 2018).
 
-Time budget: ``act(obs, time_budget=b)`` returns within ``b`` plus a margin of one rollout chunk's
-estimated-cost error and the final bookkeeping (target: p99 <= b + 1 ms; see
-``fastmbrl.planning.rollout`` on deadlines); the planner uses the candidates that could be scored.
-``last_plan_info`` says what each call did.
+Time budget: ``act(obs, time_budget=b)`` returns within ``b`` plus a margin of about one model
+step of the rollout and the final bookkeeping (target: p99 <= b + 1 ms on a quiet machine; see
+``fastmbrl.planning._schedule`` on deadlines). Rollouts start only when their measured cost fits
+in what is left, a rollout still running at the deadline is stopped between two model steps, and
+the planner uses the candidates that could be scored; a budget below the measured cost of one
+candidate returns the previous plan advanced by one step at once. ``last_plan_info`` says what
+each call did.
 
 Threads: one agent may be shared by several threads; ``plan``/``act``/``reset`` hold the agent's
 lock, so concurrent calls run one after the other (each sees the state the previous left) and
@@ -15,6 +18,7 @@ never mix their buffers. For planning in the background use ``fastmbrl.control.A
 """
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -79,14 +83,28 @@ class PETS(Agent):
     ----------
     last_plan : float64 array (H, D_act) or None
     last_plan_info : dict or None
-        What the last ``plan``/``act`` did: ``n_evaluated`` (candidate sequences scored, over all
-        iterations), ``population`` (candidates sampled), ``n_finite`` (scored with a finite
-        value), ``iterations_done``, ``budget_cut`` (the time budget stopped the planner early),
-        ``elapsed`` (seconds of the call) and ``fallback``: None, or ``"shifted"`` (the previous
-        plan advanced by the steps since it) / ``"middle"`` (the middle of the bounds, when there is
-        no previous plan) when nothing usable was scored, because the budget was too short or
-        every value was non-finite (then with a ``RuntimeWarning``; NaN is never returned).
-        Counts are None for a planner without ``last_info``.
+        What the last ``plan``/``act`` did:
+
+        - ``n_evaluated`` (candidate sequences scored, over all iterations), ``population``
+          (candidates sampled), ``n_finite`` (scored with a finite value), ``iterations_done``,
+          ``elapsed`` (seconds of the call);
+        - ``budget_cut``: the time budget stopped the planner early, and ``cut_by`` how:
+          ``"next_iteration"`` (the next iteration's estimated cost did not fit), ``"candidates"``
+          (the rest of an iteration did not fit: a prefix of it was scored), ``"aborted"``
+          (rollouts running at the deadline were stopped), or the reason of a refused budget
+          (below); None when not cut;
+        - ``n_aborted``: candidates whose rollout was started but stopped at the deadline;
+        - ``fallback``: None, or ``"shifted"`` (the previous plan advanced by the steps since it)
+          / ``"middle"`` (the middle of the bounds, when there is no previous plan) when nothing
+          usable was scored, and ``fallback_reason`` why: ``"budget_below_one_step"`` or
+          ``"budget_below_one_candidate"`` (the budget left was below the measured cost of one
+          model step, or of one candidate's whole rollout: nothing was started and the call
+          returned at once), ``"machine_load"`` (likewise, but only because of the reserve kept
+          on a loaded machine, see ``fastmbrl.planning._deadline``), ``"budget_spent"`` (the
+          budget ran out before any candidate was scored) or ``"non_finite"`` (every value was
+          NaN or infinite; with a ``RuntimeWarning``). NaN is never returned.
+
+        Counts and reasons are None for a planner without ``last_info``.
 
     Notes
     -----
@@ -136,6 +154,7 @@ class PETS(Agent):
         self.warm_start = check_bool("warm_start", warm_start)
         self.last_plan = None
         self.last_plan_info = None
+        self._tails = deque(maxlen=9)     # seconds after the planner's last evaluation, per call
         self._lock = threading.Lock()
         arrays = self._arrays()
         check_model_arrays(arrays, act_dim=self.low.shape[0])
@@ -154,6 +173,22 @@ class PETS(Agent):
             self.last_plan = None
             self.planner.reset()
 
+    def _tail_reserve(self):
+        """Seconds kept back from a budget for the work after the last rollout (the planner's
+        last update, this call's bookkeeping): the median of the recent measured ones."""
+        tails = self._tails
+        if not tails:
+            return 0.0
+        ordered = sorted(tails)
+        return ordered[len(ordered) // 2]
+
+    def _record_tail(self):
+        """Measure the time since the planner's last evaluation (``last_evaluated_at``, when its
+        clock is ``time.perf_counter``)."""
+        at = getattr(self.planner, "last_evaluated_at", None)
+        if at is not None and getattr(self.planner, "clock", None) is time.perf_counter:
+            self._tails.append(time.perf_counter() - at)
+
     def _shifted(self, plan, shift):
         """``plan`` advanced by ``shift`` steps, the freed steps filled with the bounds' middle."""
         out = np.empty_like(plan)
@@ -171,8 +206,10 @@ class PETS(Agent):
             Current observation (finite).
         time_budget : float, optional
             Seconds for this call (positive). The planner stops iterating when its next iteration
-            would exceed what is left, and the rollout stops scoring candidates before the
-            deadline; the call returns within the budget plus a small margin (module notes).
+            would exceed what is left, and the rollout starts only candidates whose measured cost
+            fits and stops those still running at the deadline; the call returns within the
+            budget plus a small margin (module notes). A budget below the measured cost of one
+            candidate returns the fallback plan at once.
         shift : int >= 1
             Control steps since the previous plan was made (1 when called once per step): the
             warm start and the fallback advance the previous plan by that many steps.
@@ -202,10 +239,12 @@ class PETS(Agent):
                 init_mean[-1] = (self.low + self.high) / 2
             else:
                 init_mean = self._shifted(self.last_plan, shift)
-        budget = None
-        if time_budget is not None:
-            budget = max(time_budget - (time.perf_counter() - start), 1e-9)
         with self.rollout.blas_limit():
+            budget = None
+            if time_budget is not None:
+                # what is left, less what the call measurably takes after its last rollout
+                budget = max(time_budget - (time.perf_counter() - start) - self._tail_reserve(),
+                             1e-9)
             plan = self.planner.optimize(objective, self.low, self.high, init_mean=init_mean,
                                          time_budget=budget)
         info = getattr(self.planner, "last_info", None)
@@ -213,6 +252,8 @@ class PETS(Agent):
             "n_evaluated": None, "population": None, "n_finite": None,
             "iterations_done": getattr(self.planner, "last_iterations", None),
             "budget_cut": None, "fallback": None}
+        for key in ("fallback_reason", "cut_by", "n_aborted"):
+            info.setdefault(key, None)
         if info.get("fallback") is not None:
             if self.last_plan is not None:
                 plan = self._shifted(self.last_plan, shift)
@@ -220,6 +261,7 @@ class PETS(Agent):
             else:
                 plan = (self.low + self.high) / 2 * np.ones((self.planner.horizon, 1))
                 info["fallback"] = "middle"
+        self._record_tail()
         info["elapsed"] = time.perf_counter() - start
         self.last_plan_info = info
         self.last_plan = plan

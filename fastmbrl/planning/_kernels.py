@@ -91,7 +91,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
                     y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out,
-                    bonus_weight, bonus_mean, bonus_var, bonus):
+                    bonus_weight, bonus_mean, bonus_var, bonus, stop):
     """Roll ``P`` action sequences through the ensemble from ``obs0`` and score them.
 
     Parameters
@@ -156,13 +156,17 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
         Per-step, per-row member disagreement ``u[t, i]``; the value gains
         ``w (1/N) sum_{i in p} sum_t u[t, i]`` counted until termination like the rewards
         (``_add_bonus``; the caller adds it itself in modes 2).
+    stop : uint8 array (1,)
+        Read before every step: nonzero stops the rollout there (a deadline passed; another thread
+        raises it while this call runs). Never written here.
 
     Returns
     -------
     int
         0, or ``(t * 2 + which) * 4 + status`` when the reward (``which`` 0) or termination
         (``which`` 1) function failed at step ``t`` with status 1 or 2; the rollout stopped there
-        and ``values_out`` is not written.
+        and ``values_out`` is not written. Negative, ``-1 - t``, when ``stop`` was raised before
+        step ``t`` (``t`` steps were done): the rollout stopped there, ``values_out`` not written.
 
     Notes
     -----
@@ -196,6 +200,10 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
             dones[t, i] = False
 
     for t in range(horizon):
+        # read at every step: another thread raises it at the deadline (nothing here writes it,
+        # and the calls below are opaque, so the load is not hoisted out of the loop)
+        if stop[0] != 0:
+            return -1 - t
         obs = states[t]
         nxt = states[t + 1]
         acts = act_rows[t]

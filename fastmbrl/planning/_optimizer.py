@@ -80,6 +80,7 @@ class _Optimizer:
         self.last_iterations = 0
         self.last_best_value = -np.inf
         self.last_info = None
+        self.last_evaluated_at = None     # clock() when the last call's last evaluation ended
         self._sec_per_candidate = None
 
     def reset(self):
@@ -96,12 +97,15 @@ class _Optimizer:
         n_cand = samples.shape[0]
         deadline = state["deadline"]
         partial = getattr(objective, "evaluate_until", None) if deadline is not None else None
+        n_aborted = 0
         if partial is not None:
-            values, n = partial(samples, deadline, self.clock)
-            n = int(n)
+            result = partial(samples, deadline, self.clock)
+            values, n = result[0], int(result[1])
             if not 0 <= n <= n_cand:
                 raise ValueError(f"objective.evaluate_until: expected a count in [0, {n_cand}], "
                                  f"got {n}")
+            if len(result) > 2:
+                n_aborted = int(result[2])
         else:
             values, n = objective(samples), n_cand
         values = np.asarray(values, dtype=np.float64)
@@ -111,6 +115,8 @@ class _Optimizer:
         if n < n_cand:
             values = values[:n]
             state["cut"] = True
+            state["cut_by"] = "aborted" if n_aborted > 0 else "candidates"
+        state["n_aborted"] += n_aborted
         # a diverging model gives NaN or inf; such a candidate must never be chosen
         finite = np.isfinite(values)
         n_finite = int(np.count_nonzero(finite))
@@ -119,6 +125,7 @@ class _Optimizer:
         state["n_sampled"] += n_cand
         state["n_evaluated"] += n
         state["n_finite"] += n_finite
+        self.last_evaluated_at = self.clock()
         return values, n_finite
 
     def _prepare(self, lower, upper, init_mean, time_budget):
@@ -138,8 +145,10 @@ class _Optimizer:
         ----------
         objective : callable
             Maps float64 array (P, H, D_act) of candidates to their values (P,); larger is better.
-            It may also offer ``evaluate_until(samples, deadline, clock) -> (values (P,), n)`` to
-            be cut within an iteration under a time budget (see the module notes).
+            Under a time budget it may also offer ``evaluate_until(samples, deadline, clock) ->
+            (values (P,), n[, n_aborted])``, to be cut within an iteration, and
+            ``budget_check(seconds, horizon) -> None or reason``, to refuse a budget too small
+            for one candidate before anything is sampled (see the module notes).
         lower, upper : float arrays (D_act,) or (H, D_act)
             Action bounds, ``lower <= upper``, with a finite width.
         init_mean : float array (H, D_act), optional
@@ -155,23 +164,41 @@ class _Optimizer:
 
         Notes
         -----
-        ``last_info`` is then a dict: ``n_evaluated`` (candidates scored), ``population``
-        (candidates sampled), ``n_finite`` (scored with a finite value), ``iterations_done``
-        (iterations that scored at least one), ``budget_cut`` (the budget stopped the call
-        early), ``fallback`` (None, or "init_mean" / "middle" when nothing usable was scored).
+        ``last_info`` is then a dict:
+
+        - ``n_evaluated`` (candidates scored), ``population`` (candidates sampled), ``n_finite``
+          (scored with a finite value), ``iterations_done`` (iterations that scored at least one);
+        - ``budget_cut``: the budget stopped the call early; ``cut_by`` says how: None (not cut),
+          ``"next_iteration"`` (the next iteration's estimated cost did not fit in what was
+          left), ``"candidates"`` (the rest of an iteration's candidates did not fit: a prefix was
+          scored), ``"aborted"`` (rollouts running at the deadline were stopped), or the reason
+          of a budget refused before anything started (below);
+        - ``n_aborted``: candidates whose rollout was started but stopped at the deadline (their
+          work is lost);
+        - ``fallback``: None, or ``"init_mean"`` / ``"middle"`` when nothing usable was scored,
+          and ``fallback_reason``: None, ``"budget_below_one_step"`` /
+          ``"budget_below_one_candidate"`` (the budget was below the estimated cost of one model
+          step / one candidate's rollout, so nothing was started: the call returned at once),
+          another reason of the objective's ``budget_check`` (the model rollout's
+          ``"machine_load"``), ``"budget_spent"`` (the budget ran out before any candidate was
+          scored) or ``"non_finite"`` (every value scored was NaN or infinite).
         """
-        lo, hi, init_mean, time_budget = self._prepare(lower, upper, init_mean, time_budget)
         start = self.clock()
+        lo, hi, init_mean, time_budget = self._prepare(lower, upper, init_mean, time_budget)
+        self.last_iterations = 0
+        self.last_evaluated_at = None
+        if time_budget is not None:
+            refused = self._refuse_budget(objective, time_budget - (self.clock() - start))
+            if refused is not None:
+                return self._fallback_at_once(lo, hi, init_mean, refused)
         state = self._init_state(lo, hi, init_mean)
         state.update(deadline=None if time_budget is None else start + time_budget, cut=False,
-                     n_sampled=0, n_evaluated=0, n_finite=0)
-        self.last_iterations = 0
-        budget_cut = False
+                     cut_by=None, n_sampled=0, n_evaluated=0, n_finite=0, n_aborted=0)
         for it in range(self.iterations):
             if time_budget is not None and it > 0 and self._sec_per_candidate is not None:
                 estimate = self._sec_per_candidate * self._population_at(it)
                 if self.clock() - start + estimate > time_budget:
-                    budget_cut = True
+                    state["cut_by"] = "next_iteration"
                     break
             t0 = self.clock()
             before = state["n_evaluated"]
@@ -182,12 +209,12 @@ class _Optimizer:
                 self._sec_per_candidate = elapsed / n_evaluated
                 self.last_iterations = it + 1
             if state["cut"]:
-                budget_cut = True
                 break
         self.last_best_value = state["best_value"]
-        fallback = None
+        fallback = reason = None
         if state["n_finite"] == 0:
             fallback = "middle" if init_mean is None else "init_mean"
+            reason = "non_finite" if state["n_evaluated"] > 0 else "budget_spent"
             if state["n_evaluated"] > 0:
                 warnings.warn(f"{type(self).__name__}: all {state['n_evaluated']} candidates "
                               f"scored had a non-finite value (a diverged model or a reward "
@@ -199,11 +226,32 @@ class _Optimizer:
             plan = self._result(state, lo, hi)
         self.last_info = {"n_evaluated": state["n_evaluated"], "population": state["n_sampled"],
                           "n_finite": state["n_finite"], "iterations_done": self.last_iterations,
-                          "budget_cut": budget_cut, "fallback": fallback}
+                          "budget_cut": state["cut_by"] is not None, "fallback": fallback,
+                          "fallback_reason": reason, "cut_by": state["cut_by"],
+                          "n_aborted": state["n_aborted"]}
         return plan
 
+    def _refuse_budget(self, objective, seconds):
+        """The objective's reason to refuse ``seconds`` (None: it may fit one candidate, or the
+        objective cannot tell)."""
+        if seconds <= 0:
+            return "budget_below_one_step"
+        check = getattr(objective, "budget_check", None)
+        return None if check is None else check(seconds, self.horizon)
+
+    def _fallback_at_once(self, lo, hi, init_mean, reason):
+        """The fallback plan of a budget refused before anything was sampled (``last_info``)."""
+        self.last_best_value = -np.inf
+        self._no_result(None)
+        self.last_info = {"n_evaluated": 0, "population": 0, "n_finite": 0, "iterations_done": 0,
+                          "budget_cut": True, "fallback": "middle" if init_mean is None else
+                          "init_mean", "fallback_reason": reason, "cut_by": reason,
+                          "n_aborted": 0}
+        return (lo + hi) / 2 if init_mean is None else init_mean.copy()
+
     def _no_result(self, state):
-        """Called instead of ``_result`` when no candidate had a finite value."""
+        """Called instead of ``_result`` when no candidate had a finite value (``state`` is None
+        when the budget was refused before anything was sampled)."""
 
     @staticmethod
     def _track_best(state, samples, values):

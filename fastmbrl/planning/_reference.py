@@ -52,7 +52,7 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
                     in_std, out_mean, out_std, max_logvar, min_logvar, propagation, reward_mode,
                     term_mode, reward_fn, termination_fn, states, act_rows, rewards, dones, x_buf,
                     y_buf, std_buf, pred_mean, pred_var, h0, h1, ebuf, values_out,
-                    bonus_weight, bonus_mean, bonus_var, bonus):
+                    bonus_weight, bonus_mean, bonus_var, bonus, stop):
     """Reference of the compiled rollout; see ``fastmbrl.planning._kernels._rollout_values``."""
     n_cand, horizon, d_act = actions.shape
     n_rows = n_cand * n_particles
@@ -65,6 +65,8 @@ def _rollout_values(actions, obs0, n_particles, perm_uniforms, perms, noise, fla
     act_rows[...] = np.repeat(actions.transpose(1, 0, 2), n_particles, axis=1)
     dones[...] = False
     for t in range(horizon):
+        if stop[0] != 0:
+            return -1 - t
         obs, nxt, acts = states[t], states[t + 1], act_rows[t]
         if propagation == 2:
             mean = np.zeros((n_rows, out_mean.shape[0]), dtype=obs.dtype)

@@ -82,7 +82,8 @@ class _Objective:
         return self.rollout.evaluate(self, actions)
 
     def evaluate_until(self, actions, deadline, clock):
-        """Score candidates (P, H, D_act) in order while ``clock()`` allows; ``(values, n)``.
+        """Score candidates (P, H, D_act) in order while ``clock()`` allows;
+        ``(values, n, n_aborted)``.
 
         See ``ModelRollout.evaluate_until``: values (P,) of which the first ``n`` are set.
         """
@@ -91,3 +92,8 @@ class _Objective:
             raise ValueError(f"actions: expected shape (P, H, {self.d_act}), got {actions.shape}")
         actions = _writable(np.ascontiguousarray(actions, dtype=self.dtype))
         return self.rollout.evaluate_until(self, actions, deadline, clock)
+
+    def budget_check(self, seconds, horizon):
+        """None when one candidate of ``horizon`` steps is estimated to fit in ``seconds``, else
+        the reason it does not (see ``ModelRollout.budget_check``)."""
+        return self.rollout.budget_check(self, seconds, horizon)

@@ -14,16 +14,20 @@ BLAS to one thread meanwhile (``fastmbrl._threads.limit_blas``): spinning OpenBL
 2 busy cores (docs/performance.md, "Threads").
 
 Deadlines (``objective.evaluate_until(actions, deadline, clock)``, what the planners call under a
-time budget): the candidates are cut into chunks sized so that one costs about
-``BUDGET_CHUNK_SECONDS`` (from the measured seconds per particle row of this model size and
-horizon, or a conservative estimate from the layer widths before the first measurement; rounded
-down to a power of two candidates so that few buffer sizes exist), and a chunk starts only if
-``clock()`` plus its estimated cost stays within the deadline. A compiled call cannot be
-interrupted, so the overrun is bounded by the estimate's error on one chunk (a fraction
-of a millisecond) and not by the population. Chunks are taken in order (by both workers), so the
-scored candidates are always a prefix. The chunks draw their random numbers from a stream of
-their own (seeded from ``seed``): results under a deadline depend on the timing, results without
-one do not and are unaffected by calls with one.
+time budget; :meth:`ChunkThreads.run_until`): chunks are cut as they are taken, each sized by the
+measured costs (``fastmbrl.planning._deadline.ChunkCosts``) to the time and candidates left, and a
+chunk starts only if its estimated cost ends it before the deadline (on a loaded machine, before
+the deadline less the reserve of ``fastmbrl.planning._deadline.Stalls``). Every chunk of a call
+reads the call's stop flag before each model step; the alarm raises it just after the deadline, so
+a chunk that runs over (a wrong estimate, a descheduled thread) stops within one model step of
+running again. Until a problem size has a measured cost, its chunks hold one candidate and run on
+the calling thread only. With two threads the calling thread does not wait past the deadline for
+the worker's chunk: it raises the flag and returns without it (the worker stops at its next step,
+its candidates are not counted; the worker thread serves the next call once it has). Chunks are
+taken in order (by both workers) and only the finished chunks before the first unfinished one
+count, so the scored candidates are always a prefix. The chunks draw their random numbers from a
+stream of their own (seeded from ``seed``): results under a deadline depend on the timing, results
+without one do not and are unaffected by calls with one.
 """
 import threading
 import time
@@ -32,15 +36,12 @@ from queue import Empty, SimpleQueue
 
 import numpy as np
 
+from fastmbrl.planning._deadline import ABORT_GRACE
+
 # Particle rows per chunk: big enough that each member's block (rows / M) keeps BLAS efficient
 # (>= ~300 rows of a 200-wide layer), small enough for load balancing between two threads.
 CHUNK_ROWS = 1500
 MAX_CHUNKS = 8
-
-# Under a deadline: the target cost of one chunk, and the throughput assumed for the first chunk
-# of a model size before any measurement (low on purpose: a too-small first chunk costs little).
-BUDGET_CHUNK_SECONDS = 3e-4
-BUDGET_ASSUMED_FLOPS = 2e10
 
 
 def chunk_bounds(n_cand, n_particles):
@@ -51,24 +52,6 @@ def chunk_bounds(n_cand, n_particles):
     else:
         n_chunks = min(MAX_CHUNKS, 2 * (n_rows // (2 * CHUNK_ROWS)), n_cand)
     return (np.arange(n_chunks + 1) * n_cand) // n_chunks
-
-
-def initial_sec_per_row(layer_dims, horizon):
-    """Seconds per particle row assumed before any measurement (``BUDGET_ASSUMED_FLOPS``)."""
-    dims = layer_dims.tolist()
-    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-    return 2.0 * macs * horizon / BUDGET_ASSUMED_FLOPS
-
-
-def deadline_bounds(n_cand, n_particles, sec_per_row):
-    """Candidate boundaries (a list) of the chunks under a deadline: each about
-    ``BUDGET_CHUNK_SECONDS`` at ``sec_per_row``, a power of two candidates (the last one
-    shorter)."""
-    per_chunk = max(1, min(n_cand, int(BUDGET_CHUNK_SECONDS / (sec_per_row * n_particles))))
-    # a power of two: each chunk size has its own buffers, so sizes must come from a small set
-    # (reallocating them at every call cost more than the chunks themselves on small problems)
-    per_chunk = 1 << (per_chunk.bit_length() - 1)
-    return list(range(0, n_cand, per_chunk)) + [n_cand]
 
 
 class ChunkThreads:
@@ -111,81 +94,163 @@ class ChunkThreads:
         finally:
             future.result()
 
-    def run_until(self, edges, n_particles, deadline, clock, sec_per_row, run, n_threads,
-                  compilations):
-        """Run chunks in order while ``clock()`` plus a chunk's estimated cost stays within
-        ``deadline`` (module notes).
+    def run_until(self, n_cand, deadline, clock, costs, stalls, run, n_threads, disturbances,
+                  stop):
+        """Run chunks in order while their estimated costs end them before ``deadline`` (module
+        notes).
 
         Parameters
         ----------
-        edges : list of int
-            Candidate boundaries of the chunks (:func:`deadline_bounds`).
-        n_particles : int
+        n_cand : int
+            Candidates to score.
         deadline : float
             In ``clock``'s units.
         clock : callable
-        sec_per_row : float
-            The current estimate; updated during the call with each measured chunk.
+        costs : ChunkCosts
+            Sizes the chunks (``pick``) and learns from them (``record``).
+        stalls : Stalls
+            Learns the stalls of this thread's chunks; its ``reserve()`` is kept free before the
+            deadline.
         run : callable
-            ``run(c, worker)`` scores chunk ``c`` (``worker`` 0: this thread, 1: the worker).
+            ``run(lo, hi, worker) -> steps``: scores candidates ``[lo, hi)`` (``worker`` 0: this
+            thread, 1: the worker) and returns the model steps done (``costs.horizon`` when the
+            chunk finished, fewer when ``stop`` stopped it).
         n_threads : {1, 2}
-        compilations : callable
-            The number of kernel compilations so far: a chunk during which it grew (a compilation
-            or a cache load) is not measured.
+        disturbances : callable
+            A count of the events that make a chunk's time unrepresentative (kernel compilations
+            or cache loads, buffer allocations): a chunk during which it grew is not measured.
+        stop : uint8 array (1,)
+            The call's stop flag, read by the kernels; raised here when the worker's chunk is left
+            behind at the deadline.
 
         Returns
         -------
-        n_done : int
-            Chunks scored (always the first ``n_done``).
-        estimate : float or None
-            The seconds per row to keep for the next call: the median of this call's measured
-            chunks (one descheduled chunk does not shrink later ones); when nothing was scored,
-            a tenth of ``sec_per_row`` (an estimate spoilt by a slow chunk must not block every
-            later call, so it decays until a chunk fits again); None to keep the current one.
+        n_scored : int
+            Candidates of the finished chunks before the first unfinished one (a prefix).
+        n_aborted : int
+            Candidates started but not counted (stopped, left behind, or after those).
         """
-        n_chunks = len(edges) - 1
-        lock = threading.Lock()
-        progress = {"next": 0, "sec_per_row": sec_per_row, "done": 0, "measured": []}
+        call = _DeadlineCall(n_cand, deadline, clock, costs, stalls, n_threads)
 
         def work(worker):
             while True:
-                with lock:
-                    c = progress["next"]
-                    if c >= n_chunks:
-                        return
-                    lo, hi = edges[c], edges[c + 1]
-                    if clock() + progress["sec_per_row"] * (hi - lo) * n_particles > deadline:
-                        progress["next"] = n_chunks       # the other worker stops too
-                        return
-                    progress["next"] = c + 1
-                n_compiled = compilations()
+                chunk = call.take(worker)
+                if chunk is None:
+                    return
+                n_disturbed = disturbances()
+                timed = stalls.measures and worker == 0    # the worker's are not waited for
+                c0 = time.thread_time() if timed else 0.0
                 t0 = time.perf_counter()
-                run(c, worker)
-                measured = (time.perf_counter() - t0) / ((hi - lo) * n_particles)
-                with lock:
-                    progress["done"] += 1
-                    if compilations() == n_compiled:   # not a compilation or cache load
-                        progress["measured"].append(measured)
-                        progress["sec_per_row"] = 0.5 * (progress["sec_per_row"] + measured)
+                steps = 0
+                try:
+                    steps = run(chunk[0], chunk[1], worker)
+                except BaseException as exc:
+                    call.error = call.error or exc       # the worker's is raised by the caller
+                    raise
+                finally:
+                    call.finish(chunk, steps)
+                wall = time.perf_counter() - t0
+                if timed:
+                    stalls.record(wall, time.thread_time() - c0)
+                if disturbances() == n_disturbed:  # no compilation, cache load, allocation
+                    costs.record(chunk[1] - chunk[0], wall, steps)
+                if steps != costs.horizon:
+                    return
 
-        if n_threads == 1 or n_chunks == 1:
+        if n_threads == 1:
             work(0)
         else:
-            future = self._worker().submit(work, 1)
+            # not waited for: a worker scheduled late finds the call closed and returns at once
+            self._worker().submit(work, 1)
             try:
                 work(0)
             finally:
-                future.result()
-        if progress["measured"]:
-            estimate = float(np.median(progress["measured"]))
-        elif progress["done"] == 0:
-            estimate = 0.1 * sec_per_row
-        else:
-            estimate = None
-        return progress["done"], estimate
+                call.wait_for_worker(stop)
+            if call.error is not None:
+                raise call.error
+        if not call.chunks:
+            costs.relax()
+            stalls.idle()
+        return call.prefix()
 
     def close(self):
         """Stop the worker thread (waiting for it)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+class _DeadlineCall:
+    """The state one :meth:`ChunkThreads.run_until` call shares between its threads: the chunks
+    taken (``[lo, hi, finished]``, finished None while running), the next candidate, whether the
+    call is closed to new chunks, and the first exception raised in a chunk."""
+
+    def __init__(self, n_cand, deadline, clock, costs, stalls, n_threads):
+        self.n_cand = n_cand
+        self.deadline = deadline
+        self.clock = clock
+        self.costs = costs
+        self.stalls = stalls
+        self.n_threads = n_threads
+        self.chunks = []
+        self.next = 0
+        self.closed = False
+        self.error = None
+        self.cond = threading.Condition()
+
+    def take(self, worker):
+        """The next chunk ``[lo, hi, None]`` for ``worker``, or None: nothing left, nothing
+        fits (the call closes), or the worker is not needed (no measured cost yet: calibration
+        chunks run one at a time, on the calling thread)."""
+        with self.cond:
+            lo = self.next
+            if self.closed or lo >= self.n_cand or (worker == 1 and not self.costs.measured):
+                return None
+            seconds_left = self.deadline - self.clock() - self.stalls.reserve()
+            n = self.costs.pick(self.n_cand - lo, seconds_left, self.n_threads)
+            if n == 0:
+                self.closed = True                 # the other thread stops too
+                return None
+            chunk = [lo, lo + n, None]
+            self.chunks.append(chunk)
+            self.next = lo + n
+            return chunk
+
+    def finish(self, chunk, steps):
+        """Mark ``chunk`` finished (all ``costs.horizon`` steps done) or not (the call closes)."""
+        with self.cond:
+            chunk[2] = steps == self.costs.horizon
+            if not chunk[2]:
+                self.closed = True
+            self.cond.notify_all()
+
+    def wait_for_worker(self, stop):
+        """Close the call and wait for the worker's running chunk until the deadline plus
+        ``ABORT_GRACE``; past it, raise ``stop`` and leave the chunk behind (its exception, if
+        any, is then not seen).
+
+        A ``clock`` other than ``time.perf_counter`` (a test's) is read once: past the deadline
+        the chunk is left behind at once, else it is waited for.
+        """
+        real_time = self.clock is time.perf_counter
+        with self.cond:
+            self.closed = True                     # the worker takes no further chunk
+            left = self.deadline + ABORT_GRACE - self.clock()
+            while any(c[2] is None for c in self.chunks):
+                if left <= 0:
+                    stop[0] = 1
+                    return
+                self.cond.wait(min(left, 1e-3) if real_time else None)
+                if real_time:
+                    left = self.deadline + ABORT_GRACE - self.clock()
+
+    def prefix(self):
+        """``(n_scored, n_aborted)``: candidates of the finished chunks before the first
+        unfinished one, and the other candidates started."""
+        n_scored = 0
+        for lo, hi, finished in sorted(self.chunks):
+            if lo != n_scored or not finished:
+                break
+            n_scored = hi
+        n_started = sum(hi - lo for lo, hi, _ in self.chunks)
+        return n_scored, n_started - n_scored

@@ -16,18 +16,21 @@ times its population) stays within ``s``; the best plan so far is returned. ``la
 records how many iterations scored at least one candidate and ``last_info`` what the call did.
 
 Within an iteration, an objective that has a method ``evaluate_until(samples, deadline, clock) ->
-(values (P,), n)`` (the model rollout's objective has) is asked to score the candidates in order and
-to stop before the deadline (``clock()`` at most ``deadline``, in the optimizer's clock); only its
-first ``n`` values are read and the update uses those members alone: random shooting and iCEM keep
-the best of them, CEM and iCEM refit to the best ``min(num_elites, n)`` of them, MPPI weights only
-them. An iteration cut short ends the call. A plain callable is always evaluated whole (it cannot
-be interrupted), so with one the budget holds between iterations only.
+(values (P,), n[, n_aborted])`` (the model rollout's objective has) is asked to score the
+candidates in order and to stop before the deadline (``clock()`` at most ``deadline``, in the
+optimizer's clock); only its first ``n`` values are read and the update uses those members alone:
+random shooting and iCEM keep the best of them, CEM and iCEM refit to the best
+``min(num_elites, n)`` of them, MPPI weights only them. An iteration cut short ends the call. A
+plain callable is always evaluated whole (it cannot be interrupted), so with one the budget holds
+between iterations only. An objective with a method ``budget_check(seconds, horizon) -> None or
+reason`` is asked first whether the budget can fit one candidate at all; a reason (e.g.
+``"budget_below_one_step"``) returns the fallback at once, before anything is sampled.
 
 Non-finite values (NaN, +-inf: a diverged model, a reward returning NaN) mark a candidate as
 invalid: it is never chosen and never an elite. If no candidate of the call had a finite value, or
 none could be scored within the budget, the call returns its fallback: ``init_mean`` when given,
 else the middle of the bounds, with a ``RuntimeWarning`` in the non-finite case;
-``last_info["fallback"]`` says which.
+``last_info["fallback"]`` says which and ``last_info["fallback_reason"]`` why.
 
 Modules: the shared loop and checks are ``fastmbrl.planning._optimizer``; the families
 ``_random_shooting`` (RandomShooting), ``_cem`` (CEM, ICEM, ``colored_noise``) and ``_mppi`` (MPPI).

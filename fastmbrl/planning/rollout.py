@@ -25,12 +25,17 @@ A plain Python/NumPy function works too: the kernel then stores every state and 
 function once per worker on all ``H * R`` transitions, applying termination masks afterwards.
 
 Deadlines: ``objective.evaluate_until(actions, deadline, clock)`` scores a prefix of the
-candidates within a deadline (``fastmbrl.planning._schedule``).
+candidates within a deadline, in chunks sized by their measured costs, and stops a chunk still
+running at the deadline between two model steps (the kernel reads a stop flag before each step);
+``objective.budget_check(seconds, horizon)`` refuses a budget that cannot fit one candidate
+(``fastmbrl.planning._schedule``, ``fastmbrl.planning._deadline``).
 
 One worker's work arrays, the kernel's compiled entry points and the bound objective callable are
 ``fastmbrl.planning._rollout_parts``.
 """
 import contextlib
+import threading
+import time
 
 import numpy as np
 
@@ -47,8 +52,9 @@ from fastmbrl.models._user_functions import (REWARD_FN, REWARD_LATER, REWARD_LEA
 from fastmbrl.models.arrays import ModelArrays
 from fastmbrl.planning._checks import _writable, check_bonus_weight, check_model_arrays
 from fastmbrl.planning._rollout_parts import _ENTRY_POINTS, _Buffers, _entry_point, _Objective
-from fastmbrl.planning._schedule import (MAX_CHUNKS, ChunkThreads, chunk_bounds, deadline_bounds,
-                                         initial_sec_per_row)
+from fastmbrl.planning._deadline import (ABORT_GRACE, ALARM, STALLS, ChunkCosts,
+                                         prior_seconds_per_candidate)
+from fastmbrl.planning._schedule import MAX_CHUNKS, ChunkThreads, chunk_bounds
 
 PROPAGATIONS = {name: code for code, name in enumerate(PROPAGATION_MODES)}   # kernel codes
 
@@ -114,7 +120,11 @@ class ModelRollout:
         self.n_threads = int(n_threads)
         self.reseed(seed)
         self._buffers = {}
+        self._deadline_buffers = {}
+        self._allocations = 0        # buffers made so far (their first chunk is not timed)
         self._buffer_key = None
+        self._no_stop = np.zeros(1, dtype=np.uint8)     # the stop flag of calls without deadline
+        self._key_lock = threading.Lock()
         self._threads = ChunkThreads()
         self._handles = {}
         self.n_calls = 0
@@ -146,8 +156,9 @@ class ModelRollout:
         # the streams of calls without one untouched
         self._deadline_rng = np.random.default_rng(np.random.SeedSequence(
             self._seed_seq.entropy, spawn_key=(0xD7AD11E,)))
-        if not hasattr(self, "_sec_per_row"):
-            self._sec_per_row = {}
+        if not hasattr(self, "_costs"):
+            self._costs = {}     # measured chunk costs under deadlines, kept across reseeds
+            self._stalls = STALLS     # the process's record of the machine's load
 
     def _rng(self, chunk):
         while len(self._rngs) <= chunk:
@@ -186,6 +197,7 @@ class ModelRollout:
         key = (tuple(arrays.layer_dims), dtype, d_obs, d_act)
         if key != self._buffer_key:
             self._buffers = {}
+            self._deadline_buffers = {}
             self._buffer_key = key
         handles = self._function_handles(dtype, d_obs, d_act, reward_mode, term_mode)
         return _Objective(self, arrays, obs, dtype, d_obs, d_act, reward_mode, term_mode, handles)
@@ -245,7 +257,8 @@ class ModelRollout:
     def _get_buffers(self, chunk, n_rows, horizon, arrays, d_obs, d_act, dtype):
         bonus_members = int(arrays.ensemble_size) if self.bonus_weight > 0 else 0
         key = (chunk, n_rows, horizon)
-        store = self._buffers
+        # chunk = ("deadline", worker) under a deadline: power-of-two sizes, kept apart
+        store = self._deadline_buffers if isinstance(chunk, tuple) else self._buffers
         buf = store.get(key)
         if buf is None or (bonus_members > 0 and buf.bonus_mean.shape[:2] != (
                 bonus_members, n_rows)):
@@ -256,13 +269,18 @@ class ModelRollout:
             buf = _Buffers(n_rows, horizon, arrays.layer_dims, d_obs, d_act, d_obs + int(
                 arrays.has_reward), dtype, n_perm, noisy, bonus_members)
             store[key] = buf
+            with self._key_lock:
+                self._allocations += 1
         return buf
 
-    def _run_chunk(self, chunk, bound, actions, values_out, keys=None, slot=None):
+    def _run_chunk(self, chunk, bound, actions, values_out, keys=None, slot=None, stop=None):
         """Draw this chunk's random numbers and run its kernel call on its block of candidates.
 
-        ``keys`` (2,) replaces the draw from chunk ``chunk``'s stream and ``slot`` the buffer key
-        (both used under a deadline).
+        ``keys`` (2,) replaces the draw from chunk ``chunk``'s stream, ``slot`` the buffer key
+        and ``stop`` the flag the kernel reads before each step (all three under a deadline).
+
+        Returns ``(buffers, particles, steps)``: ``steps`` is the horizon, or fewer when ``stop``
+        stopped the rollout (then ``values_out`` is not written).
         """
         k = _kernels()
         arrays = bound.arrays
@@ -285,7 +303,8 @@ class ModelRollout:
             PROPAGATIONS[self.propagation], bound.reward_mode, bound.term_mode,
             bound.kernel_reward_fn, bound.kernel_term_fn, buf.states, buf.act_rows, buf.rewards,
             buf.dones, buf.x, buf.y, buf.std, buf.pred_mean, buf.pred_var, buf.h0, buf.h1,
-            buf.ebuf, values_out, self.bonus_weight, buf.bonus_mean, buf.bonus_var, buf.bonus)
+            buf.ebuf, values_out, self.bonus_weight, buf.bonus_mean, buf.bonus_var, buf.bonus,
+            self._no_stop if stop is None else stop)
         if backend.use_compiled():
             # the argument types are fixed for a bound objective: look the entry point up once
             # (hashing the function signatures for the key at every call would cost more)
@@ -297,9 +316,11 @@ class ModelRollout:
             status = ep(*args)
         else:
             status = k._rollout_values(*args)
+        if status < 0:                     # stopped before step -1 - status
+            return buf, n_part, -1 - int(status)
         if status:
             self._raise_user_failure(int(status), buf)
-        return buf, n_part
+        return buf, n_part, horizon
 
     def _raise_user_failure(self, code, buf):
         """Turn the kernel's failure status into the user function's error, named.
@@ -380,43 +401,72 @@ class ModelRollout:
             self._threads.run_all(n_chunks, run, self.n_threads)
         if later:
             for c in range(n_chunks):
-                buf, n_p = done[c]
+                buf, n_p, _ = done[c]
                 self._finish_in_python(bound, buf, n_p, values[edges[c]:edges[c + 1]])
         return values
 
-    def evaluate_until(self, bound, actions, deadline, clock):
-        """Score candidates in order until ``deadline``; return ``(values (P,), n)``.
+    def chunk_costs(self, bound, horizon):
+        """The measured chunk costs (``fastmbrl.planning._deadline.ChunkCosts``) of this model
+        size, horizon and particle count under deadlines (made on first use, kept)."""
+        n_part = 1 if self.propagation == "expectation" else self.particles
+        key = (self._buffer_key, int(horizon), n_part)
+        costs = self._costs.get(key)
+        if costs is None:
+            costs = self._costs[key] = ChunkCosts(horizon, prior_seconds_per_candidate(
+                bound.arrays.layer_dims, horizon, n_part))
+        return costs
 
-        Only the first ``n`` values are set (the others are NaN). A chunk starts only when
-        ``clock() + estimated cost <= deadline`` (``fastmbrl.planning._schedule``); ``n`` may be 0.
+    def budget_check(self, bound, seconds, horizon):
+        """None when one candidate of ``horizon`` steps is estimated to fit in ``seconds``, else
+        why not: ``"budget_below_one_step"`` (not even one model step of it),
+        ``"budget_below_one_candidate"``, or ``"machine_load"`` (it would fit but for the
+        reserve kept on a loaded machine). A refusal relaxes the load-inflated part of the
+        estimates (``fastmbrl.planning._deadline``)."""
+        costs = self.chunk_costs(bound, horizon)
+        cand, step = costs.unit()
+        if cand <= seconds - self._stalls.reserve():
+            return None
+        costs.relax()
+        self._stalls.idle()
+        if cand <= seconds:
+            return "machine_load"
+        return "budget_below_one_step" if step > seconds else "budget_below_one_candidate"
+
+    def evaluate_until(self, bound, actions, deadline, clock):
+        """Score candidates in order until ``deadline``; return ``(values (P,), n, n_aborted)``.
+
+        Only the first ``n`` values are set (the others are NaN); ``n_aborted`` candidates were
+        started but not counted (their rollout was stopped at the deadline). A chunk starts only
+        when its estimated cost ends it before the deadline, and a running chunk stops at its
+        next model step once the deadline has passed (``fastmbrl.planning._schedule``); ``n``
+        may be 0.
         """
         self.n_calls += 1
         n_cand, horizon, _ = actions.shape
         values = np.full(n_cand, np.nan, dtype=bound.dtype)
-        n_part = 1 if self.propagation == "expectation" else self.particles
-        rate_key = (self._buffer_key, horizon, n_part)
-        sec_per_row = self._sec_per_row.get(rate_key)
-        if sec_per_row is None:
-            sec_per_row = initial_sec_per_row(bound.arrays.layer_dims, horizon)
-        edges = deadline_bounds(n_cand, n_part, sec_per_row)
-        n_chunks = len(edges) - 1
-        keys = self._deadline_rng.bit_generator.random_raw(2 * n_chunks).reshape(n_chunks, 2)
+        costs = self.chunk_costs(bound, horizon)
         later = bound.reward_mode == REWARD_LATER or bound.term_mode == TERM_LATER
+        stop = np.zeros(1, dtype=np.uint8)
+        if clock is time.perf_counter and np.isfinite(deadline):   # the alarm's own time
+            ALARM.arm(deadline + ABORT_GRACE, stop)
 
-        def run(c, worker):
-            lo, hi = edges[c], edges[c + 1]
-            buf, n_p = self._run_chunk(c, bound, actions[lo:hi], values[lo:hi], keys=keys[c],
-                                       slot=("deadline", worker))
-            if later:
+        def run(lo, hi, worker):
+            with self._key_lock:
+                keys = self._deadline_rng.bit_generator.random_raw(2)
+            buf, n_p, steps = self._run_chunk(lo, bound, actions[lo:hi], values[lo:hi],
+                                              keys=keys, slot=("deadline", worker), stop=stop)
+            if steps == horizon and later:
                 self._finish_in_python(bound, buf, n_p, values[lo:hi])
+            return steps
 
         with self.blas_limit():
-            n_done, estimate = self._threads.run_until(
-                edges, n_part, deadline, clock, sec_per_row, run, self.n_threads,
-                compilations=lambda: len(_ENTRY_POINTS))
-        if estimate is not None:
-            self._sec_per_row[rate_key] = estimate
-        return values, edges[n_done]
+            n_done, n_aborted = self._threads.run_until(
+                n_cand, deadline, clock, costs, self._stalls, run, self.n_threads,
+                disturbances=lambda: len(_ENTRY_POINTS) + self._allocations, stop=stop)
+        # a copy: a worker's chunk left behind may still write into ``values``
+        out = np.full(n_cand, np.nan, dtype=bound.dtype)
+        out[:n_done] = values[:n_done]
+        return out, n_done, n_aborted
 
 
 def warmup(dtypes=(np.float32, np.float64)):

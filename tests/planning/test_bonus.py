@@ -180,7 +180,7 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, weight, 
         arrays.delta_mask, arrays.in_mean, arrays.in_std, arrays.out_mean, arrays.out_std,
         arrays.max_logvar, arrays.min_logvar, propagation, 0, 1, rfn, tfn, buf.states,
         buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std, buf.pred_mean, buf.pred_var,
-        buf.h0, buf.h1, buf.ebuf, values, weight, buf.bonus_mean, buf.bonus_var, buf.bonus)
+        buf.h0, buf.h1, buf.ebuf, values, weight, buf.bonus_mean, buf.bonus_var, buf.bonus, np.zeros(1, dtype=np.uint8))
     if module is _kernels:
         status = _entry_point(args, (np.dtype(dtype).name, rfn.sig, tfn.sig))(*args)
     else:

@@ -49,6 +49,16 @@ def next_sum_np(obs, act, next_obs):
 
 def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_mode, term_mode,
                reward_fn, term_fn, seed=5):
+    values, buf, status = call_kernel(module, arrays, actions, obs0, n_particles, propagation,
+                                      reward_mode, term_mode, reward_fn, term_fn, seed)
+    assert status == 0
+    return values, buf
+
+
+def call_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_mode, term_mode,
+                reward_fn, term_fn, seed=5, stop=None):
+    """One ``_rollout_values`` call as the rollout makes it: ``(values, buffers, status)``; the
+    values start as NaN (a stopped call leaves them)."""
     arrays, dtype, d_obs, d_act = check_model_arrays(arrays)
     n_cand, horizon, _ = actions.shape
     n_rows = n_cand * n_particles
@@ -57,7 +67,7 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
     rng = np.random.default_rng(seed)
     rng.random(out=buf.perm_uniforms)
     buf.noise[...] = rng.standard_normal(buf.noise.shape)
-    values = np.zeros(n_cand, dtype=dtype)
+    values = np.full(n_cand, np.nan, dtype=dtype)
     if module is _kernels:
         # as the rollout does: functions go in as first-class function values (cacheable kernel)
         reward_fn = _compiled_function_handle(reward_fn, dtype, d_obs, d_act, "reward_fn")
@@ -73,13 +83,43 @@ def run_kernel(module, arrays, actions, obs0, n_particles, propagation, reward_m
         arrays.max_logvar, arrays.min_logvar, propagation, reward_mode, term_mode, reward_fn,
         term_fn, buf.states, buf.act_rows, buf.rewards, buf.dones, buf.x, buf.y, buf.std,
         buf.pred_mean, buf.pred_var, buf.h0, buf.h1, buf.ebuf, values, 0.0, buf.bonus_mean,
-        buf.bonus_var, buf.bonus)
+        buf.bonus_var, buf.bonus, np.zeros(1, dtype=np.uint8) if stop is None else stop)
     if module is _kernels:
         status = _entry_point(args, (np.dtype(dtype).name, reward_fn.sig, term_fn.sig))(*args)
     else:
         status = module._rollout_values(*args)
-    assert status == 0
-    return values, buf
+    return values, buf, status
+
+
+@pytest.mark.parametrize("module", [_kernels, _reference])
+def test_rollout_kernel_stops_before_its_first_step_when_the_flag_is_up(module):
+    arrays = random_arrays(d_obs=3, d_act=2, members=[0, 2, 3], dtype=np.float32, seed=1)
+    rng = np.random.default_rng(0)
+    actions, obs0 = rng.uniform(-1, 1, (6, 4, 2)), rng.standard_normal(3)
+    args = (module, arrays, actions, obs0, 3, 0, 0, 1, quad_reward_nb, far_done_nb)
+    values, _, status = call_kernel(*args, stop=np.ones(1, dtype=np.uint8))
+    assert status == -1 and np.all(np.isnan(values))          # -1 - (steps done = 0)
+    values, _, status = call_kernel(*args, stop=np.zeros(1, dtype=np.uint8))
+    assert status == 0 and np.all(np.isfinite(values))
+
+
+def test_rollout_twin_stops_at_the_step_after_the_flag_went_up():
+    """The flag is read before every step: raised during step 2, the rollout stops after it."""
+    stop = np.zeros(1, dtype=np.uint8)
+    steps = []
+
+    def reward(obs, act, next_obs):           # called once per step by the twin
+        steps.append(len(steps))
+        if len(steps) == 3:
+            stop[0] = 1
+        return -(next_obs ** 2).sum(axis=1)
+
+    arrays = random_arrays(d_obs=3, d_act=2, dtype=np.float64, seed=1)
+    rng = np.random.default_rng(0)
+    values, _, status = call_kernel(_reference, arrays, rng.uniform(-1, 1, (5, 6, 2)),
+                                    rng.standard_normal(3), 2, 0, 0, 0, reward,
+                                    _reference._never_done, stop=stop)
+    assert status == -1 - 3 and steps == [0, 1, 2] and np.all(np.isnan(values))
 
 
 # ---------------------------------------------------------------- kernel vs NumPy twin
