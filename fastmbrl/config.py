@@ -395,6 +395,9 @@ class DHMBPOConfig:
     """Discount factor."""
     init_temperature: float = 0.1
     """Initial entropy temperature alpha."""
+    reset_optimizers: bool = False
+    """After each model refit, restart the Adam optimizers of the actor, the temperature and the
+    critics (moments and step counts to zero), as the released code does; False: keep them."""
     normalize_inputs: bool = False
     """Train the actor and the critics on normalized observations ``(s - mean) / std``, with the
     environment buffer's statistics taken at each model refit (``fastmbrl.agents.obs_scaling``);

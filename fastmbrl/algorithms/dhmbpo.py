@@ -35,7 +35,8 @@ from fastmbrl.backend import kernels
 from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLLOUT, derive_seed
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 
-__all__ = ["run", "check", "make_agent", "make_critic", "StateRounds", "BUDGET"]
+__all__ = ["run", "check", "make_agent", "make_critic", "reset_optimizers", "StateRounds",
+           "BUDGET"]
 
 BUDGET = "steps"
 SECTION = "dhmbpo"   # the RunConfig section holding total_steps
@@ -99,6 +100,18 @@ def make_critic(env, config, seed):
     return EnsembleCritic(env.obs_dim, env.act_dim, tuple(d.critic_hidden), d.critic_members,
                           ln_eps=d.critic_ln_eps, dropout=d.critic_dropout, lr=s.lr, tau=s.tau,
                           dtype=np.dtype(s.dtype).type, seed=seed)
+
+
+def reset_optimizers(agent, critic):
+    """Restart the Adam optimizers of the actor and the temperature (``agent``) and of the critic
+    ensemble: moments and step counts to zero."""
+    agent.actor_m[...] = 0.0
+    agent.actor_v[...] = 0.0
+    agent.alpha_state[1:] = 0.0
+    agent.steps[1:] = 0
+    critic.adam_m[...] = 0.0
+    critic.adam_v[...] = 0.0
+    critic.rng[2] = 0
 
 
 def _model_config(config):
@@ -203,6 +216,8 @@ def run(ctx):
             state["refits"] += 1
             if scaling is not None:
                 scaling.set_stats(lp.buffer.obs)
+            if d.reset_optimizers:
+                reset_optimizers(agent, critic)
         n = d.updates_per_step
         if state["updates"] == 0 and d.catch_up:
             n += d.updates_per_step * d.random_steps

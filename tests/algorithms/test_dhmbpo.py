@@ -79,3 +79,22 @@ def test_a_run_folder_loads_as_a_controller(tmp_path):
     model = load_model(open_run(tmp_path / "run"))
     for a, b in zip(model.arrays(), result.model.arrays()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_reset_optimizers_zeroes_the_moments_and_step_counts_and_changes_the_run():
+    from fastmbrl.algorithms.dhmbpo import reset_optimizers
+
+    # refits at steps 60 and 80: the second one resets optimizers that have taken steps
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "reset_optimizers": True}
+    reset = _run(cfg, steps=90)
+    result = _run(steps=90)
+    agent, critic = result.agent, result.critic
+    assert not np.array_equal(reset.agent.actor, agent.actor)
+    assert np.any(agent.actor_m != 0) and np.any(critic.adam_v != 0) and agent.steps[1] > 0
+    log_alpha = agent.alpha_state[0]
+    reset_optimizers(agent, critic)
+    for a in (agent.actor_m, agent.actor_v, agent.alpha_state[1:], critic.adam_m, critic.adam_v):
+        assert not np.any(a)
+    assert agent.steps[1:].tolist() == [0, 0] and int(critic.rng[2]) == 0
+    assert agent.alpha_state[0] == log_alpha            # the temperature itself is kept

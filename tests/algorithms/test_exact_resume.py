@@ -47,7 +47,8 @@ class _KillAfterCheckpoint(Callback):
 
 
 # runs named by "algorithm" or "algorithm:variant" (settings changed from CONFIG)
-VARIANTS = {"dhmbpo:normalize_inputs": {"dhmbpo": {**CONFIG["dhmbpo"], "normalize_inputs": True}}}
+VARIANTS = {"dhmbpo:normalized+reset": {"dhmbpo": {**CONFIG["dhmbpo"], "normalize_inputs": True,
+                                                   "reset_optimizers": True}}}
 
 
 def _algorithm_and_config(name):
@@ -94,7 +95,7 @@ def uninterrupted():
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg", "dhmbpo",
-                                       "dhmbpo:normalize_inputs"])
+                                       "dhmbpo:normalized+reset"])
 def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm, tmp_path,
                                                                       uninterrupted):
     if algorithm not in uninterrupted:
