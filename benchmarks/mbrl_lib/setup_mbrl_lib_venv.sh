@@ -1,5 +1,5 @@
 #!/bin/bash
-# Creates a virtual environment for run_mbrl_lib_mbpo.py: mbrl-lib 0.2.0 with the CPU build of torch
+# Creates a virtual environment for run_mbrl_lib_mbpo.py and run_mbrl_lib_pets.py: mbrl-lib 0.2.0 with the CPU build of torch
 # (default /tmp/mbrl-venv; VENV=... to change, PY=... for the interpreter, Python 3.11).
 set -euo pipefail
 PY=${PY:-python3}
