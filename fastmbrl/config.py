@@ -402,6 +402,10 @@ class DHMBPOConfig:
     """Train the actor and the critics on normalized observations ``(s - mean) / std``, with the
     environment buffer's statistics taken at each model refit (``fastmbrl.agents.obs_scaling``);
     False: raw observations."""
+    model_noise: bool = True
+    """Sample the model's Gaussian in the distribution and training rollouts (each row's member
+    and its predicted standard deviation); False: each row's member predicts its mean, so the
+    rollouts' only randomness is the member drawn per row and step and the policy's own samples."""
 
     def checks(self):
         """``(name, ok, expected)`` for each value range of this section."""

@@ -11,7 +11,9 @@ gradients through the model), with two horizons:
            random step); before every dhmbpo.rollout_every-th update a *distribution* rollout:
            dhmbpo.rollout_starts states from D_env rolled dhmbpo.rollout_length steps through the
            model with the current policy; the states it visits replace the oldest round of the
-           state buffer D_roll, which keeps dhmbpo.rounds_kept rounds
+           state buffer D_roll, which keeps dhmbpo.rounds_kept rounds; the model's Gaussian is
+           sampled in this rollout and the training rollout of line 6 (dhmbpo.model_noise=false:
+           each row's member predicts its mean)
     6:     one update (``fastmbrl.agents.double_horizon``) from a minibatch of D_roll's states:
            a *training* rollout of dhmbpo.horizon steps, the critic ensemble fitted to its
            h-step soft return, the actor's gradient backpropagated through it (SVG(h))
@@ -156,6 +158,7 @@ def check(ctx):
 def run(ctx):
     """Run DHMBPO from ``ctx`` (a ``fastmbrl.algorithms._context.RunContext``); returns a
     RunResult."""
+    from fastmbrl.agents._mb_grads import draw_noise
     from fastmbrl.agents.double_horizon import double_horizon_update
     from fastmbrl.agents.obs_scaling import ObsScaling
 
@@ -188,7 +191,8 @@ def run(ctx):
         rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, state["updates"]))
         starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=d.rollout_starts)]
         with limit_blas(1):
-            batch = menv.rollout(agent, starts, d.rollout_length, rng)
+            batch = menv.rollout(agent, starts, d.rollout_length, rng,
+                                 model_noise=None if d.model_noise else 0)
         rounds.add(batch.obs)
         lp.model_rows = len(rounds)
         lp.times["rollout"] += time.perf_counter() - t0
@@ -200,9 +204,14 @@ def run(ctx):
             t0 = time.perf_counter()
             idx = np.empty(agent.batch_size, np.int64)
             sample_indices(agent.rng_state, len(rounds), idx)
+            noise = None
+            if not d.model_noise:
+                noise = draw_noise(agent, menv.kernel_arrays(), agent.batch_size, d.horizon + 1,
+                                   d.horizon, menv.out_dim)
+                noise.model[...] = 0
             with agent.kernel_context():
                 double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon,
-                                      scaling=scaling)
+                                      noise=noise, scaling=scaling)
             lp.times["update"] += time.perf_counter() - t0
             state["updates"] += 1
             lp.counters["updates"] += 1

@@ -98,3 +98,37 @@ def test_reset_optimizers_zeroes_the_moments_and_step_counts_and_changes_the_run
         assert not np.any(a)
     assert agent.steps[1:].tolist() == [0, 0] and int(critic.rng[2]) == 0
     assert agent.alpha_state[0] == log_alpha            # the temperature itself is kept
+
+
+def test_model_noise_off_gives_both_rollouts_the_members_means(monkeypatch):
+    """dhmbpo.model_noise=false: the distribution rollouts get model_noise=0 and every training
+    rollout all-zero model normals (with the policy's normals still drawn); the run differs."""
+    import fastmbrl.agents.double_horizon as dh
+    from fastmbrl.models import ModelEnv
+
+    seen = {"rollout": [], "update": []}
+    rollout, update = ModelEnv.rollout, dh.double_horizon_update
+
+    def spy_rollout(self, policy, start_obs, *args, **kwargs):
+        if len(start_obs) == CONFIG["dhmbpo"]["rollout_starts"]:   # not check()'s trial rollout
+            seen["rollout"].append(kwargs.get("model_noise"))
+        return rollout(self, policy, start_obs, *args, **kwargs)
+
+    def spy_update(agent, critic, menv, obs, horizon, noise=None, scaling=None):
+        seen["update"].append(noise)
+        return update(agent, critic, menv, obs, horizon, noise=noise, scaling=scaling)
+
+    monkeypatch.setattr(ModelEnv, "rollout", spy_rollout)
+    monkeypatch.setattr(dh, "double_horizon_update", spy_update)
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "model_noise": False}
+    means = _run(cfg, steps=70)
+    assert seen["rollout"] and all(n is not None and np.all(n == 0) for n in seen["rollout"])
+    assert seen["update"] and all(not np.any(n.model) for n in seen["update"])
+    assert all(np.any(n.act) for n in seen["update"])
+    assert seen["update"][0].model.shape[0] == CONFIG["dhmbpo"]["horizon"]
+
+    seen["rollout"].clear(), seen["update"].clear()
+    sampled = _run(steps=70)
+    assert all(n is None for n in seen["rollout"]) and all(n is None for n in seen["update"])
+    assert not np.array_equal(means.agent.actor, sampled.agent.actor)
