@@ -18,19 +18,25 @@ gradients through the model), with two horizons:
            a *training* rollout of dhmbpo.horizon steps, the critic ensemble fitted to its
            h-step soft return, the actor's gradient backpropagated through it (SVG(h))
     7:     every sac.eval_every steps: evaluate the deterministic policy, one results row,
-           checkpoint
+           checkpoint; one row of ``train_metrics.csv`` in the run folder (``TRAIN_METRICS``:
+           the segment's mean update metrics and the critic's bounds; ``result.train_metrics``)
 
 The actor is a ``fastmbrl.agents.SAC``'s (its twin critics are unused); the critic is an
 ``EnsembleCritic`` (dhmbpo.critic_members members with layer normalization and dropout). Resume is
 exact: the checkpoint holds the critic and D_roll's rounds besides what every step-based run keeps.
 """
+import csv
 import dataclasses
+import io
 import logging
+import os
 import time
 
 import numpy as np
 
+from fastmbrl._io import atomic_write_text
 from fastmbrl._threads import limit_blas
+from fastmbrl.agents.sac import METRICS
 from fastmbrl.algorithms.mbpo import env_model, model_env
 from fastmbrl.algorithms.sac import make_buffer
 from fastmbrl.backend import kernels
@@ -38,13 +44,16 @@ from fastmbrl.algorithms._seeding import STREAM_AGENT, STREAM_MODEL, STREAM_ROLL
 from fastmbrl.algorithms._step_loop import StepLoop, step_budget
 
 __all__ = ["run", "check", "make_agent", "make_critic", "reset_optimizers", "StateRounds",
-           "BUDGET"]
+           "BUDGET", "TRAIN_METRICS"]
 
 BUDGET = "steps"
 SECTION = "dhmbpo"   # the RunConfig section holding total_steps
 USES = ("model.", "sac.", "dhmbpo.", "algorithm.steps", "algorithm.max_episode_steps",
         "algorithm.progress")
 STREAM_CRITIC = 7
+# columns of train_metrics.csv: the updates' metrics (fastmbrl.agents.sac.METRICS) averaged over
+# the segment since the previous evaluation, then the critic's bounds [q_lb, q_ub] at its end
+TRAIN_METRICS = ("steps", "updates", *METRICS, "q_lb", "q_ub")
 
 log = logging.getLogger("fastmbrl.algorithms.dhmbpo")
 
@@ -171,10 +180,12 @@ def run(ctx):
                     s.eval_every, s.eval_episodes, d.random_steps, model=model)
     dtype = np.dtype(s.dtype).type
     rounds = StateRounds(d.rounds_kept, env.obs_dim, dtype)
-    state = {"refits": 0, "updates": 0}
+    state = {"refits": 0, "updates": 0, "metric_sums": [0.0] * len(METRICS), "metric_n": 0,
+             "metric_rows": []}
     scaling = ObsScaling(agent, critic) if d.normalize_inputs else None
     if loop.restore():
-        state = dict(loop.restored_state)
+        state = {"metric_sums": [0.0] * len(METRICS), "metric_n": 0, "metric_rows": [],
+                 **loop.restored_state}     # (checkpoints of before train_metrics lack them)
         critic.load_state_dict(loop.restored_algo_state["critic"])
         rounds.restore(loop.restored_algo_state["rounds"])
         if scaling is not None:
@@ -210,8 +221,11 @@ def run(ctx):
                                    d.horizon, menv.out_dim)
                 noise.model[...] = 0
             with agent.kernel_context():
-                double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon,
-                                      noise=noise, scaling=scaling)
+                metrics = double_horizon_update(agent, critic, menv, rounds.rows(idx),
+                                                d.horizon, noise=noise, scaling=scaling)
+            for i, v in enumerate(metrics.values()):
+                state["metric_sums"][i] += v
+            state["metric_n"] += 1
             lp.times["update"] += time.perf_counter() - t0
             state["updates"] += 1
             lp.counters["updates"] += 1
@@ -231,6 +245,22 @@ def run(ctx):
         if state["updates"] == 0 and d.catch_up:
             n += d.updates_per_step * d.random_steps
         update(lp, n)
+        if lp.steps % lp.eval_every == 0 or lp.steps >= lp.total_steps:
+            close_segment(lp)    # an evaluation (and the checkpoint) follows this step
+
+    def close_segment(lp):
+        n = state["metric_n"]
+        means = [v / n for v in state["metric_sums"]]
+        row = [lp.steps, state["updates"], *means, float(critic.scalars[0]),
+               float(critic.scalars[1])]
+        state["metric_rows"].append(dict(zip(TRAIN_METRICS, row)))
+        state["metric_sums"], state["metric_n"] = [0.0] * len(METRICS), 0
+        if lp.ctx.out_dir is not None:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, TRAIN_METRICS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(state["metric_rows"])
+            atomic_write_text(os.path.join(lp.ctx.out_dir, "train_metrics.csv"), text.getvalue())
 
     def policy(obs):
         return agent.act(obs)
@@ -248,4 +278,5 @@ def run(ctx):
                        algo_state=algo_state)
     result = loop.result(cfg, stopped, model=model)
     result.critic = critic
+    result.train_metrics = list(state["metric_rows"])
     return result

@@ -132,3 +132,26 @@ def test_model_noise_off_gives_both_rollouts_the_members_means(monkeypatch):
     sampled = _run(steps=70)
     assert all(n is None for n in seen["rollout"]) and all(n is None for n in seen["update"])
     assert not np.array_equal(means.agent.actor, sampled.agent.actor)
+
+
+def test_train_metrics_are_one_row_per_evaluation_of_the_training_phase(tmp_path):
+    """train_metrics.csv: at each evaluation after the random steps, the means of the segment's
+    update metrics and the critic's bounds; the same rows as result.train_metrics."""
+    import csv
+
+    from fastmbrl.algorithms.dhmbpo import TRAIN_METRICS
+
+    result = _run(steps=120, out_dir=tmp_path / "run")
+    with open(tmp_path / "run" / "train_metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == TRAIN_METRICS
+    # evaluations at 60 (the catch-up's updates) and 120; none in the random phase before 60
+    assert [int(r["steps"]) for r in rows] == [60, 120] == result.steps.tolist()
+    assert [int(r["updates"]) for r in rows] == [rec.updates for rec in result.records]
+    assert [{k: float(v) for k, v in r.items()} for r in rows] == \
+        [{k: float(v) for k, v in r.items()} for r in result.train_metrics]
+    for r in result.train_metrics:
+        assert all(np.isfinite(v) for v in r.values())
+        assert r["temperature"] > 0 and r["critic_loss"] >= 0 and r["q_lb"] <= r["q_ub"]
+    # the last row's bounds are the critic's at the end of the run
+    assert result.train_metrics[-1]["q_ub"] == float(result.critic.scalars[1])

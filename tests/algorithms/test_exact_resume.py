@@ -75,6 +75,7 @@ def _assert_same_run(resumed, full):
     if full.model is not None:
         for a, b in zip(resumed.model.arrays(), full.model.arrays()):
             np.testing.assert_array_equal(a, b)
+    assert getattr(resumed, "train_metrics", None) == getattr(full, "train_metrics", None)
     critic_full = getattr(full, "critic", None)
     if critic_full is not None:
         for key, value in critic_full.state_dict().items():
