@@ -204,12 +204,12 @@ int fm_have_avx2(void)
         REAL *bounds_grad, REAL *m, REAL *v, REAL *bm, REAL *bv, int64_t n_seg,                    \
         const int64_t *seg_end, const double *seg_decay, double lr, double beta1, double beta2,    \
         double eps, int64_t step, double bound_penalty, int update, double *member_loss,           \
-        REAL *work, int64_t chunk_rows, int64_t n_threads)                                         \
+        REAL *out, REAL *work, int64_t chunk_rows, int64_t n_threads)                              \
     {                                                                                              \
         return FM_PICK(train_step, SFX)(g, x, target, E, B, n_layers, dims, act, flat, grad_flat,  \
                                         bounds, bounds_grad, m, v, bm, bv, n_seg, seg_end,         \
                                         seg_decay, lr, beta1, beta2, eps, step, bound_penalty,     \
-                                        update, member_loss, work, chunk_rows, n_threads);         \
+                                        update, member_loss, out, work, chunk_rows, n_threads);    \
     }
 
 FM_ENTRY_POINTS(f32, float, fm_sgemm_fn)

@@ -93,8 +93,10 @@ int64_t fm_train_workspace_size(int64_t n_layers, const int64_t *dims, int64_t e
  * x (E, B, dims[0]), target (E, B, D) with dims[L] == 2 D; flat and grad_flat hold the network in
  * the layout of fastmbrl.nn._flat; bounds (2 D,) = [max_logvar, min_logvar], bounds_grad (2 D,);
  * m, v (n_params,) and bm, bv (2 D,) Adam moments; seg_end/seg_decay per-segment weight decay of flat.
- * member_loss (E,) receives each member's NLL (mean over rows). Returns the mean NLL over members, or
- * NaN/inf without touching any parameter if the loss is not finite. */
+ * member_loss (E,) receives each member's NLL (mean over rows); out (E, B, 2 D), unless NULL, the
+ * network output of every row (mean, then raw log-variance), so that an evaluation also gives what
+ * a holdout score needs without a second forward pass. Returns the
+ * mean NLL over members, or NaN/inf without touching any parameter if the loss is not finite. */
 double fm_gaussian_train_step_f32(fm_sgemm_fn gemm, const float *x, const float *target,
                                   int64_t E, int64_t B, int64_t n_layers, const int64_t *dims,
                                   int act, float *flat, float *grad_flat, float *bounds,
@@ -102,7 +104,7 @@ double fm_gaussian_train_step_f32(fm_sgemm_fn gemm, const float *x, const float 
                                   int64_t n_seg, const int64_t *seg_end, const double *seg_decay,
                                   double lr, double beta1, double beta2, double eps, int64_t step,
                                   double bound_penalty, int update, double *member_loss,
-                                  float *work, int64_t chunk_rows, int64_t n_threads);
+                                  float *out, float *work, int64_t chunk_rows, int64_t n_threads);
 double fm_gaussian_train_step_f64(fm_dgemm_fn gemm, const double *x, const double *target,
                                   int64_t E, int64_t B, int64_t n_layers, const int64_t *dims,
                                   int act, double *flat, double *grad_flat, double *bounds,
@@ -110,7 +112,7 @@ double fm_gaussian_train_step_f64(fm_dgemm_fn gemm, const double *x, const doubl
                                   int64_t n_seg, const int64_t *seg_end, const double *seg_decay,
                                   double lr, double beta1, double beta2, double eps, int64_t step,
                                   double bound_penalty, int update, double *member_loss,
-                                  double *work, int64_t chunk_rows, int64_t n_threads);
+                                  double *out, double *work, int64_t chunk_rows, int64_t n_threads);
 
 #ifdef __cplusplus
 }

@@ -408,14 +408,15 @@ static int64_t FM_FN(w_offset)(int64_t l, const int64_t *dims, int64_t E)
 }
 
 /* One member e, all B rows in chunks of at most R rows: forward, head, and (update) backward into
- * that member's slots of grad. Per-thread workspace tw: for each layer l, z_l (R x O_l), and for
- * hidden layers y_l, s_l (R x O_l); then two gradient buffers (R x max width) and 12 head columns
- * (R x D). acc (doubles, this member's own): loss sum, dmax (D), dmin (D). Members touch disjoint
- * memory, so threads can take members in any order and the result does not depend on it. */
+ * that member's slots of grad; out (E, B, 2D), unless NULL, receives the member's network output.
+ * Per-thread workspace tw: for each layer l, z_l (R x O_l), and for hidden layers y_l, s_l
+ * (R x O_l); then two gradient buffers (R x max width) and 12 head columns (R x D). acc (doubles,
+ * this member's own): loss sum, dmax (D), dmin (D). Members touch disjoint memory, so threads can
+ * take members in any order and the result does not depend on it. */
 static void FM_FN(member)(GEMM_FN g, const REAL *x, const REAL *target, int64_t E, int64_t B,
                           int64_t L, const int64_t *dims, int act, const REAL *flat, REAL *grad,
-                          const REAL *bounds, int update, REAL *tw, double *acc, int64_t R,
-                          int64_t e)
+                          const REAL *bounds, int update, REAL *out, REAL *tw, double *acc,
+                          int64_t R, int64_t e)
 {
     const int64_t D = dims[L] / 2;
     const double scale = 1.0 / (double)(E * B);
@@ -469,11 +470,13 @@ static void FM_FN(member)(GEMM_FN g, const REAL *x, const REAL *target, int64_t 
         }
         /* head: split the interleaved (rows, 2D) output into contiguous columns so the
          * element-wise work vectorizes over rows */
-        const REAL *out = zb[L - 1];
+        const REAL *y_last = zb[L - 1];
+        if (out != NULL)
+            memcpy(out + (e * B + c0) * 2 * D, y_last, (size_t)(rows * 2 * D) * sizeof(REAL));
         for (int64_t r = 0; r < rows; r++)
             for (int64_t d = 0; d < D; d++) {
-                meanT[d * rows + r] = out[r * 2 * D + d];
-                rawT[d * rows + r] = out[r * 2 * D + D + d];
+                meanT[d * rows + r] = y_last[r * 2 * D + d];
+                rawT[d * rows + r] = y_last[r * 2 * D + D + d];
                 tgtT[d * rows + r] = te[r * D + d];
             }
         double loss_sum = 0;
@@ -532,7 +535,8 @@ static double FM_FN(train_step)(GEMM_FN g, const REAL *x, const REAL *target, in
                                 REAL *bm, REAL *bv, int64_t n_seg, const int64_t *seg_end,
                                 const double *seg_decay, double lr, double beta1, double beta2,
                                 double eps, int64_t step, double bound_penalty, int update,
-                                double *member_loss, REAL *work, int64_t R, int64_t n_threads)
+                                double *member_loss, REAL *out, REAL *work, int64_t R,
+                                int64_t n_threads)
 {
     const int64_t D = dims[L] / 2;
     const int64_t n_params = FM_FN(w_offset)(L, dims, E);
@@ -561,8 +565,8 @@ static double FM_FN(train_step)(GEMM_FN g, const REAL *x, const REAL *target, in
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t e = 0; e < E; e++)
-            FM_FN(member)(g, x, target, E, B, L, dims, act, flat, grad_flat, bounds, update, tw,
-                          acc + e * acc_len, R, e);
+            FM_FN(member)(g, x, target, E, B, L, dims, act, flat, grad_flat, bounds, update, out,
+                          tw, acc + e * acc_len, R, e);
     }
     /* member-order reduction: the same sums whatever the number of threads */
     double total = 0;

@@ -82,7 +82,7 @@ cdef extern from "fm_nn.h" nogil:
                                       const double *seg_decay, double lr, double beta1,
                                       double beta2, double eps, int64_t step,
                                       double bound_penalty, int update, double *member_loss,
-                                      float *work, int64_t chunk_rows, int64_t n_threads)
+                                      float *out, float *work, int64_t chunk_rows, int64_t n_threads)
     double fm_gaussian_train_step_f64(fm_dgemm_fn g, const double *x, const double *target,
                                       int64_t E, int64_t B, int64_t n_layers, const int64_t *dims,
                                       int act, double *flat, double *grad_flat, double *bounds,
@@ -91,7 +91,7 @@ cdef extern from "fm_nn.h" nogil:
                                       const double *seg_decay, double lr, double beta1,
                                       double beta2, double eps, int64_t step,
                                       double bound_penalty, int update, double *member_loss,
-                                      double *work, int64_t chunk_rows, int64_t n_threads)
+                                      double *out, double *work, int64_t chunk_rows, int64_t n_threads)
 
 
 ctypedef int (*blas_get_fn)() noexcept nogil
@@ -394,7 +394,7 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
                          cnp.ndarray seg_decay, double lr, double beta1, double beta2, double eps,
                          int64_t step, double bound_penalty, bint update,
                          cnp.ndarray member_loss, cnp.ndarray work, int64_t chunk_rows,
-                         int64_t n_threads):
+                         int64_t n_threads, cnp.ndarray out=None):
     """One fused minibatch step of a Gaussian ensemble MLP (or, with ``update=False``, its loss).
 
     All arrays C-contiguous, of one float dtype except the int64/float64 ones; the caller
@@ -413,6 +413,8 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
     update : bool, False evaluates only (no gradient, no update)
     member_loss : float64 (E,), each member's NLL                                     # OUT
     work : (``_train_workspace_size``,) scratch;  chunk_rows, n_threads : as sized
+    out : (E, B, 2 D) or None, receives the network output of every row (mean, then the raw
+        log-variance), e.g. for a holdout MSE without a second forward pass              # OUT
 
     Returns
     -------
@@ -445,6 +447,12 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
     cdef const double *psd = <const double *>cnp.PyArray_DATA(seg_decay)
     cdef double *pml = <double *>cnp.PyArray_DATA(member_loss)
     cdef void *pw = cnp.PyArray_DATA(work)
+    cdef void *pout = NULL
+    if out is not None:
+        _check(out.ndim == 3 and _is(out, cnp.PyArray_TYPE(flat), E * B * dims[n_layers])
+               and out.shape[0] == E and out.shape[1] == B, "out",
+               f"expected a C-contiguous ({E}, {B}, {dims[n_layers]}) array of the parameters' dtype")
+        pout = cnp.PyArray_DATA(out)
     cdef int64_t n_seg = seg_end.shape[0]
     cdef bint is_f32 = cnp.PyArray_TYPE(flat) == cnp.NPY_FLOAT32
     with nogil:
@@ -457,14 +465,15 @@ def _gaussian_train_step(cnp.ndarray x, cnp.ndarray target, cnp.ndarray flat,
                 <fm_sgemm_fn>sgemm, <const float *>px, <const float *>pt, E, B, n_layers, dims,
                 activation, <float *>pflat, <float *>pgrad, <float *>pb, <float *>pbg,
                 <float *>pm, <float *>pv, <float *>pbm, <float *>pbv, n_seg, pse, psd, lr, beta1,
-                beta2, eps, step, bound_penalty, update, pml, <float *>pw, chunk_rows, n_threads)
+                beta2, eps, step, bound_penalty, update, pml, <float *>pout, <float *>pw,
+                chunk_rows, n_threads)
         else:
             loss = fm_gaussian_train_step_f64(
                 <fm_dgemm_fn>dgemm, <const double *>px, <const double *>pt, E, B, n_layers, dims,
                 activation, <double *>pflat, <double *>pgrad, <double *>pb, <double *>pbg,
                 <double *>pm, <double *>pv, <double *>pbm, <double *>pbv, n_seg, pse, psd, lr,
-                beta1, beta2, eps, step, bound_penalty, update, pml, <double *>pw, chunk_rows,
-                n_threads)
+                beta1, beta2, eps, step, bound_penalty, update, pml, <double *>pout,
+                <double *>pw, chunk_rows, n_threads)
         if _blas_get != NULL and old_threads != 1:
             _blas_set(old_threads)
     return loss

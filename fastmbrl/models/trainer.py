@@ -10,7 +10,8 @@ Design
 * Each epoch has ``ceil(N_train / batch_size)`` steps of exactly ``batch_size`` rows per member: the
   last one is topped up from the start of the member's permutation, so shapes never change and the
   network's per-layer buffers are never reallocated. The holdout set is evaluated in chunks of the
-  same size for the same reason.
+  same size for the same reason, by the compiled step's evaluation mode (on the step's threads): one
+  forward pass gives each member's NLL and the predictions the MSE and the calibration need.
 * Early stopping is per member (PETS, Chua et al. 2018; mbrl-lib): each member keeps a copy of its
   best weights (lowest holdout loss seen), and its patience counter is reset only by an improvement
   larger than ``min_rel_improvement`` relative to its last reference loss. Training stops when every
@@ -180,6 +181,7 @@ class EnsembleTrainer:
         E, dt = self.net.ensemble_size, self.net.dtype
         self._xb = np.empty((E, rows, int(self.net.layer_dims[0])), dt)
         self._yb = np.empty((E, rows, self.d_out), dt)
+        self._out = np.empty((E, rows, 2 * self.d_out), dt)
         self._rows = rows
 
     # ------------------------------------------------------------------ one step
@@ -229,15 +231,17 @@ class EnsembleTrainer:
         n = X.shape[0]
         sse = np.zeros(E)
         nll = np.zeros(E)
-        xb, yb = self._xb, self._yb
+        xb, yb, out = self._xb, self._yb, self._out
         for start, stop in _padded_batches(batch_size, (X, xb), (Y, yb)):
             k = stop - start                    # padded rows beyond k are not counted below
-            out, _ = self.net.forward(xb)
+            # the NLL as the train step defines it (its evaluation mode, no update) and the outputs
+            member_nll = self.step.evaluate(xb, yb, out=out)
             if not np.isfinite(out).all():      # weights broken by the last update
                 return np.full(E, np.nan), np.full(E, np.nan)
             sse += np.square(out[:, :k, :d] - yb[:, :k]).sum(axis=(1, 2), dtype=np.float64)
-            # the NLL as the train step defines it (its evaluation mode, no update), real rows only
-            nll += k * self.step.evaluate(xb[:, :k], yb[:, :k])
+            if k < batch_size:                  # the NLL of the real rows only
+                member_nll = self.step.evaluate(xb[:, :k], yb[:, :k])
+            nll += k * member_nll
         return sse / (n * d), nll / n
 
     def coverage(self, X, Y, batch_size=256):
@@ -258,10 +262,10 @@ class EnsembleTrainer:
         E, d = self.net.ensemble_size, self.d_out
         n = X.shape[0]
         inside = np.zeros((E, 2))
-        xb = self._xb
-        for start, stop in _padded_batches(batch_size, (X, xb)):
+        xb, yb, out = self._xb, self._yb, self._out
+        for start, stop in _padded_batches(batch_size, (X, xb), (Y, yb)):
             k = stop - start                    # padded rows beyond k are not counted below
-            out, _ = self.net.forward(xb)
+            self.step.evaluate(xb, yb, out=out)
             lv, _ = soft_bound_logvar(out[:, :k, d:], self.max_logvar, self.min_logvar)
             z = np.abs(out[:, :k, :d] - Y[start:stop]) * np.exp(-0.5 * lv)
             inside[:, 0] += np.sum(z <= 1.0, axis=(1, 2))
@@ -351,8 +355,10 @@ class EnsembleTrainer:
                 n_run = int(min(n_batches, steps_left))   # the step budget may end this epoch
                 for b in range(n_run):
                     rows = epoch_rows[:, b * batch_size:(b + 1) * batch_size]
-                    np.take(X_train, rows, axis=0, out=xb)
-                    np.take(Y_train, rows, axis=0, out=yb)
+                    # the rows are valid by construction: "clip" skips the bounds-checked,
+                    # buffered copy that the default mode="raise" makes with out=
+                    np.take(X_train, rows, axis=0, out=xb, mode="clip")
+                    np.take(Y_train, rows, axis=0, out=yb, mode="clip")
                     total += self._train_step(xb, yb)
                     member_total += self.step.member_loss
                 steps_left -= n_run

@@ -181,7 +181,8 @@ def _train_workspace_size(layer_dims, ensemble_size, chunk_rows, n_threads):
 
 def _gaussian_train_step(x, target, flat, grad_flat, layer_dims, activation, bounds, bounds_grad,
                          m, v, bm, bv, seg_end, seg_decay, lr, beta1, beta2, eps, step,
-                         bound_penalty, update, member_loss, work, chunk_rows, n_threads):
+                         bound_penalty, update, member_loss, work, chunk_rows, n_threads,
+                         out=None):
     """One minibatch step of a Gaussian ensemble MLP, composed from the twins above.
 
     Forward through every layer (``_dense_forward``), mean = out[..., :D], logvar soft-bounded from
@@ -201,6 +202,8 @@ def _gaussian_train_step(x, target, flat, grad_flat, layer_dims, activation, bou
     bound_penalty : float;  update : bool, False only evaluates
     member_loss : float64 array (E,), receives each member's NLL (mean over its rows)
     work, chunk_rows, n_threads : used by the compiled kernel only
+    out : float array (E, B, 2 D) or None, receives the network output (mean, then the raw
+        log-variance) of every row
 
     Returns
     -------
@@ -221,9 +224,11 @@ def _gaussian_train_step(x, target, flat, grad_flat, layer_dims, activation, bou
         _dense_forward(inputs[-1], params[2 * layer], params[2 * layer + 1], act, z, y)
         zs.append(z)
         inputs.append(y)
-    out = inputs[-1]
-    mean = np.ascontiguousarray(out[..., :D])
-    raw = np.ascontiguousarray(out[..., D:])
+    y = inputs[-1]
+    if out is not None:
+        out[...] = y
+    mean = np.ascontiguousarray(y[..., :D])
+    raw = np.ascontiguousarray(y[..., D:])
     max_lv, min_lv = bounds[:D], bounds[D:]
     lv = np.empty_like(raw)
     _soft_bound_forward(raw, max_lv, min_lv, lv)

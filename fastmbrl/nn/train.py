@@ -245,7 +245,7 @@ class GaussianTrainStep:
             self._work_key = key
         return self._work, chunk
 
-    def _run(self, x, target, update):
+    def _run(self, x, target, update, out=None):
         net = self.net
         work, chunk = self._workspace(x.shape[1])
         step = self.t + 1 if update else max(self.t, 1)
@@ -254,7 +254,7 @@ class GaussianTrainStep:
                 x, target, net.flat, net.grad_flat, net.layer_dims, net.activation_code,
                 self._bounds, self.bounds_grad, self.m, self.v, self._bm, self._bv, self._seg_end,
                 self._seg_decay, self.lr, self.beta1, self.beta2, self.eps, step, self.bound_penalty,
-                update, self.member_loss, work, chunk, self.n_threads)
+                update, self.member_loss, work, chunk, self.n_threads, out)
         return loss
 
     # ---------------------------------------------------------------------------------------------
@@ -283,19 +283,31 @@ class GaussianTrainStep:
         self.t += 1
         return float(loss)
 
-    def evaluate(self, x, target):
+    def evaluate(self, x, target, out=None):
         """Each member's NLL on held-out rows, without any update.
 
         Parameters
         ----------
         x : array (E, B, D_in);  target : array (E, B, D)
+        out : C-contiguous array (E, B, 2 D) of the network's dtype, optional
+            Receives the network output of every row (the mean, then the raw log-variance before
+            the soft bounds), so a caller that also needs the predictions (a holdout MSE) does not
+            run a second forward pass.
 
         Returns
         -------
         member_loss : float64 array (E,), ``1/B sum_{b,d} [(t - mean)^2 exp(-lv) + lv]`` per member
         """
         x, target = self._check_batch(x, target)
-        self._run(x, target, False)
+        if out is not None:
+            shape = x.shape[:2] + (self.net.out_dim,)
+            if (not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.shape != shape
+                    or not out.flags.c_contiguous):
+                got = (f"{out.dtype.name} {out.shape}" if isinstance(out, np.ndarray)
+                       else type(out).__name__)
+                raise ValueError(f"out: expected a C-contiguous {np.dtype(self.dtype).name} array "
+                                 f"of shape {shape}, got {got}")
+        self._run(x, target, False, out)
         return self.member_loss.copy()
 
     def state_dict(self):

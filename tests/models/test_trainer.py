@@ -286,3 +286,31 @@ def test_two_thread_step_trains_like_one_thread():
         losses.append(model.fit(obs, act, nxt, max_epochs=2, progress=False).train_loss)
     # rows are split between threads, so sums are rounded differently, nothing else
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_holdout_scores_match_the_network_forward(dtype):
+    # evaluate and coverage take their predictions from the step's evaluation pass: the same
+    # numbers as the network's own forward pass, a padded last chunk included
+    from fastmbrl.nn import soft_bound_logvar
+
+    obs, act, nxt = toy_data(300)
+    model = GaussianEnsemble(2, 1, hidden=(16, 16), ensemble_size=3, num_elites=2, dtype=dtype)
+    model.fit(obs, act, nxt, max_epochs=2, progress=False)
+    trainer, E, d = model._trainer, 3, 2
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, trainer.net.in_dim)).astype(dtype)
+    Y = rng.standard_normal((300, d)).astype(dtype)
+    mse, nll = trainer.evaluate(X, Y, batch_size=128)       # chunks of 128, 128 and 44 rows
+    cover = trainer.coverage(X, Y, batch_size=128)
+    out, _ = trainer.net.forward(np.ascontiguousarray(np.broadcast_to(X, (E,) + X.shape)))
+    mean = out[..., :d]
+    lv, _ = soft_bound_logvar(np.ascontiguousarray(out[..., d:]), trainer.max_logvar,
+                              trainer.min_logvar)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(mse, np.mean((mean - Y) ** 2, axis=(1, 2)), rtol=rtol)
+    np.testing.assert_allclose(nll, np.mean(np.sum((Y - mean) ** 2 * np.exp(-lv) + lv, axis=2),
+                                            axis=1), rtol=rtol)
+    z = np.abs(mean - Y) * np.exp(-0.5 * lv)
+    expected = np.stack([np.mean(z <= k, axis=(1, 2)) for k in (1.0, 2.0)], axis=1)
+    np.testing.assert_allclose(cover, expected, atol=1.5 / (300 * d))

@@ -205,3 +205,8 @@ def test_compiled_train_step_rejects_inconsistent_buffers(compiled):
         call(layer_dims=np.array([3, 5, 5], np.int64))
     with pytest.raises(ValueError, match="member_loss"):
         call(member_loss=np.zeros(3))
+    out = np.full((2, 6, 4), np.nan, np.float32)
+    assert np.isfinite(call(update=False, out=out)) and np.isfinite(out).all()
+    for bad in (out[:, :5], out.astype(np.float64), np.zeros((2, 6, 8), np.float32)[..., :4]):
+        with pytest.raises(ValueError, match="out"):
+            call(out=bad)

@@ -32,14 +32,14 @@ def twin_step(monkeypatch):
     monkeypatch.setattr(_kernels, "_train_workspace_size", _reference._train_workspace_size)
 
 
-def _run_twin(step, x, target, update=True):
+def _run_twin(step, x, target, update=True, out=None):
     net = step.net
     t = step.t + 1 if update else max(step.t, 1)
     loss = _reference._gaussian_train_step(
         x, target, net.flat, net.grad_flat, net.layer_dims, net.activation_code, step._bounds,
         step.bounds_grad, step.m, step.v, step._bm, step._bv, step._seg_end, step._seg_decay,
         step.lr, step.beta1, step.beta2, step.eps, t, step.bound_penalty, update, step.member_loss,
-        None, 0, 1)
+        None, 0, 1, out)
     if update:
         step.t = t
     return loss
@@ -75,6 +75,10 @@ def test_compiled_step_matches_twin(rng, monkeypatch, dtype, activation, n_threa
     assert fast.t == slow.t == 4
     np.testing.assert_allclose(fast.evaluate(x, target), _eval_twin(slow, x, target),
                                rtol=RTOL[dtype])
+    out_fast, out_slow = (np.full(x.shape[:2] + (fast.net.out_dim,), np.nan, dtype) for _ in "ab")
+    fast.evaluate(x, target, out=out_fast)
+    _run_twin(slow, x, target, update=False, out=out_slow)
+    np.testing.assert_allclose(out_fast, out_slow, rtol=RTOL[dtype], atol=ATOL[dtype])
 
 
 def _eval_twin(step, x, target):
@@ -124,6 +128,30 @@ def test_evaluate_does_not_update(rng):
     mean = out[..., :2]
     expected = np.mean(np.sum((target - mean) ** 2 * np.exp(-lv) + lv, axis=2), axis=1)
     np.testing.assert_allclose(member, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_evaluate_out_is_the_network_output(rng, dtype, n_threads):
+    # a holdout score takes its predictions from the evaluation's own forward pass
+    step = _make(dtype, n_threads=n_threads)
+    x, target = _batch(rng, dtype, B=700)  # more rows than one chunk
+    flat = step.net.flat.copy()
+    out = np.full((3, 700, 4), np.nan, dtype)
+    member = step.evaluate(x, target, out=out)
+    np.testing.assert_array_equal(member, step.evaluate(x, target))
+    np.testing.assert_allclose(out, step.net.forward(x)[0], rtol=RTOL[dtype], atol=ATOL[dtype])
+    np.testing.assert_array_equal(step.net.flat, flat)
+
+
+@pytest.mark.parametrize("out", [np.empty((3, 10, 4), np.float32), np.empty((3, 11, 4), np.float64),
+                                 np.empty((3, 11, 8), np.float32)[..., :4], [0.0]],
+                         ids=["rows", "dtype", "strided", "list"])
+def test_bad_evaluate_out_is_refused(rng, out):
+    step = _make(np.float32)
+    x, target = _batch(rng, np.float32)
+    with pytest.raises(ValueError, match="out"):
+        step.evaluate(x, target, out=out)
 
 
 def test_state_dict_round_trip(rng):
