@@ -386,7 +386,10 @@ class DHMBPOConfig:
     critic_hidden: tuple = (256, 256, 256)
     """Hidden widths of each critic."""
     critic_members: int = 5
-    """Critics in the ensemble (the target is the minimum over a random pair)."""
+    """Critics in the ensemble (the target is the minimum over ``critic_target_members``)."""
+    critic_target_members: int = 2
+    """Target networks whose minimum is the critics' target, drawn at random per update (2:
+    REDQ's random pair; up to ``critic_members``, a more pessimistic target)."""
     critic_ln_eps: float = 1e-5
     """Layer-normalization epsilon on the critics' hidden inputs (0: none)."""
     critic_dropout: float = 1e-3
@@ -422,6 +425,8 @@ class DHMBPOConfig:
             ("horizon", 1 <= self.horizon <= 20, "an integer in [1, 20]"),
             ("updates_per_step", self.updates_per_step >= 1, "at least 1"),
             ("critic_members", self.critic_members >= 2, "at least 2"),
+            ("critic_target_members", 2 <= self.critic_target_members <= self.critic_members,
+             "an integer in [2, critic_members]"),
             ("critic_ln_eps", self.critic_ln_eps >= 0, "non-negative (0: none)"),
             ("critic_dropout", 0 <= self.critic_dropout < 1, "in [0, 1)"),
             ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"),

@@ -69,13 +69,17 @@ class EnsembleCritic:
 
     def __init__(self, obs_dim, act_dim, hidden=(256, 256, 256), members=5, *, ln_eps=1e-5,
                  dropout=1e-3, activation="silu", lr=3e-4, tau=0.005, bound_lr=3e-4,
-                 dtype=np.float32, seed=0):
+                 target_members=2, dtype=np.float32, seed=0):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
         if not isinstance(hidden, (tuple, list)) or len(hidden) == 0:
             raise ValueError(f"hidden: expected a non-empty tuple of widths, got {hidden!r}")
         self.hidden = tuple(check_int(f"hidden[{i}]", h) for i, h in enumerate(hidden))
         self.members = check_int("members", members, minimum=2)
+        self.target_members = check_int("target_members", target_members, minimum=2)
+        if self.target_members > self.members:
+            raise ValueError(f"target_members: expected at most members={self.members}, got "
+                             f"{target_members}")
         self.ln_eps = check_float("ln_eps", ln_eps, 0.0)
         self.dropout = check_float("dropout", dropout, 0.0, 1.0)
         if self.dropout >= 1.0:
@@ -153,10 +157,11 @@ class EnsembleCritic:
         return float(self.scalars[3])
 
     # ---------------------------------------------------------------------------- readings
-    def q_values(self, obs, act, train=False, target=False, pair=False):
+    def q_values(self, obs, act, train=False, target=False, pair=False, subset=2):
         """(K, B) values of every member (``target``: the target networks); ``train`` keeps
-        dropout on. ``pair``: only a random pair of members is run, (2, B), equal to their rows of
-        the whole pass (its dropout counters are taken first, then the pair is drawn)."""
+        dropout on. ``pair``: only ``subset`` distinct random members are run (a pair by
+        default), (subset, B), equal to their rows of the whole pass (its dropout counters are
+        taken first, then the members are drawn)."""
         self._check_rows(obs, act)
         k = _layers()
         x = self._input(obs, act)
@@ -167,20 +172,22 @@ class EnsembleCritic:
         key = np.uint64(self.rng[0])
         counter = self._counter(k._cache_sizes(self.dims, B)[1] * self.members)
         if pair:
-            idx = np.empty(2, np.int64)
-            k._draw_subset(key, self._counter(2), self.members, idx)
+            idx = np.empty(subset, np.int64)
+            k._draw_subset(key, self._counter(subset), self.members, idx)
             k._ensemble_forward_subset(flat, self.dims, self.members, idx, self.act_code,
                                        self.ln_eps_layers, p, key, counter, x, cbuf, mbuf, q)
-            q = q[:2]
+            q = q[:subset]
         else:
             k._ensemble_forward(flat, self.dims, self.members, self.act_code, self.ln_eps_layers,
                                 p, key, counter, x, cbuf, mbuf, q)
         return q.astype(np.float64) * self.width + self.center
 
     def target_min(self, obs, act):
-        """(B,) float64: the target networks' minimum over a random pair of members (dropout
-        off), clipped into ``[q_lb, q_ub]`` once the bounds are set."""
-        out = self.q_values(obs, act, target=True, pair=True).min(axis=0)
+        """(B,) float64: the target networks' minimum over ``target_members`` random members (a
+        pair by default, REDQ's; more members give a more pessimistic target; dropout off),
+        clipped into ``[q_lb, q_ub]`` once the bounds are set."""
+        out = self.q_values(obs, act, target=True, pair=True,
+                            subset=self.target_members).min(axis=0)
         if self.scalars[4]:
             out = np.clip(out, self.scalars[0], self.scalars[1])
         return out

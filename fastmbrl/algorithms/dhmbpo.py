@@ -110,7 +110,8 @@ def make_critic(env, config, seed):
     s, d = config.sac, config.dhmbpo
     return EnsembleCritic(env.obs_dim, env.act_dim, tuple(d.critic_hidden), d.critic_members,
                           ln_eps=d.critic_ln_eps, dropout=d.critic_dropout, lr=s.lr, tau=s.tau,
-                          dtype=np.dtype(s.dtype).type, seed=seed)
+                          target_members=d.critic_target_members, dtype=np.dtype(s.dtype).type,
+                          seed=seed)
 
 
 def reset_optimizers(agent, critic):

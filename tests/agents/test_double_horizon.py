@@ -208,3 +208,37 @@ def test_bad_input_is_refused_with_the_argument_named():
         EnsembleCritic(D_OBS, D_ACT, members=1)
     with pytest.raises(ValueError, match="dropout"):
         EnsembleCritic(D_OBS, D_ACT, dropout=1.0)
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_target_members_takes_the_min_over_that_many_drawn_members(m):
+    """target_members=m: the minimum over m distinct drawn target members (all of them when m is
+    the ensemble's size), as the whole pass's rows give it; with m = members it is the min of all."""
+    from fastmbrl.nn import _layers_kernels as k
+
+    critic = EnsembleCritic(D_OBS, D_ACT, hidden=(16, 16), members=4, target_members=m, seed=2,
+                            dtype=np.float64)
+    rng = np.random.default_rng(5)
+    critic.target[...] = 0.3 * rng.standard_normal(critic.target.size)   # the last layer too
+    twin = EnsembleCritic(D_OBS, D_ACT, hidden=(16, 16), members=4, target_members=m, seed=2,
+                          dtype=np.float64)
+    twin.load_state_dict(critic.state_dict())
+    obs, act = rng.standard_normal((30, D_OBS)), rng.standard_normal((30, D_ACT))
+    drawn = set()
+    for _ in range(6):
+        got = critic.target_min(obs, act)
+        q = twin.q_values(obs, act, target=True)
+        idx = np.empty(m, np.int64)
+        k._draw_subset(np.uint64(twin.rng[0]), twin._counter(m), twin.members, idx)
+        assert len(set(idx.tolist())) == m
+        drawn.add(tuple(sorted(idx.tolist())))
+        np.testing.assert_array_equal(got, q[idx].min(axis=0))
+        if m == 4:
+            np.testing.assert_array_equal(got, q.min(axis=0))
+    assert (len(drawn) > 1) == (m < 4)
+
+
+def test_target_members_out_of_range_is_refused():
+    for bad in (1, 6):
+        with pytest.raises(ValueError, match="target_members"):
+            EnsembleCritic(D_OBS, D_ACT, hidden=(8,), members=5, target_members=bad)
