@@ -6,6 +6,8 @@ the replace leaves it behind, and :func:`remove_stale_temporaries` (run by every
 own target, and by the training loops on their output folder) deletes the ones whose writer is gone.
 """
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -86,6 +88,16 @@ def _atomic_write(path, mode, write):
 def atomic_write_text(path, text):
     """Write ``text`` to ``path`` atomically."""
     _atomic_write(path, "w", lambda fh: fh.write(text))
+
+
+def atomic_write_csv(path, fieldnames, rows, **options):
+    """Write ``rows`` (dicts) as CSV under a header of ``fieldnames`` to ``path`` atomically;
+    ``options`` go to ``csv.DictWriter`` (lines end with a bare newline)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator="\n", **options)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def atomic_savez(path, **arrays):

@@ -35,14 +35,12 @@ Modules: the grid (seeds, settings, folder names) is ``fastmbrl._sweep_grid``, o
 ``trial.json``, summary row) ``fastmbrl._sweep_trials``, the Ray engine (tasks, the loopback-only
 local Ray and its watchdog) ``fastmbrl._sweep_ray``; this module is ``sweep`` and the summary.
 """
-import csv
-import io
 import logging
 import os
 
 import numpy as np
 
-from fastmbrl._io import atomic_write_text
+from fastmbrl._io import atomic_write_csv
 from fastmbrl._sweep_grid import MAX_TRIALS, grid_settings, parse_seeds, setting_slug
 from fastmbrl._sweep_ray import _import_ray, _run_ray
 from fastmbrl._sweep_trials import (_BUDGET_KEYS, SUMMARY_FIELDS, TRIAL_FILE, _changed, _finished,
@@ -196,12 +194,9 @@ def sweep(env, seeds=(0,), grid=None, out="runs/sweep", workers=None, address=No
 def write_summary(path, rows, extra_keys=()):
     """Write the summary rows as CSV (``SUMMARY_FIELDS`` then the grid keys)."""
     fields = list(SUMMARY_FIELDS[:2]) + list(extra_keys) + list(SUMMARY_FIELDS[2:])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
-    atomic_write_text(os.fspath(path), buf.getvalue())
+    atomic_write_csv(os.fspath(path), fields,
+                     [{k: ("" if row.get(k) is None else row.get(k)) for k in fields}
+                      for row in rows], extrasaction="ignore")
 
 
 def markdown_table(rows, threshold=False):

@@ -39,7 +39,8 @@ _k = kernels("fastmbrl.agents._sac_kernels")
 __all__ = ["TapedRollout", "taped_rollout", "rollout_backward", "double_horizon_update"]
 
 
-def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling=None):
+def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling=None,
+                          model_noise=True):
     """One DHMBPO update (module docstring) from the states ``obs`` (B, D_obs, agent dtype).
 
     Parameters
@@ -57,6 +58,9 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
     scaling : fastmbrl.agents.obs_scaling.ObsScaling, optional
         Train the actor and the critics on normalized observations (their first layers' steps go
         through it); default: raw observations.
+    model_noise : bool
+        False: the drawn model normals are zeroed, so each row's member predicts its mean (the
+        draws are taken all the same, keeping the stream; ``noise`` given is used as it is).
 
     Returns
     -------
@@ -70,6 +74,8 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
     B = obs.shape[0]
     if noise is None:
         noise = draw_noise(agent, _model_arrays(menv), B, horizon + 1, horizon, menv.out_dim)
+        if not model_noise:
+            noise.model[...] = 0
     alpha = agent.temperature
     dt = agent.dtype
     rec = taped_rollout(agent, menv, obs, horizon, noise, alpha)

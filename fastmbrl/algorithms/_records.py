@@ -2,16 +2,14 @@
 EvalRecord per evaluation (step-based loops), the RunResult that ``fastmbrl.run`` returns, and the
 results files (results.csv, results.json with its summary block, learning_curve.png).
 """
-import csv
 import dataclasses
-import io
 import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from fastmbrl._io import atomic_write_text, temporary_path
+from fastmbrl._io import atomic_write_csv, atomic_write_text, temporary_path
 
 __all__ = ["EpisodeRecord", "EvalRecord", "RunResult", "RESULTS_FIELDS", "STEP_RESULTS_FIELDS",
            "write_results", "summary", "step_summary"]
@@ -194,12 +192,7 @@ def write_results(out_dir, config, records, initial_records, summary=None):
 
     rows = [r.to_dict() for r in records]
     fields = type(records[0]).FIELDS if records else RESULTS_FIELDS
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    atomic_write_text(os.path.join(out_dir, "results.csv"), buf.getvalue())
+    atomic_write_csv(os.path.join(out_dir, "results.csv"), fields, rows)
     payload = {"env": config.env, "algorithm": config.algorithm.name, "seed": config.seed,
                "episodes": rows, "initial": [r.to_dict() for r in initial_records],
                "summary": summary or {}}

@@ -25,16 +25,14 @@ The actor is a ``fastmbrl.agents.SAC``'s (its twin critics are unused); the crit
 ``EnsembleCritic`` (dhmbpo.critic_members members with layer normalization and dropout). Resume is
 exact: the checkpoint holds the critic and D_roll's rounds besides what every step-based run keeps.
 """
-import csv
 import dataclasses
-import io
 import logging
 import os
 import time
 
 import numpy as np
 
-from fastmbrl._io import atomic_write_text
+from fastmbrl._io import atomic_write_csv
 from fastmbrl._threads import limit_blas
 from fastmbrl.agents.sac import METRICS
 from fastmbrl.algorithms.mbpo import env_model, model_env
@@ -168,7 +166,6 @@ def check(ctx):
 def run(ctx):
     """Run DHMBPO from ``ctx`` (a ``fastmbrl.algorithms._context.RunContext``); returns a
     RunResult."""
-    from fastmbrl.agents._mb_grads import draw_noise
     from fastmbrl.agents.double_horizon import double_horizon_update
     from fastmbrl.agents.obs_scaling import ObsScaling
 
@@ -181,11 +178,10 @@ def run(ctx):
                     s.eval_every, s.eval_episodes, d.random_steps, model=model)
     dtype = np.dtype(s.dtype).type
     rounds = StateRounds(d.rounds_kept, env.obs_dim, dtype)
-    state = {"refits": 0, "updates": 0, "metric_sums": [0.0] * len(METRICS), "metric_n": 0,
-             "metric_rows": []}
+    state = {"refits": 0, "updates": 0, "metric_sums": [0.0] * len(METRICS), "metric_rows": []}
     scaling = ObsScaling(agent, critic) if d.normalize_inputs else None
     if loop.restore():
-        state = {"metric_sums": [0.0] * len(METRICS), "metric_n": 0, "metric_rows": [],
+        state = {"metric_sums": [0.0] * len(METRICS), "metric_rows": [],
                  **loop.restored_state}     # (checkpoints of before train_metrics lack them)
         critic.load_state_dict(loop.restored_algo_state["critic"])
         rounds.restore(loop.restored_algo_state["rounds"])
@@ -216,17 +212,12 @@ def run(ctx):
             t0 = time.perf_counter()
             idx = np.empty(agent.batch_size, np.int64)
             sample_indices(agent.rng_state, len(rounds), idx)
-            noise = None
-            if not d.model_noise:
-                noise = draw_noise(agent, menv.kernel_arrays(), agent.batch_size, d.horizon + 1,
-                                   d.horizon, menv.out_dim)
-                noise.model[...] = 0
             with agent.kernel_context():
                 metrics = double_horizon_update(agent, critic, menv, rounds.rows(idx),
-                                                d.horizon, noise=noise, scaling=scaling)
+                                                d.horizon, scaling=scaling,
+                                                model_noise=d.model_noise)
             for i, v in enumerate(metrics.values()):
                 state["metric_sums"][i] += v
-            state["metric_n"] += 1
             lp.times["update"] += time.perf_counter() - t0
             state["updates"] += 1
             lp.counters["updates"] += 1
@@ -250,18 +241,16 @@ def run(ctx):
             close_segment(lp)    # an evaluation (and the checkpoint) follows this step
 
     def close_segment(lp):
-        n = state["metric_n"]
+        rows = state["metric_rows"]
+        n = state["updates"] - (rows[-1]["updates"] if rows else 0)   # this segment's updates
         means = [v / n for v in state["metric_sums"]]
         row = [lp.steps, state["updates"], *means, float(critic.scalars[0]),
                float(critic.scalars[1])]
-        state["metric_rows"].append(dict(zip(TRAIN_METRICS, row)))
-        state["metric_sums"], state["metric_n"] = [0.0] * len(METRICS), 0
+        rows.append(dict(zip(TRAIN_METRICS, row)))
+        state["metric_sums"] = [0.0] * len(METRICS)
         if lp.ctx.out_dir is not None:
-            text = io.StringIO()
-            writer = csv.DictWriter(text, TRAIN_METRICS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(state["metric_rows"])
-            atomic_write_text(os.path.join(lp.ctx.out_dir, "train_metrics.csv"), text.getvalue())
+            atomic_write_csv(os.path.join(lp.ctx.out_dir, "train_metrics.csv"), TRAIN_METRICS,
+                             rows)
 
     def policy(obs):
         return agent.act(obs)

@@ -107,19 +107,20 @@ def test_model_noise_off_gives_both_rollouts_the_members_means(monkeypatch):
     from fastmbrl.models import ModelEnv
 
     seen = {"rollout": [], "update": []}
-    rollout, update = ModelEnv.rollout, dh.double_horizon_update
+    rollout = ModelEnv.rollout
 
     def spy_rollout(self, policy, start_obs, *args, **kwargs):
         if len(start_obs) == CONFIG["dhmbpo"]["rollout_starts"]:   # not check()'s trial rollout
             seen["rollout"].append(kwargs.get("model_noise"))
         return rollout(self, policy, start_obs, *args, **kwargs)
 
-    def spy_update(agent, critic, menv, obs, horizon, noise=None, scaling=None):
-        seen["update"].append(noise)
-        return update(agent, critic, menv, obs, horizon, noise=noise, scaling=scaling)
+    def spy_taped_rollout(agent, menv, obs, horizon, noise, *args, **kwargs):
+        seen["update"].append(noise)            # the draws the update's training rollout uses
+        return taped_rollout(agent, menv, obs, horizon, noise, *args, **kwargs)
 
+    taped_rollout = dh.taped_rollout
     monkeypatch.setattr(ModelEnv, "rollout", spy_rollout)
-    monkeypatch.setattr(dh, "double_horizon_update", spy_update)
+    monkeypatch.setattr(dh, "taped_rollout", spy_taped_rollout)
     cfg = copy.deepcopy(CONFIG)
     cfg["dhmbpo"] = {**cfg["dhmbpo"], "model_noise": False}
     means = _run(cfg, steps=70)
@@ -130,7 +131,8 @@ def test_model_noise_off_gives_both_rollouts_the_members_means(monkeypatch):
 
     seen["rollout"].clear(), seen["update"].clear()
     sampled = _run(steps=70)
-    assert all(n is None for n in seen["rollout"]) and all(n is None for n in seen["update"])
+    assert all(n is None for n in seen["rollout"])
+    assert seen["update"] and all(np.any(n.model) for n in seen["update"])
     assert not np.array_equal(means.agent.actor, sampled.agent.actor)
 
 
