@@ -378,9 +378,19 @@ class DHMBPOConfig:
     return, the actor's objective is backpropagated through h model steps."""
     updates_per_step: int = 1
     """Updates (critic, actor, temperature) per environment step."""
+    update_every: int = 1
+    """Environment steps between batches of updates: every ``update_every`` steps after the random
+    ones, ``update_every * updates_per_step`` updates at once (1: interleaved with acting; the
+    released code: 1000, with ``model_train_every=1000``)."""
     catch_up: bool = True
     """At the first training step, also make one update per random step (``updates_per_step``
     each), as if the policy had been trained from the start."""
+    clear_rounds: bool = False
+    """Empty the state buffer D_roll at each model refit, so that the updates after a refit start
+    from the new model's rollouts (the released code); False: keep the older rounds."""
+    critic_warmup: int = 0
+    """Critic-only updates right after each model refit, from a fresh distribution rollout
+    (the released code: 250 per 1000 steps); 0: none."""
     hidden: tuple = (256, 256, 256)
     """Hidden widths of the actor."""
     critic_hidden: tuple = (256, 256, 256)
@@ -424,6 +434,8 @@ class DHMBPOConfig:
             ("rounds_kept", self.rounds_kept >= 1, "at least 1"),
             ("horizon", 1 <= self.horizon <= 20, "an integer in [1, 20]"),
             ("updates_per_step", self.updates_per_step >= 1, "at least 1"),
+            ("update_every", self.update_every >= 1, "at least 1"),
+            ("critic_warmup", self.critic_warmup >= 0, "non-negative (0: none)"),
             ("critic_members", self.critic_members >= 2, "at least 2"),
             ("critic_target_members", 2 <= self.critic_target_members <= self.critic_members,
              "an integer in [2, critic_members]"),

@@ -40,7 +40,7 @@ __all__ = ["TapedRollout", "taped_rollout", "rollout_backward", "double_horizon_
 
 
 def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling=None,
-                          model_noise=True):
+                          model_noise=True, train_actor=True):
     """One DHMBPO update (module docstring) from the states ``obs`` (B, D_obs, agent dtype).
 
     Parameters
@@ -61,6 +61,9 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
     model_noise : bool
         False: the drawn model normals are zeroed, so each row's member predicts its mean (the
         draws are taken all the same, keeping the stream; ``noise`` given is used as it is).
+    train_actor : bool
+        False: steps 1-3 only, the critic's update (the actor and the temperature are left as
+        they are, their metrics are NaN).
 
     Returns
     -------
@@ -93,6 +96,10 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
         critic.step(gc)
     else:
         scaling.critic_step(critic, gc)
+    if not train_actor:
+        values = (closs, np.nan, np.nan, alpha, -float(np.mean(rec.logps[0], dtype=np.float64)),
+                  mean_q)
+        return {k: float(v) for k, v in zip(METRICS, values)}
     # ---- the actor, through the rollout, with the updated critic at its end
     qm, d_s, d_a = critic.mean_vjp(rec.s_h, rec.a_h, -c_h / B)
     total = rec.total + c_h * (np.where(c_h > 0, qm, 0.0) - alpha * rec.logp_h)

@@ -5,10 +5,14 @@ gradients through the model), with two horizons:
 
     1: collect dhmbpo.random_steps uniformly random steps into the environment buffer D_env
     2: for each environment step t:
-    3:     every dhmbpo.model_train_every steps: fit the ensemble to D_env
+    3:     every dhmbpo.model_train_every steps: fit the ensemble to D_env; with
+           dhmbpo.clear_rounds empty D_roll; then dhmbpo.critic_warmup critic-only updates (line 6
+           without the actor and the temperature) from one fresh distribution rollout
     4:     act in the environment with the policy, add the transition to D_env
-    5:     dhmbpo.updates_per_step updates (the first training step also catches up one update per
-           random step); before every dhmbpo.rollout_every-th update a *distribution* rollout:
+    5:     every dhmbpo.update_every steps, update_every x dhmbpo.updates_per_step updates (the
+           first training step also catches up one update per random step; update_every=1
+           interleaves updates and acting); before every dhmbpo.rollout_every-th update a
+           *distribution* rollout:
            dhmbpo.rollout_starts states from D_env rolled dhmbpo.rollout_length steps through the
            model with the current policy; the states it visits replace the oldest round of the
            state buffer D_roll, which keeps dhmbpo.rounds_kept rounds; the model's Gaussian is
@@ -49,6 +53,7 @@ SECTION = "dhmbpo"   # the RunConfig section holding total_steps
 USES = ("model.", "sac.", "dhmbpo.", "algorithm.steps", "algorithm.max_episode_steps",
         "algorithm.progress")
 STREAM_CRITIC = 7
+STREAM_WARMUP = 8   # the distribution rollouts before the critic-only updates, one per refit
 # columns of train_metrics.csv: the updates' metrics (fastmbrl.agents.sac.METRICS) averaged over
 # the segment since the previous evaluation, then the critic's bounds [q_lb, q_ub] at its end
 TRAIN_METRICS = ("steps", "updates", *METRICS, "q_lb", "q_ub")
@@ -75,6 +80,10 @@ class StateRounds:
         self.rounds.append(states)
         del self.rounds[:-self.retain]
         self._all = np.concatenate(self.rounds)
+
+    def clear(self):
+        self.rounds = []
+        self._all = np.empty((0, self.obs_dim), self.dtype)
 
     def rows(self, idx):
         return np.ascontiguousarray(self._all[idx])
@@ -194,9 +203,9 @@ def run(ctx):
     def fit_model(lp):
         lp.refit(m, max_steps=d.model_fit_steps or None)
 
-    def distribution_rollout(lp):
+    def distribution_rollout(lp, seed):
         t0 = time.perf_counter()
-        rng = np.random.default_rng(derive_seed(cfg.seed, STREAM_ROLLOUT, state["updates"]))
+        rng = np.random.default_rng(seed)
         starts = lp.buffer.obs[rng.integers(0, len(lp.buffer), size=d.rollout_starts)]
         with limit_blas(1):
             batch = menv.rollout(agent, starts, d.rollout_length, rng,
@@ -205,22 +214,32 @@ def run(ctx):
         lp.model_rows = len(rounds)
         lp.times["rollout"] += time.perf_counter() - t0
 
+    def one_update(train_actor):
+        idx = np.empty(agent.batch_size, np.int64)
+        sample_indices(agent.rng_state, len(rounds), idx)
+        with agent.kernel_context():
+            return double_horizon_update(agent, critic, menv, rounds.rows(idx), d.horizon,
+                                         scaling=scaling, model_noise=d.model_noise,
+                                         train_actor=train_actor)
+
     def update(lp, n):
         for _ in range(n):
             if state["updates"] % d.rollout_every == 0:
-                distribution_rollout(lp)
+                distribution_rollout(lp, derive_seed(cfg.seed, STREAM_ROLLOUT, state["updates"]))
             t0 = time.perf_counter()
-            idx = np.empty(agent.batch_size, np.int64)
-            sample_indices(agent.rng_state, len(rounds), idx)
-            with agent.kernel_context():
-                metrics = double_horizon_update(agent, critic, menv, rounds.rows(idx),
-                                                d.horizon, scaling=scaling,
-                                                model_noise=d.model_noise)
+            metrics = one_update(train_actor=True)
             for i, v in enumerate(metrics.values()):
                 state["metric_sums"][i] += v
             lp.times["update"] += time.perf_counter() - t0
             state["updates"] += 1
             lp.counters["updates"] += 1
+
+    def critic_warmup(lp):
+        distribution_rollout(lp, derive_seed(cfg.seed, STREAM_WARMUP, state["refits"]))
+        t0 = time.perf_counter()
+        for _ in range(d.critic_warmup):
+            one_update(train_actor=False)
+        lp.times["update"] += time.perf_counter() - t0
 
     def train(lp):
         t = lp.steps
@@ -233,17 +252,23 @@ def run(ctx):
                 scaling.set_stats(lp.buffer.obs)
             if d.reset_optimizers:
                 reset_optimizers(agent, critic)
-        n = d.updates_per_step
-        if state["updates"] == 0 and d.catch_up:
-            n += d.updates_per_step * d.random_steps
-        update(lp, n)
+            if d.clear_rounds:
+                rounds.clear()
+                lp.model_rows = 0
+            if d.critic_warmup:
+                critic_warmup(lp)
+        if (t - d.random_steps) % d.update_every == 0:
+            n = d.updates_per_step * d.update_every
+            if state["updates"] == 0 and d.catch_up:
+                n += d.updates_per_step * d.random_steps
+            update(lp, n)
         if lp.steps % lp.eval_every == 0 or lp.steps >= lp.total_steps:
             close_segment(lp)    # an evaluation (and the checkpoint) follows this step
 
     def close_segment(lp):
         rows = state["metric_rows"]
         n = state["updates"] - (rows[-1]["updates"] if rows else 0)   # this segment's updates
-        means = [v / n for v in state["metric_sums"]]
+        means = [v / n if n else float("nan") for v in state["metric_sums"]]
         row = [lp.steps, state["updates"], *means, float(critic.scalars[0]),
                float(critic.scalars[1])]
         rows.append(dict(zip(TRAIN_METRICS, row)))

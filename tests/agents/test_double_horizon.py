@@ -195,6 +195,27 @@ def test_update_moves_critic_actor_and_temperature_and_reports_metrics():
         assert not np.array_equal(a, b)
 
 
+def test_critic_only_update_is_the_full_updates_critic_step_and_leaves_the_actor():
+    """train_actor=False: the critic ends where the full update's critic step leaves it (same
+    draws); the actor, its Adam moments and the temperature do not move; their metrics are NaN."""
+    agent, menv, obs, noise = _setup(2, B=8)
+    critic = make_critic()
+    full_agent, full_critic = copy.deepcopy(agent), copy.deepcopy(critic)
+    before = (agent.actor.copy(), agent.actor_m.copy(), agent.alpha_state.copy(),
+              agent.steps.copy(), critic.params.copy())
+    full = dh.double_horizon_update(full_agent, full_critic, menv, obs, 2, noise=noise)
+    only = dh.double_horizon_update(agent, critic, menv, obs, 2, noise=noise, train_actor=False)
+    np.testing.assert_array_equal(critic.params, full_critic.params)
+    np.testing.assert_array_equal(critic.target, full_critic.target)
+    assert not np.array_equal(critic.params, before[4])
+    for a, b in zip(before[:4], (agent.actor, agent.actor_m, agent.alpha_state, agent.steps)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(full_agent.actor, agent.actor)
+    for k in ("critic_loss", "temperature", "entropy", "mean_q"):
+        assert only[k] == full[k]
+    assert np.isnan(only["actor_loss"]) and np.isnan(only["temperature_loss"])
+
+
 def test_bad_input_is_refused_with_the_argument_named():
     agent, menv, obs, _ = _setup(1)
     critic = make_critic()

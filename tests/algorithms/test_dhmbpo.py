@@ -157,3 +157,51 @@ def test_train_metrics_are_one_row_per_evaluation_of_the_training_phase(tmp_path
         assert r["temperature"] > 0 and r["critic_loss"] >= 0 and r["q_lb"] <= r["q_ub"]
     # the last row's bounds are the critic's at the end of the run
     assert result.train_metrics[-1]["q_ub"] == float(result.critic.scalars[1])
+
+
+def test_update_every_batches_the_updates():
+    """update_every=20 (with refits every 20 steps): the catch-up plus 20 updates at step 60,
+    then 20 at steps 80, 100 and 120, none between; interleaved runs make one per step."""
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "update_every": 20}
+    result = _run(cfg)
+    assert [r.updates for r in result.records] == [60 + 20, 60 + 20 + 3 * 20]
+    assert _run().records[-1].updates == 60 + 61
+
+
+def test_clear_rounds_empties_the_state_buffer_at_each_refit():
+    """clear_rounds: after a refit D_roll holds only the rounds since it (4 rollouts of the 20
+    updates at step 120, one every 5), where it otherwise keeps rounds_kept = 10 of them."""
+    base = copy.deepcopy(CONFIG)
+    base["dhmbpo"] = {**base["dhmbpo"], "update_every": 20, "rounds_kept": 10}
+    cleared = copy.deepcopy(base)
+    cleared["dhmbpo"]["clear_rounds"] = True
+    kept, fresh = _run(base).records[-1].model_rows, _run(cleared).records[-1].model_rows
+    round_rows = CONFIG["dhmbpo"]["rollout_starts"] * CONFIG["dhmbpo"]["rollout_length"]
+    assert kept == 10 * round_rows and fresh == 4 * round_rows
+
+
+def test_critic_warmup_trains_the_critic_alone_after_each_refit(monkeypatch):
+    """critic_warmup=7: after each refit (60, 80, 100, 120) one distribution rollout, then 7
+    critic-only updates before the step's full ones; the runs differ."""
+    import fastmbrl.agents.double_horizon as dh
+
+    calls = []
+    update = dh.double_horizon_update
+
+    def spy(*args, train_actor=True, **kwargs):
+        calls.append(train_actor)
+        return update(*args, train_actor=train_actor, **kwargs)
+
+    monkeypatch.setattr(dh, "double_horizon_update", spy)
+    cfg = copy.deepcopy(CONFIG)
+    cfg["dhmbpo"] = {**cfg["dhmbpo"], "critic_warmup": 7}
+    warm = _run(cfg)
+    assert calls.count(False) == 4 * 7
+    # the warm-up comes first at the first refit, then the catch-up's full updates
+    assert calls[:8] == [False] * 7 + [True]
+    assert warm.records[-1].updates == 60 + 61      # warm-up updates are not counted as updates
+    calls.clear()
+    plain = _run()
+    assert False not in calls
+    assert not np.array_equal(warm.critic.params, plain.critic.params)

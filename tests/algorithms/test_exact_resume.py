@@ -48,7 +48,12 @@ class _KillAfterCheckpoint(Callback):
 
 # runs named by "algorithm" or "algorithm:variant" (settings changed from CONFIG)
 VARIANTS = {"dhmbpo:normalized+reset": {"dhmbpo": {**CONFIG["dhmbpo"], "normalize_inputs": True,
-                                                   "reset_optimizers": True}}}
+                                                   "reset_optimizers": True}},
+            # the released schedule: batches of 20 updates at each refit, D_roll emptied, the
+            # critic trained alone first (a kill can land between two batches)
+            "dhmbpo:released": {"dhmbpo": {**CONFIG["dhmbpo"], "update_every": 20,
+                                           "clear_rounds": True, "critic_warmup": 5,
+                                           "reset_optimizers": True}}}
 
 
 def _algorithm_and_config(name):
@@ -96,7 +101,7 @@ def uninterrupted():
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "mbpo", "mve", "svg", "dhmbpo",
-                                       "dhmbpo:normalized+reset"])
+                                       "dhmbpo:normalized+reset", "dhmbpo:released"])
 def test_killed_at_random_steps_and_after_checkpoints_resumes_exactly(algorithm, tmp_path,
                                                                       uninterrupted):
     if algorithm not in uninterrupted:
