@@ -10,8 +10,16 @@
    gets in the environment from s (up to ``--horizon`` steps, discount of the run; the entropy
    bonus is left out, which makes the soft Q a little lower, not higher). A ratio above 1 means the
    critic expects more than the environment gives.
+3. Gradients: what the actor's update through the model relies on. From each start state and the
+   policy's action, central differences (step ``--fd-step`` in every action coordinate) of
+   (a) the next observation (the one-step Jacobian d s'/d a) and (b) the reward summed over
+   ``--grad-horizon`` steps of the deterministic policy, in the environment and in the model
+   (the members' mean prediction, the exact reward and termination); reported as the cosine
+   between the model's and the environment's and the model's relative error, median over the
+   states, beside the same cosine between two members (how much the members agree).
 
-Start states are drawn from the last 5000 transitions of the buffer of the run's last checkpoint.
+Start states are drawn from the last 5000 transitions of the buffer of the run's last checkpoint
+(with ``--before-falls K`` only those K to 2K steps before a termination).
 The environment is put in a start state with ``set_state(obs[:nq], obs[nq:])``, which needs
 observations that are exactly MuJoCo's positions and velocities (the suite's Hopper-v5,
 Walker2d-v5 and HalfCheetah-v5 specs, which observe the torso's x); other environments are refused.
@@ -43,10 +51,23 @@ def last_checkpoint(run_dir):
     return found[-1]
 
 
-def start_states(checkpoint, n, rng):
-    obs = np.load(os.path.join(checkpoint, "buffer.npz"))["obs"]
-    recent = obs[max(0, len(obs) - 5000):]
-    return recent[rng.integers(0, len(recent), n)].astype(np.float64)
+def start_states(checkpoint, n, rng, before_falls=0):
+    """n states of the last 5000 transitions of the buffer; with ``before_falls=k`` only states
+    k to 2k steps before a termination of their episode."""
+    buf = np.load(os.path.join(checkpoint, "buffer.npz"))
+    first = max(0, len(buf["obs"]) - 5000)
+    obs, terminated = buf["obs"][first:], buf["terminated"][first:]
+    if not before_falls:
+        return obs[rng.integers(0, len(obs), n)].astype(np.float64)
+    ends = np.flatnonzero(terminated)
+    pool = np.unique(np.concatenate([e - np.arange(before_falls, 2 * before_falls + 1)
+                                     for e in ends])) if len(ends) else np.empty(0, int)
+    pool = pool[pool >= 0]
+    # a state belongs to the fall's episode when no other termination lies between them
+    pool = np.array([i for i in pool if not terminated[i:i + before_falls].any()], int)
+    if len(pool) == 0:
+        raise SystemExit("--before-falls: no terminations in the last 5000 transitions")
+    return obs[rng.choice(pool, n)].astype(np.float64)
 
 
 def put_in_state(env, obs, seed):
@@ -104,7 +125,70 @@ def env_returns(env, policy, starts, actions, gamma, horizon):
     return np.array(returns), np.array(upright)
 
 
-def diagnose(run_dir, n, horizon, seed):
+def _env_next(env, s, a, seed):
+    put_in_state(env, s, seed)
+    o, r, terminated, _, _ = env.step(a)
+    return o, r, terminated
+
+
+def _env_return(env, policy, s, a, steps, seed):
+    put_in_state(env, s, seed)
+    g = 0.0
+    for _ in range(steps):
+        o, r, terminated, _, _ = env.step(a)
+        g += r
+        if terminated:
+            break
+        a = policy.act(o, deterministic=True)
+    return g
+
+
+def _model_return(model, spec, policy, s, a, steps):
+    """Summed exact reward along the members' mean prediction (rows: start states, actions)."""
+    g, alive = np.zeros(len(s)), np.ones(len(s), bool)
+    for _ in range(steps):
+        nxt = model.predict(s, a)[0].astype(np.float64).mean(axis=0)
+        g += alive * spec.reward_fn(s, a, nxt)
+        alive &= ~spec.termination_fn(s, a, nxt)
+        s = nxt
+        a = np.array([policy.act(o, deterministic=True) for o in s])
+    return g
+
+
+def _cos(x, y):
+    return float(x.ravel() @ y.ravel() / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-300))
+
+
+def gradients(spec, model, policy, starts, actions, h, steps):
+    """Median cosines and relative errors of check 3 (module docstring)."""
+    env, A = spec.env, actions.shape[1]
+    lo, hi = spec.env.action_space.low, spec.env.action_space.high
+    out = {"jac_cos": [], "jac_err": [], "jac_members_cos": [], "ret_cos": [], "ret_err": []}
+    for i, (s, a) in enumerate(zip(starts, actions)):
+        a = np.clip(a, lo + h, hi - h)
+        plus = a + h * np.eye(A)
+        minus = a - h * np.eye(A)
+        je = np.stack([_env_next(env, s, p, i)[0] - _env_next(env, s, m, i)[0]
+                       for p, m in zip(plus, minus)], axis=1) / (2 * h)          # (D, A)
+        S = np.repeat(s[None], A, axis=0)
+        mp = model.predict(S, plus)[0].astype(np.float64)                        # (E, A, D)
+        mm = model.predict(S, minus)[0].astype(np.float64)
+        jm_members = np.transpose(mp - mm, (0, 2, 1)) / (2 * h)                   # (E, D, A)
+        jm = jm_members.mean(axis=0)
+        out["jac_cos"].append(_cos(jm, je))
+        out["jac_err"].append(np.linalg.norm(jm - je) / np.linalg.norm(je))
+        out["jac_members_cos"].append(_cos(jm_members[0], jm_members[1]))
+        ge = np.array([_env_return(env, policy, s, p, steps, i)
+                       - _env_return(env, policy, s, m, steps, i)
+                       for p, m in zip(plus, minus)]) / (2 * h)
+        gm = (_model_return(model, spec, policy, S, plus, steps)
+              - _model_return(model, spec, policy, S, minus, steps)) / (2 * h)
+        out["ret_cos"].append(_cos(gm, ge))
+        out["ret_err"].append(np.linalg.norm(gm - ge) / np.linalg.norm(ge))
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+def diagnose(run_dir, n, horizon, seed, fd_step=1e-2, grad_horizon=5, before_falls=0):
     run = open_run(run_dir)
     if run.algorithm != "dhmbpo":
         raise SystemExit(f"run_dir: expected a dhmbpo run, got a {run.algorithm} run: {run_dir}")
@@ -117,10 +201,11 @@ def diagnose(run_dir, n, horizon, seed):
     checkpoint = last_checkpoint(run_dir)
     policy = fm.load(run_dir)
     rng = np.random.default_rng(seed)
-    starts = start_states(checkpoint, n, rng)
+    starts = start_states(checkpoint, n, rng, before_falls)
     menv = ModelEnv(load_model(run), reward_fn=spec.reward_fn, termination_fn=spec.termination_fn)
     steps = max(STEPS_SHOWN)
-    print(f"{run_dir} ({cfg.env}, {len(starts)} states of the last 5000 of the buffer)")
+    where = f", {before_falls}-{2 * before_falls} steps before a fall" if before_falls else ""
+    print(f"{run_dir} ({cfg.env}, {len(starts)} states of the last 5000 of the buffer{where})")
     print("  alive after steps      " + " ".join(f"{t:5d}" for t in STEPS_SHOWN) + "   reward/step")
     rows = [("environment", env_survival(spec.env, policy, starts, steps))]
     for sampled in (True, False):
@@ -136,6 +221,12 @@ def diagnose(run_dir, n, horizon, seed):
           f"(ratio {q.mean() / g.mean():.2f}); Q above the return in {np.mean(q > g):.0%} of the "
           f"states; correlation {np.corrcoef(q, g)[0, 1]:.2f}; steps upright: median "
           f"{int(np.median(upright))} (at most {horizon})")
+    model = load_model(run)
+    g = gradients(spec, model, policy, starts, actions, fd_step, grad_horizon)
+    print(f"  d s'/d a: cosine model-environment {g['jac_cos']:.2f} (two members "
+          f"{g['jac_members_cos']:.2f}), relative error {g['jac_err']:.2f}; gradient of the "
+          f"{grad_horizon}-step reward: cosine {g['ret_cos']:.2f}, relative error "
+          f"{g['ret_err']:.2f} (medians over the states, central differences of {fd_step})")
 
 
 def main():
@@ -145,11 +236,20 @@ def main():
     ap.add_argument("--horizon", type=int, default=600,
                     help="environment steps of each return (default 600: discount^600 < 0.05)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fd-step", type=float, default=1e-2,
+                    help="central-difference step in the actions (default 0.01)")
+    ap.add_argument("--grad-horizon", type=int, default=5,
+                    help="steps of the summed reward whose gradient check 3 compares (default 5, "
+                         "the training rollout's)")
+    ap.add_argument("--before-falls", type=int, default=0, metavar="K",
+                    help="start states only K to 2K steps before a termination (default 0: any)")
     args = ap.parse_args()
-    if args.states < 2 or args.horizon < 1:
-        ap.error("--states: at least 2; --horizon: at least 1")
+    if args.states < 2 or args.horizon < 1 or args.grad_horizon < 1 or not args.fd_step > 0:
+        ap.error("--states: at least 2; --horizon, --grad-horizon: at least 1; --fd-step: "
+                 "positive")
     for run_dir in args.run_dirs:
-        diagnose(run_dir, args.states, args.horizon, args.seed)
+        diagnose(run_dir, args.states, args.horizon, args.seed, args.fd_step, args.grad_horizon,
+                 args.before_falls)
 
 
 if __name__ == "__main__":

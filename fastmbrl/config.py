@@ -400,6 +400,11 @@ class DHMBPOConfig:
     critic_target_members: int = 2
     """Target networks whose minimum is the critics' target, drawn at random per update (2:
     REDQ's random pair; up to ``critic_members``, a more pessimistic target)."""
+    critic_lower_bound: str = "reward"
+    """The critics' lower bound (their targets are clipped into the bounds): "reward", the low
+    quantile of the soft rewards over ``1 - gamma`` (the released code); "zero", at most 0, the
+    value of an episode that ends, for environments that end episodes and pay positive rewards
+    while alive (Hopper, Walker2d, Ant, Humanoid)."""
     critic_ln_eps: float = 1e-5
     """Layer-normalization epsilon on the critics' hidden inputs (0: none)."""
     critic_dropout: float = 1e-3
@@ -439,6 +444,8 @@ class DHMBPOConfig:
             ("critic_members", self.critic_members >= 2, "at least 2"),
             ("critic_target_members", 2 <= self.critic_target_members <= self.critic_members,
              "an integer in [2, critic_members]"),
+            ("critic_lower_bound", self.critic_lower_bound in ("reward", "zero"),
+             "'reward' or 'zero'"),
             ("critic_ln_eps", self.critic_ln_eps >= 0, "non-negative (0: none)"),
             ("critic_dropout", 0 <= self.critic_dropout < 1, "in [0, 1)"),
             ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"),

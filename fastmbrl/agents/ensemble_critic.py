@@ -56,6 +56,11 @@ class EnsembleCritic:
         Adam step size; Polyak rate of the target networks.
     bound_lr : float
         Rate at which the bounds follow the rewards' quantiles (:meth:`update_bounds`).
+    lower_bound : {"reward", "zero"}
+        "reward": the lower bound is the low reward quantile over ``1 - gamma``, the value of
+        never-ending low rewards (the released code); "zero": at most 0, the value of an episode
+        that ends now: where episodes can end, a state about to fail is worth less than
+        ``r_lo / (1 - gamma)`` when ``r_lo > 0``, and the reward bound would clip its target up.
     dtype : numpy float type
     seed : int
 
@@ -69,7 +74,7 @@ class EnsembleCritic:
 
     def __init__(self, obs_dim, act_dim, hidden=(256, 256, 256), members=5, *, ln_eps=1e-5,
                  dropout=1e-3, activation="silu", lr=3e-4, tau=0.005, bound_lr=3e-4,
-                 target_members=2, dtype=np.float32, seed=0):
+                 lower_bound="reward", target_members=2, dtype=np.float32, seed=0):
         self.obs_dim = check_int("obs_dim", obs_dim)
         self.act_dim = check_int("act_dim", act_dim)
         if not isinstance(hidden, (tuple, list)) or len(hidden) == 0:
@@ -91,6 +96,9 @@ class EnsembleCritic:
         self.lr = check_float("lr", lr, 0.0, strict_min=True)
         self.tau = check_float("tau", tau, 0.0, 1.0)
         self.bound_lr = check_float("bound_lr", bound_lr, 0.0, 1.0)
+        if lower_bound not in ("reward", "zero"):
+            raise ValueError(f"lower_bound: expected 'reward' or 'zero', got {lower_bound!r}")
+        self.lower_bound = lower_bound
         self.dtype = check_dtype("dtype", dtype)
         self.seed = check_int("seed", seed, minimum=0)
         self.dims = np.array((self.obs_dim + self.act_dim,) + self.hidden + (1,), np.int64)
@@ -259,10 +267,12 @@ class EnsembleCritic:
         """Follow the range of soft returns: the ``lower``/``upper`` quantiles of the soft rewards
         ``r - alpha log pi`` seen, over ``1 - gamma``, give ``[q_lb, q_ub]`` (set the first time,
         then moved by ``bound_lr`` towards them); centre and width are their midpoint and half
-        range."""
+        range. With ``lower_bound="zero"`` the lower one is at most 0."""
         lo, hi = np.quantile(np.asarray(soft_rewards, np.float64), [lower, upper])
         scale = 1.0 / (1.0 - gamma)
         lo, hi = lo * scale, hi * scale
+        if self.lower_bound == "zero":
+            lo = min(lo, 0.0)
         s = self.scalars
         if not s[4]:
             s[0], s[1], s[4] = lo, hi, 1.0

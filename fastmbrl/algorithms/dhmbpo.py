@@ -117,6 +117,7 @@ def make_critic(env, config, seed):
     s, d = config.sac, config.dhmbpo
     return EnsembleCritic(env.obs_dim, env.act_dim, tuple(d.critic_hidden), d.critic_members,
                           ln_eps=d.critic_ln_eps, dropout=d.critic_dropout, lr=s.lr, tau=s.tau,
+                          lower_bound=d.critic_lower_bound,
                           target_members=d.critic_target_members, dtype=np.dtype(s.dtype).type,
                           seed=seed)
 

@@ -11,6 +11,7 @@ from fastmbrl._config import ACTIVATIONS
 from fastmbrl.agents import double_horizon as dh
 from fastmbrl.agents.ensemble_critic import EnsembleCritic
 from fastmbrl.models import ModelEnv
+from fastmbrl.nn._flat import unflatten
 from tests.agents.test_model_based_grads import D_ACT, D_OBS, make_agent, make_noise
 from tests.models.test_step_vjp import make_arrays, quad_reward, quad_reward_grad
 
@@ -214,6 +215,29 @@ def test_critic_only_update_is_the_full_updates_critic_step_and_leaves_the_actor
     for k in ("critic_loss", "temperature", "entropy", "mean_q"):
         assert only[k] == full[k]
     assert np.isnan(only["actor_loss"]) and np.isnan(only["temperature_loss"])
+
+
+def test_lower_bound_zero_lets_the_targets_fall_to_the_value_of_an_ending_episode():
+    """Soft rewards all positive (a hopper paid while upright): the reward bound puts the floor at
+    r_lo / (1 - gamma) > 0 and clips a low target up to it; lower_bound="zero" floors at 0."""
+    soft = np.random.default_rng(0).uniform(0.5, 3.0, 1000)
+    lo = np.quantile(soft, 0.01) / (1 - 0.99)
+    critics = {}
+    for bound in ("reward", "zero"):
+        c = EnsembleCritic(D_OBS, D_ACT, hidden=(8, 8), members=3, lower_bound=bound,
+                           dtype=np.float64)
+        c.update_bounds(soft, 0.99)
+        unflatten(c.target, c.dims, c.members)[-1][...] = -10.0   # every target far below both
+        critics[bound] = c
+    reward, zero = critics["reward"], critics["zero"]
+    assert reward.scalars[0] == pytest.approx(lo) and lo > 40
+    assert zero.scalars[0] == 0.0 and zero.scalars[1] == reward.scalars[1]
+    assert zero.center == 0.5 * zero.scalars[1]
+    obs, act = np.zeros((4, D_OBS)), np.zeros((4, D_ACT))
+    np.testing.assert_array_equal(reward.target_min(obs, act), lo)
+    np.testing.assert_array_equal(zero.target_min(obs, act), 0.0)
+    with pytest.raises(ValueError, match="lower_bound"):
+        EnsembleCritic(D_OBS, D_ACT, lower_bound="none")
 
 
 def test_bad_input_is_refused_with_the_argument_named():

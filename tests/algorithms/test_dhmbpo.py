@@ -47,7 +47,8 @@ def test_the_model_section_is_overridden_by_dhmbpo_model_settings():
 
 @pytest.mark.parametrize("key,value", [("horizon", 0), ("rollout_length", 0),
                                        ("critic_members", 1), ("critic_dropout", 1.0),
-                                       ("random_steps", 1)])
+                                       ("random_steps", 1), ("update_every", 0),
+                                       ("critic_warmup", -1), ("critic_lower_bound", "none")])
 def test_bad_settings_are_refused_with_the_key_named(key, value):
     cfg = copy.deepcopy(CONFIG)
     cfg["dhmbpo"] = {**cfg["dhmbpo"], key: value}
