@@ -81,6 +81,23 @@ def test_config_edited_after_the_checkpoint_is_refused_naming_the_keys(run_dir):
         _sac(run_dir, steps=150, resume=True)
 
 
+def _drop_from_checkpoint_record(run_dir, section, key):
+    path = run_dir / _pointer(run_dir)["dir"] / "state.json"
+    state = json.loads(path.read_text())
+    del state["config"][section][key]
+    path.write_text(json.dumps(state))
+
+
+def test_a_setting_added_since_the_checkpoint_passes_at_its_default_only(run_dir):
+    """A checkpoint made before a setting existed resumes when the setting has its default (the
+    older code's behaviour); a missing setting with another value is refused, named."""
+    _drop_from_checkpoint_record(run_dir, "dhmbpo", "update_every")
+    assert _sac(run_dir, steps=150, resume=True).steps.tolist() == [50, 100, 150]
+    _drop_from_checkpoint_record(run_dir, "sac", "hidden")           # set to [16, 16], not default
+    with pytest.raises(ValueError, match=r"sac\.hidden: None in the checkpoint, \[16, 16\] now"):
+        _sac(run_dir, steps=200, resume=True)
+
+
 def test_extending_the_budget_on_resume_is_allowed(run_dir):
     result = _sac(run_dir, steps=150, resume=True)
     assert result.steps.tolist() == [50, 100, 150]

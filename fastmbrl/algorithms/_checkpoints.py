@@ -51,6 +51,10 @@ def check_resume_settings(ctx, preset=None):
     ``preset(config)``, when given, is the algorithm's preset (the checkpoint records the
     configuration its loop ran with).
 
+    A setting the checkpoint does not record (added to fastmbrl after the run started) passes when
+    it has its default value: every new setting's default keeps the behaviour of the code before
+    it, so a long run can be continued with a newer fastmbrl.
+
     Raises
     ------
     ValueError
@@ -66,8 +70,13 @@ def check_resume_settings(ctx, preset=None):
         return
     before = _flat_settings(recorded)
     now = _flat_settings(_cfg.to_dict(ctx.config if preset is None else preset(ctx.config)))
+    defaults = _flat_settings(_cfg.to_dict(_cfg.RunConfig()))
+    added = [k for k in now if k not in before and k in defaults and now[k] == defaults[k]]
+    if added:
+        log.info("resume: %s not recorded in the checkpoint of %s (settings added since); their "
+                 "defaults keep the older behaviour", ", ".join(sorted(added)), ctx.out_dir)
     changed = [k for k in sorted(set(before) | set(now))
-               if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)]
+               if k not in RESUME_MAY_CHANGE and k not in added and before.get(k) != now.get(k)]
     if changed:
         what = "; ".join(f"{k}: {before.get(k)!r} in the checkpoint, {now.get(k)!r} now"
                          for k in changed)
