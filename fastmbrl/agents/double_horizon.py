@@ -96,10 +96,10 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
         critic.step(gc)
     else:
         scaling.critic_step(critic, gc)
+    logp0 = rec.logps[0]
+    entropy = -float(np.mean(logp0, dtype=np.float64))
     if not train_actor:
-        values = (closs, np.nan, np.nan, alpha, -float(np.mean(rec.logps[0], dtype=np.float64)),
-                  mean_q)
-        return {k: float(v) for k, v in zip(METRICS, values)}
+        return dict(zip(METRICS, map(float, (closs, np.nan, np.nan, alpha, entropy, mean_q))))
     # ---- the actor, through the rollout, with the updated critic at its end
     qm, d_s, d_a = critic.mean_vjp(rec.s_h, rec.a_h, -c_h / B)
     total = rec.total + c_h * (np.where(c_h > 0, qm, 0.0) - alpha * rec.logp_h)
@@ -114,13 +114,10 @@ def double_horizon_update(agent, critic, menv, obs, horizon, noise=None, scaling
     else:
         scaling.actor_step(agent, ga, hp["lr_actor"], b1, b2, aeps, agent.steps[1])
     # ---- the temperature
-    logp0 = rec.logps[0]
     tloss, tg = _k._sac_temperature_loss_grad(np.float64(agent.alpha_state[0]), logp0,
                                               hp["target_entropy"])
     agent.steps[2] += 1
     st = agent.alpha_state
     _k._adam_update(st[0:1], np.array([tg], st.dtype), st[1:2], st[2:3], hp["lr_alpha"], b1, b2,
                     aeps, agent.steps[2])
-    values = (closs, -float(np.mean(total)), tloss, alpha,
-              -float(np.mean(logp0, dtype=np.float64)), mean_q)
-    return {k: float(v) for k, v in zip(METRICS, values)}
+    return dict(zip(METRICS, map(float, (closs, -np.mean(total), tloss, alpha, entropy, mean_q))))

@@ -66,8 +66,7 @@ class StateRounds:
 
     def __init__(self, retain, obs_dim, dtype):
         self.retain, self.obs_dim, self.dtype = int(retain), int(obs_dim), dtype
-        self.rounds = []
-        self._all = np.empty((0, self.obs_dim), dtype)
+        self.clear()
 
     def __len__(self):
         return self._all.shape[0]
@@ -82,6 +81,7 @@ class StateRounds:
         self._all = np.concatenate(self.rounds)
 
     def clear(self):
+        """No rounds (the state at construction)."""
         self.rounds = []
         self._all = np.empty((0, self.obs_dim), self.dtype)
 
@@ -92,9 +92,10 @@ class StateRounds:
         return {str(i): r for i, r in enumerate(self.rounds)}
 
     def restore(self, state):
+        self.clear()
         self.rounds = [np.ascontiguousarray(state[str(i)], self.dtype) for i in range(len(state))]
-        self._all = (np.concatenate(self.rounds) if self.rounds
-                     else np.empty((0, self.obs_dim), self.dtype))
+        if self.rounds:
+            self._all = np.concatenate(self.rounds)
 
 
 def make_agent(env, config, seed):
@@ -255,7 +256,7 @@ def run(ctx):
                 reset_optimizers(agent, critic)
             if d.clear_rounds:
                 rounds.clear()
-                lp.model_rows = 0
+                lp.model_rows = len(rounds)
             if d.critic_warmup:
                 critic_warmup(lp)
         if (t - d.random_steps) % d.update_every == 0:
