@@ -127,8 +127,7 @@ def env_returns(env, policy, starts, actions, gamma, horizon):
 
 def _env_next(env, s, a, seed):
     put_in_state(env, s, seed)
-    o, r, terminated, _, _ = env.step(a)
-    return o, r, terminated
+    return env.step(a)[0]
 
 
 def _env_return(env, policy, s, a, steps, seed):
@@ -168,7 +167,7 @@ def gradients(spec, model, policy, starts, actions, h, steps):
         a = np.clip(a, lo + h, hi - h)
         plus = a + h * np.eye(A)
         minus = a - h * np.eye(A)
-        je = np.stack([_env_next(env, s, p, i)[0] - _env_next(env, s, m, i)[0]
+        je = np.stack([_env_next(env, s, p, i) - _env_next(env, s, m, i)
                        for p, m in zip(plus, minus)], axis=1) / (2 * h)          # (D, A)
         S = np.repeat(s[None], A, axis=0)
         mp = model.predict(S, plus)[0].astype(np.float64)                        # (E, A, D)
@@ -202,7 +201,8 @@ def diagnose(run_dir, n, horizon, seed, fd_step=1e-2, grad_horizon=5, before_fal
     policy = fm.load(run_dir)
     rng = np.random.default_rng(seed)
     starts = start_states(checkpoint, n, rng, before_falls)
-    menv = ModelEnv(load_model(run), reward_fn=spec.reward_fn, termination_fn=spec.termination_fn)
+    model = load_model(run)
+    menv = ModelEnv(model, reward_fn=spec.reward_fn, termination_fn=spec.termination_fn)
     steps = max(STEPS_SHOWN)
     where = f", {before_falls}-{2 * before_falls} steps before a fall" if before_falls else ""
     print(f"{run_dir} ({cfg.env}, {len(starts)} states of the last 5000 of the buffer{where})")
@@ -221,7 +221,6 @@ def diagnose(run_dir, n, horizon, seed, fd_step=1e-2, grad_horizon=5, before_fal
           f"(ratio {q.mean() / g.mean():.2f}); Q above the return in {np.mean(q > g):.0%} of the "
           f"states; correlation {np.corrcoef(q, g)[0, 1]:.2f}; steps upright: median "
           f"{int(np.median(upright))} (at most {horizon})")
-    model = load_model(run)
     g = gradients(spec, model, policy, starts, actions, fd_step, grad_horizon)
     print(f"  d s'/d a: cosine model-environment {g['jac_cos']:.2f} (two members "
           f"{g['jac_members_cos']:.2f}), relative error {g['jac_err']:.2f}; gradient of the "

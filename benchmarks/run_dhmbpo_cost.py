@@ -55,38 +55,27 @@ def _macs(dims, rows):
     return rows * _floor.mlp_macs(dims)
 
 
-def main():
-    import scipy.linalg.cython_blas  # noqa: F401  (load scipy's OpenBLAS before threadpoolctl)
-
+def setup(env, threads, rows):
+    """What one DHMBPO update of ``env``'s suite defaults needs, untrained: ``(spec, cfg, made,
+    agent, critic, model, obs, act, next_obs)`` with ``rows`` transitions of random actions (the
+    cost does not depend on what the model learned; ``bench_dhmbpo.py`` uses it too)."""
     import fastmbrl as fm
-    from fastmbrl.agents import double_horizon as dh
-    from fastmbrl.agents._mb_grads import _model_arrays, draw_noise
     from fastmbrl.algorithms.dhmbpo import _model_config, make_agent, make_critic
     from fastmbrl.algorithms.pets import make_model
     from fastmbrl.config import RunConfig, from_dict
     from fastmbrl.envs import get_spec
-    from fastmbrl.models import ModelEnv
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default="Hopper-v5")
-    p.add_argument("--updates", type=int, default=30, help="timed updates (median)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    args = p.parse_args()
-
-    spec = get_spec(args.env)
+    spec = get_spec(env)
     cfg = from_dict({**spec.defaults, "sac": {**spec.defaults.get("sac", {}),
-                                              "n_threads": args.threads}},
-                    base=RunConfig(env=args.env))
+                                              "n_threads": threads}},
+                    base=RunConfig(env=env))
     cfg = _model_config(cfg)
-    d, m = cfg.dhmbpo, cfg.model
-    made = fm.envs.make(args.env)
+    made = fm.envs.make(env)
     O, A = made.obs_dim, made.act_dim
     agent = make_agent(made, cfg, 0)
     critic = make_critic(made, cfg, 1)
     model = make_model(O, A, cfg, made.angle_dims, 2)
     rng = np.random.default_rng(0)
-    # data from random actions: the cost does not depend on what the model learned
-    rows = 20000
     obs = np.empty((rows, O), np.float32)
     act = rng.uniform(-1, 1, (rows, A)).astype(np.float32)
     nxt = np.empty_like(obs)
@@ -96,6 +85,45 @@ def main():
         o2, _, term, trunc, _ = made.env.step(act[i])
         nxt[i] = o2
         o = made.env.reset()[0] if (term or trunc) else o2
+    return spec, cfg, made, agent, critic, model, obs, act, nxt
+
+
+def update_flops(agent, critic, model, h):
+    """Matrix-product flops of one update's three phases (dict; ``double_horizon_update``'s
+    calls, batch ``agent.batch_size``, training rollout of ``h`` steps)."""
+    B, K = agent.batch_size, critic.members
+    Fc = _macs(critic.dims, B)                  # one member's forward
+    Fa = _macs(agent.dims_actor, B)
+    Fm = _macs([model.in_dim] + list(model.hidden) + [2 * model.out_dim], B)   # one member per row
+    return {
+        # actor forward + model step per rollout step, actor forward at s_h
+        "training rollout": 2 * (h * (Fa + Fm) + Fa),
+        # target forward (the target_members its minimum reads), loss forward + weight and input
+        # gradients (3 K), Adam
+        "critic": 2 * (critic.target_members * Fc + 3 * K * Fc),
+        # ensemble forward + input gradient (2 K), model VJPs (2 Fm per step: input gradient via
+        # recomputed hidden layers), actor VJPs (forward again + backward: 3 Fa per step + at s_h)
+        "actor": 2 * (2 * K * Fc + h * 2 * Fm + (h + 1) * 3 * Fa),
+    }
+
+
+def main():
+    import scipy.linalg.cython_blas  # noqa: F401  (load scipy's OpenBLAS before threadpoolctl)
+
+    from fastmbrl.agents import double_horizon as dh
+    from fastmbrl.agents._mb_grads import _model_arrays, draw_noise
+    from fastmbrl.models import ModelEnv
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default="Hopper-v5")
+    p.add_argument("--updates", type=int, default=30, help="timed updates (median)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = p.parse_args()
+
+    rows = 20000
+    spec, cfg, made, agent, critic, model, obs, act, nxt = setup(args.env, args.threads, rows)
+    d, m = cfg.dhmbpo, cfg.model
+    rng = np.random.default_rng(0)
     menv = ModelEnv(model, reward_fn=spec.reward_fn, termination_fn=spec.termination_fn)
 
     print(f"{args.env}: cpu {_cpu()}, {args.threads} kernel threads, model "
@@ -169,20 +197,7 @@ def main():
             dh.double_horizon_update(agent, critic, menv, states, h)
         whole = (time.perf_counter() - t0) / args.updates
 
-    K = d.critic_members
-    critic_dims = critic.dims
-    Fc = _macs(critic_dims, B)                  # one member's forward
-    Fa = _macs(actor_dims, B)
-    Fm = _macs(model_dims, B)                   # one member per row (TS1)
-    flops = {
-        # actor forward + model step per rollout step, actor forward at s_h
-        "training rollout": 2 * (h * (Fa + Fm) + Fa),
-        # target forward (K), loss forward + weight and input gradients (3 K), Adam
-        "critic": 2 * (K * Fc + 3 * K * Fc),
-        # ensemble forward + input gradient (2 K), model VJPs (2 Fm per step: input gradient via
-        # recomputed hidden layers), actor VJPs (forward again + backward: 3 Fa per step + at s_h)
-        "actor": 2 * (2 * K * Fc + h * 2 * Fm + (h + 1) * 3 * Fa),
-    }
+    flops = update_flops(agent, critic, model, h)
     per_k = 1000.0
     refits = per_k / d.model_train_every
     rounds = per_k / d.rollout_every
